@@ -1,0 +1,89 @@
+//! Types shared between the kernel programs (`enforcer-ebpf`) and user space.
+//!
+//! Every type here is `#[repr(C)]` with explicit padding so that both sides agree on the
+//! layout byte for byte; user space gets `aya::Pod` impls behind the `user` feature.
+#![no_std]
+
+/// Per-CPU bookkeeping of the CPU sampler (one slot per CPU, index 0 of a per-CPU array).
+///
+/// The kernel credits on-CPU time when a task is switched out. The slot remembers when the
+/// running task was switched in and which cgroup it belongs to, so that user space can add
+/// the slice still in flight when it reads (a hog alone on a core is never switched out).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSlot {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the running task was switched in; 0 before
+    /// the first switch seen on this CPU.
+    pub start_ns: u64,
+    /// Cgroup id (kernfs node id) of the running task; [`IDLE_CGROUP`] while idle.
+    pub cgroup_id: u64,
+    /// Non-idle nanoseconds credited on this CPU since the program was loaded.
+    pub busy_ns: u64,
+    /// `sched_switch` events seen on this CPU.
+    pub switches: u64,
+    /// Credits lost because the per-cgroup map was full.
+    pub dropped: u64,
+    /// Switch-ins whose cgroup could not be read (the slice is then not credited).
+    pub read_errors: u64,
+}
+
+/// The `cgroup_id` a [`CpuSlot`] holds while its CPU runs the idle task (pid 0).
+pub const IDLE_CGROUP: u64 = 0;
+
+/// Which cgroup identity the CPU sampler charges time to, set at load time.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupMode {
+    /// The task's cgroup2 (default hierarchy) cgroup: `task->cgroups->dfl_cgrp`.
+    Unified = 0,
+    /// The task's cgroup in the v1 `cpu` hierarchy: `task->cgroups->subsys[cpu_cgrp_id]->cgroup`.
+    V1Cpu = 1,
+}
+
+/// Kernel structure offsets the CPU sampler needs, read by user space from the running
+/// kernel's BTF and handed to the program as a load-time global (see `sampling::btf`).
+///
+/// Rust eBPF cannot use CO-RE relocations yet, so the offsets travel as data. With a
+/// frozen `.rodata` the verifier sees them as constants.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOffsets {
+    /// `offsetof(struct task_struct, pid)`.
+    pub task_pid: u32,
+    /// `offsetof(struct task_struct, cgroups)`.
+    pub task_cgroups: u32,
+    /// `offsetof(struct css_set, dfl_cgrp)`.
+    pub css_set_dfl_cgrp: u32,
+    /// `offsetof(struct css_set, subsys) + cpu_cgrp_id * sizeof(void *)`.
+    pub css_set_cpu_subsys: u32,
+    /// `offsetof(struct cgroup_subsys_state, cgroup)`.
+    pub css_cgroup: u32,
+    /// `offsetof(struct cgroup, kn)`.
+    pub cgroup_kn: u32,
+    /// `offsetof(struct kernfs_node, id)`.
+    pub kn_id: u32,
+    /// A [`CgroupMode`] as `u32`.
+    pub mode: u32,
+}
+
+/// Name of the per-CPU array holding one [`CpuSlot`] per CPU.
+pub const MAP_CPU_SLOT: &str = "CPU_SLOT";
+/// Name of the per-CPU hash `cgroup id (u64) -> on-CPU nanoseconds (u64)`.
+pub const MAP_CPU_NS: &str = "CPU_NS";
+/// Name of the global holding [`TaskOffsets`].
+pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+/// Name of the CPU sampler program (`tp_btf/sched_switch`).
+pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+/// Name of the program settling a running task's slice when it moves itself to another
+/// cgroup (`tp_btf/cgroup_attach_task`).
+pub const PROG_CGROUP_ATTACH: &str = "cgroup_attach_task";
+/// Default capacity of [`MAP_CPU_NS`]; user space may override it at load time.
+pub const CPU_NS_DEFAULT_ENTRIES: u32 = 16_384;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` integers, no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::CpuSlot {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TaskOffsets {}
+}

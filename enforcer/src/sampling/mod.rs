@@ -1,0 +1,5 @@
+//! Kernel sampling: loading the eBPF programs and reading their maps.
+
+pub mod batch;
+pub mod btf;
+pub mod cpu;
