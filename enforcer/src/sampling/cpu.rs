@@ -182,6 +182,13 @@ impl CpuSampler {
         }
     }
 
+    /// `(run_time, run_count)` of the sched_switch program as the kernel counts them; both
+    /// stay zero unless `kernel.bpf_stats_enabled` is 1.
+    pub fn program_stats(&self) -> Option<(Duration, u64)> {
+        let info = self._ebpf.program(PROG_SCHED_SWITCH)?.info().ok()?;
+        Some((info.run_time(), info.run_count()))
+    }
+
     /// Entries currently in the per-cgroup map.
     pub fn map_len(&self) -> usize {
         self.per_cgroup.keys().count()

@@ -1,0 +1,49 @@
+//! enforcer's benchmarks. Every figure is measured side by side in one run and reported,
+//! never asserted: `cargo xtask bench` (as root).
+
+mod overhead;
+mod tick;
+mod idle;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "enforcer benchmarks (root; real kernel)")]
+struct Cli {
+    #[command(subcommand)]
+    which: Option<Which>,
+    /// Also write the results as JSON to this file.
+    #[arg(long, global = true)]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Which {
+    /// Overhead per sched_switch event from kernel.bpf_stats_enabled, cgroup2 and v1 paths.
+    Overhead,
+    /// Cost of one sampling tick: eBPF map read vs cgroupfs polling, 100/1,000/10,000 cgroups.
+    Tick,
+    /// Daemon RSS and CPU on an idle machine at the default tick.
+    Idle,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    enforcer_tests::require_root();
+    let mut results = serde_json::Map::new();
+    let all = cli.which.is_none();
+    if all || matches!(cli.which, Some(Which::Overhead)) {
+        results.insert("sched_switch_overhead".into(), overhead::run()?);
+    }
+    if all || matches!(cli.which, Some(Which::Tick)) {
+        results.insert("tick_cost".into(), tick::run()?);
+    }
+    if all || matches!(cli.which, Some(Which::Idle)) {
+        results.insert("daemon_idle".into(), idle::run()?);
+    }
+    if let Some(path) = cli.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+        println!("results written to {}", path.display());
+    }
+    Ok(())
+}

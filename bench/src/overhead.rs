@@ -1,0 +1,64 @@
+//! Nanoseconds per `sched_switch` event, as the kernel measures them
+//! (`kernel.bpf_stats_enabled`: run_time_ns / run_cnt), under heavy switching.
+
+use std::process::Command;
+
+use enforcer::sampling::cpu::CpuSampler;
+use enforcer_common::CgroupMode;
+use serde_json::json;
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// Turns bpf_stats on and restores the previous value on drop (it costs every program on
+/// the host a little while on).
+struct BpfStats(String);
+
+impl BpfStats {
+    fn enable() -> anyhow::Result<BpfStats> {
+        let old = std::fs::read_to_string(BPF_STATS)?.trim().to_string();
+        std::fs::write(BPF_STATS, "1")?;
+        Ok(BpfStats(old))
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(BPF_STATS, &self.0);
+    }
+}
+
+fn measure(mode: CgroupMode, seconds: u32) -> anyhow::Result<(f64, u64)> {
+    let sampler = CpuSampler::load(mode, 16_384)?;
+    let _stats = BpfStats::enable()?;
+    let (t0, n0) = sampler.program_stats().unwrap_or_default();
+    let status = Command::new("stress-ng")
+        .args(["--switch", "2", "--timeout", &format!("{seconds}s"), "--quiet"])
+        .status()?;
+    anyhow::ensure!(status.success(), "stress-ng --switch failed: {status}");
+    let (t1, n1) = sampler.program_stats().unwrap_or_default();
+    let runs = n1 - n0;
+    anyhow::ensure!(runs > 0, "no sched_switch runs counted (bpf_stats off?)");
+    Ok(((t1 - t0).as_nanos() as f64 / runs as f64, runs))
+}
+
+pub fn run() -> anyhow::Result<serde_json::Value> {
+    println!("== overhead per sched_switch event (bpf_stats, stress-ng --switch 2, 5 s, 3 rounds)");
+    let mut out = serde_json::Map::new();
+    for (label, mode) in [("cgroup2", CgroupMode::Unified), ("v1_cpu", CgroupMode::V1Cpu)] {
+        let mut rounds = Vec::new();
+        let mut events = 0;
+        for _ in 0..3 {
+            let (ns, runs) = measure(mode, 5)?;
+            rounds.push(ns);
+            events += runs;
+        }
+        rounds.sort_by(f64::total_cmp);
+        let median = rounds[1];
+        println!(
+            "   {label:<8} median {median:6.1} ns/event  (rounds {:.1} / {:.1} / {:.1}; {events} events)",
+            rounds[0], rounds[1], rounds[2]
+        );
+        out.insert(label.into(), json!({ "median_ns_per_event": median, "rounds_ns": rounds, "events": events }));
+    }
+    Ok(out.into())
+}

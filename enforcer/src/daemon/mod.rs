@@ -1,0 +1,330 @@
+//! `enforcer run`: discovers the node, loads the kernel programs, samples on the tick and
+//! serves the surfaces until SIGTERM/SIGINT.
+//!
+//! The sampler runs on its own thread so that a slow scrape or CLI call can never delay a
+//! tick; the surfaces run on a small tokio runtime and read the shared state under a mutex
+//! held only to copy figures out.
+
+pub mod state;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, anyhow};
+use enforcer_common::CgroupMode;
+
+use crate::{
+    config::{Config, HierarchyChoice},
+    model::{
+        Class,
+        classify::RuleSet,
+        index::CgroupIndex,
+        layout::{CgroupLayout, CpuHierarchy, walk},
+    },
+    policy::usage::UsageTracker,
+    sampling::cpu::CpuSampler,
+    surfaces::{control, http},
+};
+use state::{NodeState, unix_now};
+
+/// Unknown cgroup ids still unknown after this many rescans are gone for good (created and
+/// removed between two scans); their time is counted as system.
+const UNKNOWN_RESCANS_BEFORE_FORGET: u32 = 2;
+
+/// Where the daemon takes its configuration from, so SIGHUP can re-read it.
+pub struct RunOptions {
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+}
+
+/// Which hierarchy the CPU sampler charges, from the config and the discovered layout.
+fn choose_hierarchy(
+    layout: &CgroupLayout,
+    choice: HierarchyChoice,
+) -> anyhow::Result<(CgroupMode, PathBuf, String)> {
+    let unified = || {
+        layout
+            .unified_mount()
+            .map(|p| (CgroupMode::Unified, p.to_path_buf(), format!("cgroup2 at {}", p.display())))
+    };
+    let v1 = || {
+        layout
+            .v1_mount("cpu")
+            .map(|p| (CgroupMode::V1Cpu, p.to_path_buf(), format!("v1 cpu at {}", p.display())))
+    };
+    match choice {
+        HierarchyChoice::Unified => {
+            unified().ok_or_else(|| anyhow!("daemon.hierarchy = \"unified\": no cgroup2 filesystem is mounted"))
+        }
+        HierarchyChoice::V1 => {
+            v1().ok_or_else(|| anyhow!("daemon.hierarchy = \"v1\": no v1 hierarchy holds the cpu controller"))
+        }
+        HierarchyChoice::Auto => match layout.cpu_hierarchy() {
+            Some(CpuHierarchy::Unified(_)) => unified(),
+            Some(CpuHierarchy::V1 { .. }) => v1(),
+            None => unified(),
+        }
+        .ok_or_else(|| anyhow!("no cgroup hierarchy with the cpu controller and no cgroup2 mount")),
+    }
+}
+
+fn online_cpus() -> u32 {
+    aya::util::online_cpus().map(|c| c.len() as u32).unwrap_or(1)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(options: RunOptions) -> anyhow::Result<()> {
+    let config = options.config;
+    let d = &config.daemon;
+    let layout = CgroupLayout::discover().context("discovering the cgroup layout")?;
+    let (mode, root, hierarchy_label) = choose_hierarchy(&layout, d.hierarchy)?;
+    tracing::info!(layout = layout.mode.as_str(), hierarchy = %hierarchy_label, "cgroup layout");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Bind the surfaces before loading programs: a port in use or a daemon already running
+    // must fail before anything is attached.
+    let control = {
+        let _guard = runtime.enter();
+        control::bind(&d.socket)?
+    };
+    let metrics = runtime
+        .block_on(tokio::net::TcpListener::bind(d.metrics_listen))
+        .with_context(|| format!("daemon.metrics_listen: cannot listen on {}", d.metrics_listen))?;
+
+    let sampler = CpuSampler::load(mode, d.cgroup_map_entries)?;
+    tracing::info!(mode = ?mode, "CPU sampler attached (tp_btf/sched_switch)");
+
+    let state = Arc::new(Mutex::new(NodeState {
+        node: d.node_name.clone(),
+        layout: layout.mode.as_str().to_string(),
+        cpu_hierarchy: hierarchy_label,
+        started_at: unix_now(),
+        tick_seconds: d.tick.as_secs_f64(),
+        window_seconds: d.window.as_secs_f64(),
+        online_cpus: online_cpus(),
+        top_n: d.top_n,
+        index: CgroupIndex::new(),
+        usage: UsageTracker::new(d.window.as_nanos() as u64),
+        health: Default::default(),
+    }));
+    state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    let sampler_thread = {
+        let (state, stop, reload) = (state.clone(), stop.clone(), reload.clone());
+        let loop_ = SamplerLoop {
+            sampler,
+            root,
+            rules: config.rules.clone(),
+            tick: d.tick,
+            rescan_interval: d.rescan_interval,
+            config_path: options.config_path.clone(),
+            state,
+        };
+        std::thread::Builder::new()
+            .name("sampler".into())
+            .spawn(move || loop_.run(&stop, &reload))
+            .context("starting the sampler thread")?
+    };
+
+    let snapshot_source: http::SnapshotSource = {
+        let state = state.clone();
+        Arc::new(move || {
+            let state = state.lock().unwrap();
+            state.snapshot(Some(state.top_n))
+        })
+    };
+    let full_source: http::SnapshotSource = {
+        let state = state.clone();
+        Arc::new(move || state.lock().unwrap().snapshot(None))
+    };
+    tracing::info!(metrics = %d.metrics_listen, socket = %d.socket.display(), "serving");
+    let socket_path = d.socket.clone();
+    let signal_result = runtime.block_on(async {
+        let metrics_task = tokio::spawn(http::serve(metrics, snapshot_source));
+        let control_task = tokio::spawn(control::serve(control, full_source));
+        let result = wait_for_shutdown(&reload, &stop).await;
+        metrics_task.abort();
+        control_task.abort();
+        result
+    });
+    stop.store(true, Ordering::Relaxed);
+    let sampler_result = sampler_thread
+        .join()
+        .map_err(|_| anyhow!("the sampler thread panicked"))?;
+    let _ = std::fs::remove_file(&socket_path);
+    tracing::info!("stopped; eBPF programs detached");
+    signal_result?;
+    sampler_result
+}
+
+async fn wait_for_shutdown(reload: &AtomicBool, stop: &AtomicBool) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut check = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()) }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(()) }
+            _ = hup.recv() => reload.store(true, Ordering::Relaxed),
+            // The sampler thread stops on a fatal error; follow it.
+            _ = check.tick() => if stop.load(Ordering::Relaxed) { return Ok(()) },
+        }
+    }
+}
+
+struct SamplerLoop {
+    sampler: CpuSampler,
+    root: PathBuf,
+    rules: Arc<RuleSet>,
+    tick: Duration,
+    rescan_interval: Duration,
+    config_path: Option<PathBuf>,
+    state: Arc<Mutex<NodeState>>,
+}
+
+impl SamplerLoop {
+    fn run(mut self, stop: &AtomicBool, reload: &AtomicBool) -> anyhow::Result<()> {
+        let mut unknown_for: HashMap<u64, u32> = HashMap::new();
+        let mut next_tick = Instant::now();
+        let mut last_rescan: Option<Instant> = None;
+        let mut consecutive_failures = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now < next_tick {
+                std::thread::sleep(next_tick - now);
+            }
+            let lag = Instant::now().saturating_duration_since(next_tick);
+            next_tick += self.tick;
+            // After a long stall (suspend, debugger), do not run a burst of catch-up ticks.
+            if next_tick < Instant::now() {
+                next_tick = Instant::now() + self.tick;
+            }
+            if reload.swap(false, Ordering::Relaxed) {
+                self.reload_rules();
+            }
+
+            let reading = match self.sampler.read() {
+                Ok(r) => {
+                    consecutive_failures = 0;
+                    r
+                }
+                Err(e) => {
+                    consecutive_failures += 1;
+                    self.state.lock().unwrap().health.read_failures_total += 1;
+                    tracing::error!("{e}");
+                    if consecutive_failures >= 50 {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(anyhow!("giving up after 50 failed map reads: {e}"));
+                    }
+                    continue;
+                }
+            };
+
+            let unknown = {
+                let mut guard = self.state.lock().unwrap();
+                let st = &mut *guard;
+                let h = &mut st.health;
+                h.ticks_total += 1;
+                h.tick_lag_seconds = lag.as_secs_f64();
+                h.tick_lag_max_seconds = h.tick_lag_max_seconds.max(h.tick_lag_seconds);
+                h.map_read_seconds = reading.read_duration.as_secs_f64();
+                h.map_entries = reading.per_cgroup.len();
+                h.program_runs_total = reading.switches;
+                h.dropped_total = reading.dropped;
+                h.read_errors_total = reading.read_errors;
+                let index = &st.index;
+                st.usage
+                    .update(reading.at_ns, reading.busy_ns, &reading.per_cgroup, |id| {
+                        index.get(id).map(|e| (e.class, e.priority))
+                    })
+            };
+
+            let due = last_rescan.is_none_or(|t| t.elapsed() >= self.rescan_interval);
+            // A cgroup the index does not know yet triggers a scan at once, so new cgroups
+            // are classified within a tick instead of a rescan interval.
+            if due || !unknown.is_empty() {
+                last_rescan = Some(Instant::now());
+                self.rescan(&unknown, &mut unknown_for);
+            }
+        }
+        Ok(())
+    }
+
+    fn rescan(&mut self, unknown: &[u64], unknown_for: &mut HashMap<u64, u32>) {
+        let started = Instant::now();
+        let dirs = match walk(&self.root) {
+            Ok(dirs) => dirs,
+            Err(e) => {
+                tracing::error!("{}: cannot scan the cgroup tree: {e}", self.root.display());
+                return;
+            }
+        };
+        let cpus = online_cpus();
+        let mut st = self.state.lock().unwrap();
+        let diff = st.index.refresh(dirs, &self.rules);
+        st.online_cpus = cpus;
+        for &id in &diff.removed {
+            st.usage.forget(id, (Class::System, None));
+        }
+        // Ids the sampler saw that no scan finds: cgroups that came and went between scans.
+        let mut gone = Vec::new();
+        for &id in unknown {
+            if st.index.get(id).is_some() {
+                unknown_for.remove(&id);
+                continue;
+            }
+            let seen = unknown_for.entry(id).or_default();
+            *seen += 1;
+            if *seen >= UNKNOWN_RESCANS_BEFORE_FORGET {
+                unknown_for.remove(&id);
+                st.usage.forget(id, (Class::System, None));
+                gone.push(id);
+            }
+        }
+        st.health.rescans_total += 1;
+        st.health.rescan_seconds = started.elapsed().as_secs_f64();
+        drop(st);
+        if !diff.added.is_empty() || !diff.removed.is_empty() {
+            tracing::debug!(added = diff.added.len(), removed = diff.removed.len(), "cgroup index changed");
+        }
+        self.sampler.forget(diff.removed.into_iter().chain(gone));
+    }
+
+    /// SIGHUP: re-read the config file and apply its classification rules. A bad file is
+    /// reported and the running rules stay.
+    fn reload_rules(&mut self) {
+        let Some(path) = &self.config_path else {
+            tracing::info!("SIGHUP: no config file to reload (running on defaults)");
+            return;
+        };
+        match Config::load(path) {
+            Ok(config) => {
+                self.rules = config.rules.clone();
+                let mut st = self.state.lock().unwrap();
+                st.index.reclassify(&self.rules);
+                st.top_n = config.daemon.top_n;
+                tracing::info!(path = %path.display(), "SIGHUP: configuration reloaded (classification rules, top_n)");
+            }
+            Err(e) => tracing::error!("SIGHUP: {e}; keeping the running configuration"),
+        }
+    }
+}
+
+/// Used by `enforcer config check`: validates without running anything.
+pub fn check_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}

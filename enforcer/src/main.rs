@@ -1,0 +1,133 @@
+//! The `enforcer` binary: the daemon (`enforcer run`) and the operator's CLI.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use enforcer::{
+    config::Config,
+    daemon,
+    surfaces::{cli, control, top},
+};
+
+#[derive(Parser)]
+#[command(name = "enforcer", version, about = "Keeps online services safe on nodes shared with offline batch work")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// Control socket of the running daemon.
+    #[arg(long, default_value = "/run/enforcer/enforcer.sock")]
+    socket: PathBuf,
+    #[arg(long, short, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: load the eBPF programs, sample, serve metrics and the control socket.
+    Run {
+        /// Configuration file (TOML); defaults apply when absent.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Node CPU, per-class usage and sampler health from the running daemon.
+    Status(Target),
+    /// Live per-cgroup CPU table from the running daemon (q or Ctrl-C to quit).
+    Top {
+        #[command(flatten)]
+        target: Target,
+        /// Refresh interval in seconds.
+        #[arg(long, short = 'd', default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many refreshes.
+        #[arg(long, short = 'n')]
+        iterations: Option<u64>,
+        /// Rows to show.
+        #[arg(long, default_value_t = 30)]
+        rows: usize,
+    },
+    /// Every cgroup the daemon knows: id, path, class, priority, the rule that matched.
+    Cgroups(Target),
+    /// Configuration file tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file without running anything.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Status(t) => control::snapshot(&t.socket, Some(0)).map_err(Into::into).map(|s| {
+            if t.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            } else {
+                print!("{}", cli::render_status(&s));
+            }
+        }),
+        Command::Cgroups(t) => control::snapshot(&t.socket, None).map_err(Into::into).map(|s| {
+            if t.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&s.cgroups).unwrap_or_default());
+            } else {
+                print!("{}", cli::render_cgroup_table(&s.cgroups, false));
+            }
+        }),
+        Command::Top { target, interval, iterations, rows } => top::run(
+            &target.socket,
+            top::TopOptions {
+                interval: Duration::from_secs_f64(interval.max(0.1)),
+                iterations,
+                rows,
+                json: target.output == Output::Json,
+            },
+        )
+        .map_err(Into::into),
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            daemon::check_config(&file).map(|_| println!("{}: ok", file.display()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, naming what is wrong: the operator reads this at 3 a.m.
+            eprintln!("enforcer: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match &config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    daemon::run(daemon::RunOptions { config, config_path })
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

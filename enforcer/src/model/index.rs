@@ -1,0 +1,148 @@
+//! The live index `cgroup id -> path -> class`, refreshed from scans of the hierarchy.
+
+use std::{collections::HashMap, sync::Arc};
+
+use super::{Class, Priority, classify::RuleSet, layout::CgroupDir};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupEntry {
+    pub id: u64,
+    /// Relative to the hierarchy root; "" is the root.
+    pub path: Arc<str>,
+    pub class: Class,
+    pub priority: Option<Priority>,
+    pub rule: Arc<str>,
+}
+
+/// What a refresh changed. A cgroup whose path changed (same id) is removed and added.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IndexDiff {
+    pub added: Vec<u64>,
+    pub removed: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct CgroupIndex {
+    by_id: HashMap<u64, CgroupEntry>,
+}
+
+impl CgroupIndex {
+    pub fn new() -> CgroupIndex {
+        CgroupIndex::default()
+    }
+
+    /// Replaces the content with a fresh scan. Entries whose id and path are unchanged are
+    /// kept as they are: the regexes run only for new cgroups (a refresh runs every second
+    /// over up to tens of thousands of cgroups).
+    pub fn refresh(&mut self, dirs: Vec<CgroupDir>, rules: &RuleSet) -> IndexDiff {
+        let mut diff = IndexDiff::default();
+        let mut next = HashMap::with_capacity(dirs.len());
+        for dir in dirs {
+            let entry = match self.by_id.remove(&dir.id) {
+                Some(old) if *old.path == *dir.rel_path => old,
+                old => {
+                    if old.is_some() {
+                        diff.removed.push(dir.id);
+                    }
+                    diff.added.push(dir.id);
+                    let c = rules.classify(&dir.rel_path);
+                    CgroupEntry {
+                        id: dir.id,
+                        path: Arc::from(dir.rel_path),
+                        class: c.class,
+                        priority: c.priority,
+                        rule: c.rule,
+                    }
+                }
+            };
+            next.insert(entry.id, entry);
+        }
+        diff.removed.extend(self.by_id.keys().copied());
+        self.by_id = next;
+        diff
+    }
+
+    /// Applies new rules to every entry (after a configuration reload).
+    pub fn reclassify(&mut self, rules: &RuleSet) {
+        for entry in self.by_id.values_mut() {
+            let c = rules.classify(&entry.path);
+            entry.class = c.class;
+            entry.priority = c.priority;
+            entry.rule = c.rule;
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<&CgroupEntry> {
+        self.by_id.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &CgroupEntry> {
+        self.by_id.values()
+    }
+
+    pub fn count_by_class(&self) -> [(Class, usize); 3] {
+        Class::ALL.map(|class| (class, self.by_id.values().filter(|e| e.class == class).count()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(path: &str, id: u64) -> CgroupDir {
+        CgroupDir {
+            rel_path: path.into(),
+            id,
+        }
+    }
+
+    #[test]
+    fn refresh_reports_added_removed_and_renamed_cgroups() {
+        let rules = RuleSet::defaults();
+        let mut index = CgroupIndex::new();
+        let diff = index.refresh(vec![dir("", 1), dir("yarn", 2), dir("yarn/container_1", 3)], &rules);
+        assert_eq!(diff.added.len(), 3);
+        assert!(diff.removed.is_empty());
+        assert_eq!(index.get(3).unwrap().class, Class::Offline);
+        assert_eq!(index.get(3).unwrap().priority, Some(Priority::P3));
+
+        let mut diff = index.refresh(vec![dir("", 1), dir("yarn", 2), dir("moved", 3), dir("new", 4)], &rules);
+        diff.added.sort();
+        assert_eq!(diff.added, [3, 4]);
+        assert_eq!(diff.removed, [3]);
+        assert_eq!(index.get(3).unwrap().class, Class::System);
+        let diff = index.refresh(vec![dir("", 1)], &rules);
+        assert!(diff.added.is_empty());
+        let mut removed = diff.removed;
+        removed.sort();
+        assert_eq!(removed, [2, 3, 4]);
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn unchanged_entries_keep_their_classification_until_reclassified() {
+        let mut index = CgroupIndex::new();
+        index.refresh(vec![dir("batch/job", 7)], &RuleSet::defaults());
+        assert_eq!(index.get(7).unwrap().class, Class::System);
+        let offline = RuleSet::new(vec![super::super::classify::Rule {
+            name: "batch".into(),
+            pattern: regex::Regex::new("^batch/").unwrap(),
+            class: Class::Offline,
+            priority: Some(Priority::Debug),
+        }]);
+        index.refresh(vec![dir("batch/job", 7)], &offline);
+        assert_eq!(index.get(7).unwrap().class, Class::System, "no regex run for known cgroups");
+        index.reclassify(&offline);
+        let e = index.get(7).unwrap();
+        assert_eq!((e.class, e.priority, &*e.rule), (Class::Offline, Some(Priority::Debug), "batch"));
+        assert_eq!(index.count_by_class(), [(Class::Online, 0), (Class::Offline, 1), (Class::System, 0)]);
+    }
+}

@@ -1,0 +1,364 @@
+//! The protection ladder (SPEC §4) as a pure state machine: signals in, actions out, time
+//! injected. Nothing here touches the kernel; the daemon executes the actions through the
+//! actuator choke point, which refuses any target that is not offline.
+//!
+//! Stages go up one at a time while a trigger holds (each step after its own delay), and
+//! down one at a time after the node has stayed healthy for `recover_hold` (hysteresis:
+//! recovery thresholds sit below the trigger thresholds, so a signal oscillating around a
+//! threshold cannot make the ladder flap).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Priority;
+
+/// Thresholds and delays, all configurable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LadderConfig {
+    /// Node CPU utilisation (over the window) above which the ladder triggers.
+    pub cpu_trigger: f64,
+    /// Node CPU utilisation below which the node counts as recovered.
+    pub cpu_recover: f64,
+    /// Node memory use (fraction of total) above which the ladder triggers.
+    pub memory_trigger: f64,
+    pub memory_recover: f64,
+    /// Direct-reclaim stall (seconds stalled per second, summed over tasks) that triggers.
+    pub reclaim_stall_trigger: f64,
+    /// How long a trigger must hold before the first step (0: at once).
+    pub sustain: Duration,
+    /// Delay between stop-scheduling and throttling while still triggered.
+    pub throttle_after: Duration,
+    /// How long throttling may go on without recovery before the first eviction.
+    pub evict_after: Duration,
+    /// After a kill, wait this long for recovery before the next one.
+    pub evict_cooldown: Duration,
+    /// How long the node must stay below the recovery thresholds to step down one stage.
+    pub recover_hold: Duration,
+}
+
+impl Default for LadderConfig {
+    fn default() -> Self {
+        LadderConfig {
+            cpu_trigger: 0.90,
+            cpu_recover: 0.80,
+            memory_trigger: 0.90,
+            memory_recover: 0.85,
+            reclaim_stall_trigger: 0.05,
+            sustain: Duration::from_millis(500),
+            throttle_after: Duration::ZERO,
+            evict_after: Duration::from_secs(5),
+            evict_cooldown: Duration::from_secs(3),
+            recover_hold: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Normal,
+    StopScheduling,
+    Throttle,
+    Evict,
+    NodeSick,
+}
+
+/// What set the ladder off, with the measured value (journaled with every action).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "trigger", rename_all = "snake_case")]
+pub enum Trigger {
+    NodeCpu { value: f64, threshold: f64 },
+    NodeMemory { value: f64, threshold: f64 },
+    DirectReclaim { stall_per_second: f64, threshold: f64 },
+    /// Stepping down: the node has been healthy for `recover_hold`.
+    Recovered,
+}
+
+/// The resource under pressure, which decides who is evicted first within a priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    Cpu,
+    Memory,
+}
+
+/// One offline unit the ladder may act on. Only offline units are ever given to the ladder;
+/// the actuator choke point checks again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfflineUnit {
+    pub id: u64,
+    pub priority: Priority,
+    pub cpu_cores: f64,
+    pub memory_bytes: u64,
+}
+
+/// What the node looks like now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signals {
+    /// Monotonic nanoseconds.
+    pub at_ns: u64,
+    pub node_cpu: f64,
+    pub node_memory: f64,
+    pub reclaim_stall_per_second: f64,
+    /// Offline units that still have processes.
+    pub offline: Vec<OfflineUnit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Tell the schedulers whether this node takes new offline work.
+    SchedulingGate { open: bool },
+    /// Shrink the offline parents' CPU quota and memory limit.
+    ThrottleOffline,
+    /// Freeze every offline unit.
+    FreezeOffline,
+    /// Thaw every offline unit.
+    ThawOffline,
+    /// Give the offline parents back the limits of the capacity rule.
+    RestoreOffline,
+    /// Kill every process of one offline unit.
+    Kill { id: u64, priority: Priority },
+    /// All offline work is gone and the node is still unhealthy.
+    DeclareSick,
+    ClearSick,
+}
+
+/// An action with why it is taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub stage: Stage,
+    pub action: Action,
+    pub trigger: Trigger,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ladder {
+    config: LadderConfig,
+    stage: Stage,
+    /// Since when a trigger has held without interruption.
+    triggered_since: Option<u64>,
+    /// Since when the node has been below every recovery threshold.
+    healthy_since: Option<u64>,
+    /// When the current stage was entered.
+    stage_since: u64,
+    last_kill: Option<u64>,
+    last_trigger: Option<Trigger>,
+}
+
+fn ns(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
+
+impl Ladder {
+    pub fn new(config: LadderConfig) -> Ladder {
+        Ladder {
+            config,
+            stage: Stage::Normal,
+            triggered_since: None,
+            healthy_since: None,
+            stage_since: 0,
+            last_kill: None,
+            last_trigger: None,
+        }
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    pub fn config(&self) -> &LadderConfig {
+        &self.config
+    }
+
+    /// The trigger that holds now, if any; the most severe wins (memory before CPU, since
+    /// memory pressure ends in the OOM killer while CPU pressure only slows things down).
+    pub fn trigger(&self, s: &Signals) -> Option<Trigger> {
+        let c = &self.config;
+        if s.reclaim_stall_per_second > c.reclaim_stall_trigger {
+            Some(Trigger::DirectReclaim {
+                stall_per_second: s.reclaim_stall_per_second,
+                threshold: c.reclaim_stall_trigger,
+            })
+        } else if s.node_memory > c.memory_trigger {
+            Some(Trigger::NodeMemory {
+                value: s.node_memory,
+                threshold: c.memory_trigger,
+            })
+        } else if s.node_cpu > c.cpu_trigger {
+            Some(Trigger::NodeCpu {
+                value: s.node_cpu,
+                threshold: c.cpu_trigger,
+            })
+        } else {
+            None
+        }
+    }
+
+    fn healthy(&self, s: &Signals) -> bool {
+        let c = &self.config;
+        s.node_cpu < c.cpu_recover
+            && s.node_memory < c.memory_recover
+            && s.reclaim_stall_per_second <= c.reclaim_stall_trigger / 2.0
+    }
+
+    fn enter(&mut self, stage: Stage, at: u64) {
+        self.stage = stage;
+        self.stage_since = at;
+    }
+
+    /// Advances the ladder to `s.at_ns` and returns what to do, in order.
+    pub fn step(&mut self, s: &Signals) -> Vec<Decision> {
+        let now = s.at_ns;
+        let trigger = self.trigger(s);
+        let mut out = Vec::new();
+        match trigger {
+            Some(t) => {
+                self.healthy_since = None;
+                self.last_trigger = Some(t);
+                let since = *self.triggered_since.get_or_insert(now);
+                if now - since >= ns(self.config.sustain) {
+                    self.escalate(now, t, s, &mut out);
+                }
+            }
+            None => {
+                self.triggered_since = None;
+                if self.healthy(s) {
+                    let since = *self.healthy_since.get_or_insert(now);
+                    if self.stage != Stage::Normal && now - since >= ns(self.config.recover_hold) {
+                        self.step_down(now, &mut out);
+                        // The next step down needs another full hold.
+                        self.healthy_since = Some(now);
+                    }
+                } else {
+                    // Between the recovery and trigger thresholds: hold the stage.
+                    self.healthy_since = None;
+                }
+            }
+        }
+        out
+    }
+
+    fn escalate(&mut self, now: u64, t: Trigger, s: &Signals, out: &mut Vec<Decision>) {
+        let c = self.config.clone();
+        let in_stage = now - self.stage_since;
+        let decide = |stage, action| Decision {
+            stage,
+            action,
+            trigger: t,
+        };
+        match self.stage {
+            Stage::Normal => {
+                self.enter(Stage::StopScheduling, now);
+                out.push(decide(Stage::StopScheduling, Action::SchedulingGate { open: false }));
+                if c.throttle_after.is_zero() {
+                    self.enter(Stage::Throttle, now);
+                    out.push(decide(Stage::Throttle, Action::ThrottleOffline));
+                    out.push(decide(Stage::Throttle, Action::FreezeOffline));
+                }
+            }
+            Stage::StopScheduling => {
+                if in_stage >= ns(c.throttle_after) {
+                    self.enter(Stage::Throttle, now);
+                    out.push(decide(Stage::Throttle, Action::ThrottleOffline));
+                    out.push(decide(Stage::Throttle, Action::FreezeOffline));
+                }
+            }
+            Stage::Throttle => {
+                if in_stage >= ns(c.evict_after) {
+                    self.enter(Stage::Evict, now);
+                    self.kill_next(now, t, s, out);
+                }
+            }
+            Stage::Evict => {
+                let cooled = self
+                    .last_kill
+                    .is_none_or(|k| now - k >= ns(c.evict_cooldown));
+                if cooled {
+                    self.kill_next(now, t, s, out);
+                }
+            }
+            Stage::NodeSick => {}
+        }
+    }
+
+    fn kill_next(&mut self, now: u64, t: Trigger, s: &Signals, out: &mut Vec<Decision>) {
+        let resource = match t {
+            Trigger::NodeCpu { .. } => Resource::Cpu,
+            _ => Resource::Memory,
+        };
+        match pick_victim(&s.offline, resource) {
+            Some(victim) => {
+                self.last_kill = Some(now);
+                out.push(Decision {
+                    stage: Stage::Evict,
+                    action: Action::Kill {
+                        id: victim.id,
+                        priority: victim.priority,
+                    },
+                    trigger: t,
+                });
+            }
+            None => {
+                self.enter(Stage::NodeSick, now);
+                out.push(Decision {
+                    stage: Stage::NodeSick,
+                    action: Action::DeclareSick,
+                    trigger: t,
+                });
+            }
+        }
+    }
+
+    fn step_down(&mut self, now: u64, out: &mut Vec<Decision>) {
+        let decide = |stage, action| Decision {
+            stage,
+            action,
+            trigger: Trigger::Recovered,
+        };
+        match self.stage {
+            Stage::NodeSick => {
+                self.enter(Stage::Evict, now);
+                out.push(decide(Stage::Evict, Action::ClearSick));
+            }
+            Stage::Evict => self.enter(Stage::Throttle, now),
+            Stage::Throttle => {
+                self.enter(Stage::StopScheduling, now);
+                out.push(decide(Stage::StopScheduling, Action::ThawOffline));
+                out.push(decide(Stage::StopScheduling, Action::RestoreOffline));
+            }
+            Stage::StopScheduling => {
+                self.enter(Stage::Normal, now);
+                out.push(decide(Stage::Normal, Action::SchedulingGate { open: true }));
+            }
+            Stage::Normal => {}
+        }
+    }
+
+    /// A one-paragraph account of where the ladder stands, for `enforcer explain`.
+    pub fn explain(&self, now_ns: u64) -> String {
+        let held = |since: Option<u64>| since.map(|t| (now_ns.saturating_sub(t)) as f64 / 1e9);
+        format!(
+            "stage {:?} for {:.1}s; trigger {}; healthy for {}",
+            self.stage,
+            now_ns.saturating_sub(self.stage_since) as f64 / 1e9,
+            match (self.triggered_since, self.last_trigger) {
+                (Some(_), Some(t)) => format!("{t:?} held {:.1}s", held(self.triggered_since).unwrap_or(0.0)),
+                _ => "none".to_string(),
+            },
+            held(self.healthy_since).map_or("-".to_string(), |h| format!("{h:.1}s")),
+        )
+    }
+}
+
+/// Lowest priority first (`debug`, then `P3`, `P2`, `P1`); within a priority, the largest
+/// user of the resource under pressure.
+pub fn pick_victim(units: &[OfflineUnit], resource: Resource) -> Option<&OfflineUnit> {
+    units.iter().max_by(|a, b| {
+        a.priority.cmp(&b.priority).then_with(|| match resource {
+            Resource::Cpu => a.cpu_cores.total_cmp(&b.cpu_cores),
+            Resource::Memory => a.memory_bytes.cmp(&b.memory_bytes),
+        })
+    })
+}

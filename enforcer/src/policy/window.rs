@@ -1,0 +1,99 @@
+//! A sliding window over a monotone cumulative counter.
+
+use std::collections::VecDeque;
+
+/// Remembers `(time, cumulative value)` points for `window_ns` and answers the rate of
+/// increase over the window.
+#[derive(Debug, Clone)]
+pub struct RateWindow {
+    window_ns: u64,
+    points: VecDeque<(u64, u64)>,
+}
+
+impl RateWindow {
+    pub fn new(window_ns: u64) -> Self {
+        RateWindow {
+            window_ns: window_ns.max(1),
+            points: VecDeque::new(),
+        }
+    }
+
+    /// Records the counter's value at `at_ns`. Times must not go backwards; a point older
+    /// than the newest is ignored.
+    pub fn push(&mut self, at_ns: u64, value: u64) {
+        if let Some(&(last, _)) = self.points.back()
+            && at_ns <= last
+        {
+            return;
+        }
+        self.points.push_back((at_ns, value));
+        // Keep one point at or before the window's start so the rate spans a full window.
+        while self.points.len() > 2 && self.points[1].0 + self.window_ns <= at_ns {
+            self.points.pop_front();
+        }
+    }
+
+    /// Increase per nanosecond over the window (or over what has been seen, if shorter):
+    /// for CPU nanoseconds this is the number of cores in use.
+    pub fn rate(&self) -> f64 {
+        match (self.points.front(), self.points.back()) {
+            (Some(&(t0, v0)), Some(&(t1, v1))) if t1 > t0 => {
+                v1.saturating_sub(v0) as f64 / (t1 - t0) as f64
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// The span the rate is computed over, in nanoseconds.
+    pub fn span_ns(&self) -> u64 {
+        match (self.points.front(), self.points.back()) {
+            (Some(&(t0, _)), Some(&(t1, _))) => t1 - t0,
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn rate_spans_the_window() {
+        let mut w = RateWindow::new(1000 * MS);
+        for i in 0..=20 {
+            // One core busy for the first second, two afterwards.
+            let t = i * 100 * MS;
+            let v = if i <= 10 { t } else { 1000 * MS + 2 * (t - 1000 * MS) };
+            w.push(t, v);
+        }
+        assert_eq!(w.span_ns(), 1000 * MS);
+        assert!((w.rate() - 2.0).abs() < 1e-9, "{}", w.rate());
+    }
+
+    #[test]
+    fn empty_and_single_point_rate_is_zero() {
+        let mut w = RateWindow::new(MS);
+        assert_eq!(w.rate(), 0.0);
+        w.push(5, 5);
+        assert_eq!(w.rate(), 0.0);
+    }
+
+    #[test]
+    fn time_going_backwards_is_ignored() {
+        let mut w = RateWindow::new(1000 * MS);
+        w.push(100 * MS, 0);
+        w.push(200 * MS, 100 * MS);
+        w.push(150 * MS, 0);
+        assert!((w.rate() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn short_history_uses_what_it_has() {
+        let mut w = RateWindow::new(1000 * MS);
+        w.push(0, 0);
+        w.push(300 * MS, 150 * MS);
+        assert!((w.rate() - 0.5).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,249 @@
+//! Prometheus metrics (OpenMetrics text), encoded at scrape time from a [`Snapshot`].
+//!
+//! Encoding from a snapshot instead of keeping live metric objects means per-cgroup series
+//! exist only for the current top N (bounded cardinality) and vanish with their cgroup.
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet},
+    metrics::MetricType,
+    registry::Registry,
+};
+
+use super::snapshot::Snapshot;
+use crate::model::Class;
+
+/// Content type of [`encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Renders the snapshot as OpenMetrics text.
+pub fn encode(snapshot: Snapshot) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SnapshotCollector(snapshot)));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+#[derive(Debug)]
+struct SnapshotCollector(Snapshot);
+
+type Labels = Vec<(&'static str, String)>;
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, rows: &[(Labels, f64)]) -> Fmt {
+    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        metric.encode_family(labels)?.encode_gauge(value)?;
+    }
+    Ok(())
+}
+
+/// `name` without the `_total` suffix, which the encoder appends for counters.
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, rows: &[(Labels, f64)]) -> Fmt {
+    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        metric
+            .encode_family(labels)?
+            .encode_counter::<NoLabelSet, _, f64>(value, None)?;
+    }
+    Ok(())
+}
+
+type Fmt = Result<(), std::fmt::Error>;
+
+fn one(value: f64) -> Vec<(Labels, f64)> {
+    vec![(Vec::new(), value)]
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Fmt {
+        let s = &self.0;
+        let info = prometheus_client::metrics::info::Info::new(vec![
+            ("version", s.version.clone()),
+            ("layout", s.layout.clone()),
+            ("cpu_hierarchy", s.cpu_hierarchy.clone()),
+        ]);
+        let metric = enc.encode_descriptor(
+            "enforcer_build",
+            "Build and runtime information.",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(metric)?;
+
+        gauge(
+            &mut enc,
+            "enforcer_node_cpu_utilisation_ratio",
+            "Node CPU utilisation (busy time over elapsed time x online CPUs) over the sliding window.",
+            &one(s.node_cpu_utilisation),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_online_cpus",
+            "CPUs online on the node.",
+            &one(f64::from(s.online_cpus)),
+        )?;
+
+        let class_labels = |c: &super::snapshot::ClassUsage| -> Labels {
+            vec![
+                ("class", c.class.to_string()),
+                ("priority", c.priority.map(|p| p.to_string()).unwrap_or_default()),
+            ]
+        };
+        let rows = |f: &dyn Fn(&super::snapshot::ClassUsage) -> f64| -> Vec<(Labels, f64)> {
+            s.classes.iter().map(|c| (class_labels(c), f(c))).collect()
+        };
+        counter(
+            &mut enc,
+            "enforcer_cpu_seconds",
+            "CPU time used by the cgroups of a class and priority, from eBPF sched_switch accounting.",
+            &rows(&|c| c.cpu_seconds_total),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_cpu_cores",
+            "Cores used by a class and priority over the sliding window.",
+            &rows(&|c| c.cpu_cores),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_cgroups",
+            "Cgroups known per class and priority.",
+            &rows(&|c| c.cgroups as f64),
+        )?;
+
+        let cgroup_rows = |f: &dyn Fn(&super::snapshot::CgroupUsage) -> f64| -> Vec<(Labels, f64)> {
+            s.cgroups
+                .iter()
+                .map(|c| {
+                    let labels = vec![
+                        ("cgroup", format!("/{}", c.path)),
+                        ("class", c.class.to_string()),
+                        ("priority", c.priority.map(|p| p.to_string()).unwrap_or_default()),
+                    ];
+                    (labels, f(c))
+                })
+                .collect()
+        };
+        counter(
+            &mut enc,
+            "enforcer_cgroup_cpu_seconds",
+            "CPU time of the top-N cgroups by current use (N = daemon.top_n).",
+            &cgroup_rows(&|c| c.cpu_seconds_total),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_cgroup_cpu_cores",
+            "Cores used over the sliding window by the top-N cgroups.",
+            &cgroup_rows(&|c| c.cpu_cores),
+        )?;
+
+        let h = &s.sampler;
+        counter(&mut enc, "enforcer_sampler_ticks", "Sampling ticks run.", &one(h.ticks_total as f64))?;
+        gauge(&mut enc, "enforcer_sampler_tick_lag_seconds", "How late the last tick started.", &one(h.tick_lag_seconds))?;
+        gauge(&mut enc, "enforcer_sampler_tick_lag_max_seconds", "Largest tick lag since start.", &one(h.tick_lag_max_seconds))?;
+        gauge(&mut enc, "enforcer_sampler_map_read_seconds", "Duration of the last read of the eBPF maps.", &one(h.map_read_seconds))?;
+        gauge(&mut enc, "enforcer_sampler_map_entries", "Entries in the per-cgroup eBPF map.", &one(h.map_entries as f64))?;
+        gauge(&mut enc, "enforcer_sampler_map_capacity", "Capacity of the per-cgroup eBPF map.", &one(f64::from(h.map_capacity)))?;
+        counter(&mut enc, "enforcer_sampler_program_runs", "sched_switch events handled by the eBPF program.", &one(h.program_runs_total as f64))?;
+        counter(&mut enc, "enforcer_sampler_dropped", "CPU credits lost because the per-cgroup map was full.", &one(h.dropped_total as f64))?;
+        counter(&mut enc, "enforcer_sampler_read_errors", "Context switches whose cgroup could not be read.", &one(h.read_errors_total as f64))?;
+        counter(&mut enc, "enforcer_sampler_read_failures", "Ticks whose map read failed.", &one(h.read_failures_total as f64))?;
+        counter(&mut enc, "enforcer_cgroup_rescans", "Scans of the cgroup tree.", &one(h.rescans_total as f64))?;
+        gauge(&mut enc, "enforcer_cgroup_rescan_seconds", "Duration of the last cgroup tree scan.", &one(h.rescan_seconds))?;
+
+        // The two series the operators' dashboards use today (SPEC §5), so that replacing
+        // the Java agent breaks none of them: cumulative CPU seconds of online (k8s) and
+        // offline (yarn) cgroups, labelled by node.
+        let node: Labels = vec![("node", s.node.clone())];
+        counter(
+            &mut enc,
+            "k8s_cpu_cgroup_use",
+            "Cumulative CPU seconds of the online cgroups (compatibility series).",
+            &[(node.clone(), s.class_seconds(Class::Online))],
+        )?;
+        counter(
+            &mut enc,
+            "yarn_cpu_cgroup_use",
+            "Cumulative CPU seconds of the offline cgroups (compatibility series).",
+            &[(node, s.class_seconds(Class::Offline))],
+        )?;
+        Ok(())
+    }
+}
+
+/// A fixed snapshot for the surfaces' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use crate::{
+        model::{Class, Priority},
+        surfaces::snapshot::{CgroupUsage, ClassUsage, SamplerHealth, Snapshot},
+    };
+
+    pub(crate) fn sample() -> Snapshot {
+        Snapshot {
+            node: "node-1".into(),
+            version: "0.1.0".into(),
+            pid: 1,
+            started_at: 0.0,
+            taken_at: 1.0,
+            layout: "hybrid".into(),
+            cpu_hierarchy: "v1 cpu".into(),
+            tick_seconds: 0.1,
+            window_seconds: 1.0,
+            online_cpus: 2,
+            node_cpu_utilisation: 0.5,
+            classes: vec![
+                ClassUsage {
+                    class: Class::Online,
+                    priority: None,
+                    cpu_seconds_total: 3.5,
+                    cpu_cores: 0.25,
+                    cgroups: 4,
+                },
+                ClassUsage {
+                    class: Class::Offline,
+                    priority: Some(Priority::P3),
+                    cpu_seconds_total: 7.25,
+                    cpu_cores: 1.0,
+                    cgroups: 1,
+                },
+            ],
+            cgroups: vec![CgroupUsage {
+                id: 42,
+                path: "yarn/container_1".into(),
+                class: Class::Offline,
+                priority: Some(Priority::P3),
+                rule: "yarn-container".into(),
+                cpu_seconds_total: 7.25,
+                cpu_cores: 1.0,
+            }],
+            cgroups_total: 5,
+            sampler: SamplerHealth::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{tests_support::sample, *};
+
+    #[test]
+    fn encodes_class_counters_top_n_and_compatibility_series() {
+        let text = encode(sample());
+        for line in [
+            r#"enforcer_cpu_seconds_total{class="offline",priority="P3"} 7.25"#,
+            r#"enforcer_cpu_seconds_total{class="online",priority=""} 3.5"#,
+            r#"enforcer_cgroup_cpu_seconds_total{cgroup="/yarn/container_1",class="offline",priority="P3"} 7.25"#,
+            r#"enforcer_node_cpu_utilisation_ratio 0.5"#,
+            r#"k8s_cpu_cgroup_use_total{node="node-1"} 3.5"#,
+            r#"yarn_cpu_cgroup_use_total{node="node-1"} 7.25"#,
+            "# TYPE enforcer_sampler_ticks counter",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.contains(r#"enforcer_build_info{version="0.1.0""#), "{text}");
+    }
+}

@@ -1,0 +1,87 @@
+//! The daemon's state as the surfaces see it: built on request (a scrape, a CLI call), never
+//! on the tick, so an idle daemon with 10,000 cgroups does no work for views nobody reads.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Class, Priority};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub node: String,
+    pub version: String,
+    pub pid: u32,
+    /// Seconds since the Unix epoch.
+    pub started_at: f64,
+    pub taken_at: f64,
+    /// "v1", "v2" or "hybrid".
+    pub layout: String,
+    /// The hierarchy whose cgroups the CPU sampler charges ("v1 cpu at /sys/fs/cgroup/cpu").
+    pub cpu_hierarchy: String,
+    pub tick_seconds: f64,
+    pub window_seconds: f64,
+    pub online_cpus: u32,
+    /// Busy time over elapsed time × online CPUs, over the window.
+    pub node_cpu_utilisation: f64,
+    pub classes: Vec<ClassUsage>,
+    /// Sorted by CPU use over the window, largest first; possibly truncated (`cgroups_total`
+    /// tells how many there are).
+    pub cgroups: Vec<CgroupUsage>,
+    pub cgroups_total: usize,
+    pub sampler: SamplerHealth,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassUsage {
+    pub class: Class,
+    pub priority: Option<Priority>,
+    pub cpu_seconds_total: f64,
+    /// Cores in use over the window.
+    pub cpu_cores: f64,
+    /// Cgroups currently in this class and priority.
+    pub cgroups: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CgroupUsage {
+    pub id: u64,
+    /// Relative to the hierarchy root ("" is the root itself).
+    pub path: String,
+    pub class: Class,
+    pub priority: Option<Priority>,
+    /// The classification rule that matched.
+    pub rule: String,
+    pub cpu_seconds_total: f64,
+    pub cpu_cores: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SamplerHealth {
+    pub ticks_total: u64,
+    /// How late the last tick started compared with its schedule.
+    pub tick_lag_seconds: f64,
+    pub tick_lag_max_seconds: f64,
+    /// Time the last read of the eBPF maps took.
+    pub map_read_seconds: f64,
+    /// Entries in the per-cgroup eBPF map, and its capacity.
+    pub map_entries: usize,
+    pub map_capacity: u32,
+    /// `sched_switch` events handled by the program.
+    pub program_runs_total: u64,
+    /// Credits the program could not store because its map was full.
+    pub dropped_total: u64,
+    pub read_errors_total: u64,
+    pub rescans_total: u64,
+    pub rescan_seconds: f64,
+    pub read_failures_total: u64,
+}
+
+impl Snapshot {
+    /// Cumulative CPU seconds of one class (all priorities).
+    pub fn class_seconds(&self, class: Class) -> f64 {
+        self.classes
+            .iter()
+            .filter(|c| c.class == class)
+            .map(|c| c.cpu_seconds_total)
+            .sum()
+    }
+}

@@ -1,0 +1,168 @@
+//! The real `enforcer` binary run as a daemon for a test, stopped (SIGTERM, then SIGKILL)
+//! when the guard drops.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::sys::signal::Signal;
+
+use crate::{TempDir, process::ChildGuard};
+
+/// The enforcer binary under test: `$ENFORCER_BIN` (set by `cargo xtask test`), else the
+/// workspace's release build, else its debug build.
+pub fn enforcer_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ENFORCER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
+    for profile in ["release", "debug"] {
+        let bin = workspace.join("target").join(profile).join("enforcer");
+        if bin.exists() {
+            return bin;
+        }
+    }
+    panic!("no enforcer binary: run `cargo build --release -p enforcer` or `cargo xtask test`")
+}
+
+/// Runs `enforcer ARGS` to completion.
+pub fn enforcer(args: &[&str]) -> Output {
+    Command::new(enforcer_bin())
+        .args(args)
+        .output()
+        .expect("run enforcer")
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Daemon {
+    child: Option<ChildGuard>,
+    pub dir: TempDir,
+    pub socket: PathBuf,
+    pub metrics: SocketAddr,
+    pub config: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Writes a config with a private socket and metrics port, plus `extra` TOML appended
+    /// (e.g. classification rules), starts the daemon and waits until it answers.
+    pub fn start(daemon_section: &str, extra: &str) -> Daemon {
+        let dir = TempDir::new("enforcer-daemon");
+        let socket = dir.path().join("enforcer.sock");
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("enforcer.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[daemon]\nsocket = \"{}\"\nmetrics_listen = \"{metrics}\"\nnode_name = \"test-node\"\n{daemon_section}\n{extra}\n",
+                socket.display()
+            ),
+        )
+        .expect("write config");
+        let log = dir.path().join("daemon.log");
+        let mut command = Command::new(enforcer_bin());
+        command
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let mut daemon = Daemon {
+            child: Some(ChildGuard::spawn(command)),
+            dir,
+            socket,
+            metrics,
+            config,
+            log,
+        };
+        daemon.wait_ready(Duration::from_secs(20));
+        daemon
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().child_mut().try_wait().unwrap() {
+                panic!("enforcer exited early ({status}):\n{}", self.log());
+            }
+            if self.socket.exists() && TcpStream::connect(self.metrics).is_ok() {
+                // The first tick and scan happen right after start; give them a moment.
+                std::thread::sleep(Duration::from_millis(300));
+                return;
+            }
+            assert!(Instant::now() < deadline, "enforcer not ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().pid()
+    }
+
+    /// Runs a CLI command against this daemon's socket.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        let socket = self.socket.to_str().unwrap();
+        all.extend(["--socket", socket]);
+        enforcer(&all)
+    }
+
+    /// GET /metrics.
+    pub fn scrape(&self) -> String {
+        http_get(self.metrics, "/metrics")
+    }
+
+    /// Stops with SIGTERM and returns the exit status (None if it had to be killed).
+    pub fn stop(mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().unwrap();
+        child.signal(Signal::SIGTERM);
+        child.wait_timeout(Duration::from_secs(10))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.signal(Signal::SIGTERM);
+            if child.wait_timeout(Duration::from_secs(5)).is_none() {
+                drop(child); // SIGKILL
+            }
+        }
+    }
+}
+
+/// A minimal HTTP GET returning the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to metrics");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "unexpected response: {head}");
+    body.to_string()
+}
+
+/// The value of the sample whose line starts with `series` (name and labels exactly as
+/// exposed), e.g. `enforcer_cpu_seconds_total{class="offline",priority="P3"}`.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.split_whitespace().next()?.parse().ok()
+    })
+}

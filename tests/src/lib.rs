@@ -1,0 +1,56 @@
+//! Helpers shared by the privileged integration tests and the benchmarks: RAII guards for
+//! cgroups, child processes, network namespaces and a running daemon, so that everything a
+//! test creates is removed even when it panics.
+//!
+//! Rules these helpers enforce (see ../shared/notes): cgroups are created only as children
+//! of the cgroup this process runs in, memory cgroups especially; processes are never moved
+//! out of their memory cgroup; no hierarchy is ever mounted or unmounted.
+
+pub mod cgroup;
+pub mod daemon;
+pub mod netns;
+pub mod process;
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// A name no other test (or concurrent run) uses: `prefix-<pid>-<n>`.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Fails loudly when not root: a privileged test that silently skips is a failure.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the privileged integration tests must run as root (cargo xtask test)"
+    );
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let path = std::env::temp_dir().join(unique_name(prefix));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

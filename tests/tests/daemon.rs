@@ -1,0 +1,201 @@
+//! The daemon as a real process: metrics over HTTP, the CLI over the control socket, the
+//! live cgroup index, clean shutdown.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use enforcer_tests::{
+    cgroup::{TestCgroup, cpu_hog, spawn_in},
+    daemon::{Daemon, enforcer, metric_value},
+    require_root, unique_name,
+};
+
+const OFFLINE_P3: &str = r#"enforcer_cpu_seconds_total{class="offline",priority="P3"}"#;
+
+/// A config rule classifying cgroups whose path contains `name` as offline P3, ahead of the
+/// default rules.
+fn offline_p3_rule(name: &str) -> String {
+    format!(
+        "[classify]\nappend_defaults = true\n[[classify.rules]]\nname = \"test-offline\"\nmatch = '{name}'\nclass = \"offline\"\npriority = \"P3\"\n"
+    )
+}
+
+fn cgroups_json(daemon: &Daemon) -> Vec<serde_json::Value> {
+    let out = daemon.cli(&["cgroups", "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("cgroups --output json is JSON")
+}
+
+fn find_cgroup<'a>(cgroups: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
+    cgroups
+        .iter()
+        .find(|c| c["path"].as_str().is_some_and(|p| p.ends_with(name)))
+}
+
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn offline_p3_hog_is_counted_in_metrics_and_listed_by_the_cli() {
+    require_root();
+    let name = unique_name("enf-offline-p3");
+    let cpu = TestCgroup::create("cpu", &name);
+    let acct = TestCgroup::create("cpuacct", &name);
+    let daemon = Daemon::start("", &offline_p3_rule(&name));
+
+    let before = metric_value(&daemon.scrape(), OFFLINE_P3).unwrap_or(0.0);
+    let mut hog = spawn_in(&[&cpu, &acct], cpu_hog(3.0));
+    hog.wait_timeout(Duration::from_secs(10)).expect("hog exits");
+    // One tick plus margin for the last slice to be read.
+    std::thread::sleep(Duration::from_millis(400));
+    let text = daemon.scrape();
+    let after = metric_value(&text, OFFLINE_P3).expect("offline P3 counter exported");
+    let hog_seconds = acct.cpuacct_usage_ns() as f64 / 1e9;
+    let counted = after - before;
+    assert!(
+        (counted - hog_seconds).abs() <= hog_seconds * 0.05,
+        "offline P3 counter rose by {counted:.3}s, the hog used {hog_seconds:.3}s\n{text}"
+    );
+    // The per-cgroup series and the operators' compatibility series are there too.
+    assert!(text.contains(&format!("{name}\",class=\"offline\",priority=\"P3\"}}")), "{text}");
+    assert!(metric_value(&text, r#"yarn_cpu_cgroup_use_total{node="test-node"}"#).unwrap() >= counted);
+    assert!(metric_value(&text, r#"k8s_cpu_cgroup_use_total{node="test-node"}"#).is_some());
+    assert!(metric_value(&text, "enforcer_sampler_program_runs_total").unwrap() > 0.0);
+
+    let cgroups = cgroups_json(&daemon);
+    let entry = find_cgroup(&cgroups, &name).expect("test cgroup listed");
+    assert_eq!(entry["class"], "offline");
+    assert_eq!(entry["priority"], "P3");
+    assert_eq!(entry["rule"], "test-offline");
+    assert_eq!(entry["id"].as_u64().unwrap(), cpu.id());
+}
+
+#[test]
+fn cgroups_appear_in_and_disappear_from_the_index() {
+    require_root();
+    let daemon = Daemon::start("rescan_interval = \"200ms\"", "");
+    let name = unique_name("enf-index");
+    let cg = TestCgroup::create("cpu", &name);
+    assert!(
+        wait_until(Duration::from_secs(3), || find_cgroup(&cgroups_json(&daemon), &name).is_some()),
+        "new cgroup {name} never appeared"
+    );
+    let entry = find_cgroup(&cgroups_json(&daemon), &name).unwrap().clone();
+    assert_eq!(entry["class"], "system", "unmatched cgroups are system");
+    drop(cg);
+    assert!(
+        wait_until(Duration::from_secs(3), || find_cgroup(&cgroups_json(&daemon), &name).is_none()),
+        "removed cgroup {name} never disappeared"
+    );
+}
+
+#[test]
+fn status_top_and_json_outputs_work_against_a_running_daemon() {
+    require_root();
+    let daemon = Daemon::start("", "");
+    let status = daemon.cli(&["status"]);
+    assert!(status.status.success());
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("node CPU:"), "{text}");
+    assert!(text.contains("sampler:"), "{text}");
+
+    let json = daemon.cli(&["status", "--output", "json"]);
+    let s: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status json");
+    assert_eq!(s["node"], "test-node");
+    assert!(s["sampler"]["ticks_total"].as_u64().unwrap() > 0);
+    let util = s["node_cpu_utilisation"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&util));
+
+    let top = daemon.cli(&["top", "-n", "2", "-d", "0.2", "--output", "json"]);
+    assert!(top.status.success(), "{}", String::from_utf8_lossy(&top.stderr));
+    let frames: Vec<serde_json::Value> = String::from_utf8_lossy(&top.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("top frame is JSON"))
+        .collect();
+    assert_eq!(frames.len(), 2);
+    let top_text = daemon.cli(&["top", "-n", "1"]);
+    assert!(String::from_utf8_lossy(&top_text.stdout).contains("CORES"));
+}
+
+#[test]
+fn cli_without_a_daemon_says_so_in_one_line() {
+    for command in ["status", "cgroups", "top"] {
+        let out = enforcer(&[command, "--socket", "/nonexistent/enforcer.sock"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("no enforcer daemon is running"), "{err}");
+    }
+}
+
+#[test]
+fn broken_configs_are_refused_with_one_line_naming_the_field() {
+    require_root();
+    let dir = enforcer_tests::TempDir::new("enf-badconf");
+    let socket = dir.path().join("s.sock");
+    let cases = [
+        ("[daemon]\nbogus = 1\n", "bogus"),
+        ("[daemon]\ntop_n = \"many\"\n", "top_n"),
+        ("[daemon]\nmetrics_listen = \"not-an-address\"\n", "metrics_listen"),
+        ("[daemon]\ntick = \"soon\"\n", "tick"),
+        ("[[classify.rules]]\nname = \"x\"\nmatch = \"(\"\nclass = \"offline\"\n", "match"),
+        ("[[classify.rules]]\nname = \"x\"\nmatch = \"a\"\nclass = \"sometimes\"\n", "class"),
+    ];
+    for (body, field) in cases {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(
+            &file,
+            format!("{body}\n").replace("[daemon]\n", &format!("[daemon]\nsocket = \"{}\"\n", socket.display())),
+        )
+        .unwrap();
+        let file_str = file.to_str().unwrap();
+        for args in [vec!["config", "check", file_str], vec!["run", "--config", file_str]] {
+            let out = enforcer(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} accepted {body:?}");
+            assert_eq!(err.trim().lines().count(), 1, "{args:?} {body:?}: {err}");
+            assert!(err.contains(file_str) && err.contains(field), "{args:?} {body:?}: {err}");
+            // Never half-configured: nothing was bound or attached.
+            assert!(!Path::new(&socket).exists(), "{args:?} left a socket behind");
+        }
+    }
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[daemon]\ntick = \"50ms\"\n").unwrap();
+    let out = enforcer(&["config", "check", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_detaches_the_programs() {
+    require_root();
+    let daemon = Daemon::start("", "");
+    let socket = daemon.socket.clone();
+    let pid = daemon.pid();
+    let status = daemon.stop().expect("daemon exits on SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    assert!(!socket.exists(), "control socket removed");
+    // No sched_switch program of ours stays loaded (nothing is pinned by default).
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool");
+    let progs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool json");
+    let left: Vec<_> = progs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "sched_switch" || p["name"] == "cgroup_attach_t")
+        .filter(|p| p["pids"].as_array().is_none_or(|pids| pids.iter().any(|x| x["pid"] == pid)))
+        .collect();
+    assert!(left.is_empty(), "programs left loaded: {left:?}");
+}
