@@ -42,5 +42,7 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
     let cpu_percent = cpu_seconds / t0.elapsed().as_secs_f64() * 100.0;
     let rss_mib = peak_rss as f64 / 1024.0;
     println!("   RSS peak {rss_mib:.1} MiB   CPU {cpu_percent:.3}% of one core");
-    Ok(json!({ "rss_peak_mib": rss_mib, "cpu_percent_of_one_core": cpu_percent, "seconds": SECONDS }))
+    Ok(
+        json!({ "rss_peak_mib": rss_mib, "cpu_percent_of_one_core": cpu_percent, "seconds": SECONDS }),
+    )
 }

@@ -1,9 +1,9 @@
 //! enforcer's benchmarks. Every figure is measured side by side in one run and reported,
 //! never asserted: `cargo xtask bench` (as root).
 
+mod idle;
 mod overhead;
 mod tick;
-mod idle;
 
 use clap::{Parser, Subcommand};
 

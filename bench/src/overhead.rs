@@ -32,7 +32,13 @@ fn measure(mode: CgroupMode, seconds: u32) -> anyhow::Result<(f64, u64)> {
     let _stats = BpfStats::enable()?;
     let (t0, n0) = sampler.program_stats().unwrap_or_default();
     let status = Command::new("stress-ng")
-        .args(["--switch", "2", "--timeout", &format!("{seconds}s"), "--quiet"])
+        .args([
+            "--switch",
+            "2",
+            "--timeout",
+            &format!("{seconds}s"),
+            "--quiet",
+        ])
         .status()?;
     anyhow::ensure!(status.success(), "stress-ng --switch failed: {status}");
     let (t1, n1) = sampler.program_stats().unwrap_or_default();
@@ -44,7 +50,10 @@ fn measure(mode: CgroupMode, seconds: u32) -> anyhow::Result<(f64, u64)> {
 pub fn run() -> anyhow::Result<serde_json::Value> {
     println!("== overhead per sched_switch event (bpf_stats, stress-ng --switch 2, 5 s, 3 rounds)");
     let mut out = serde_json::Map::new();
-    for (label, mode) in [("cgroup2", CgroupMode::Unified), ("v1_cpu", CgroupMode::V1Cpu)] {
+    for (label, mode) in [
+        ("cgroup2", CgroupMode::Unified),
+        ("v1_cpu", CgroupMode::V1Cpu),
+    ] {
         let mut rounds = Vec::new();
         let mut events = 0;
         for _ in 0..3 {
@@ -58,7 +67,10 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
             "   {label:<8} median {median:6.1} ns/event  (rounds {:.1} / {:.1} / {:.1}; {events} events)",
             rounds[0], rounds[1], rounds[2]
         );
-        out.insert(label.into(), json!({ "median_ns_per_event": median, "rounds_ns": rounds, "events": events }));
+        out.insert(
+            label.into(),
+            json!({ "median_ns_per_event": median, "rounds_ns": rounds, "events": events }),
+        );
     }
     Ok(out.into())
 }

@@ -52,11 +52,17 @@ fn one_size(n: usize) -> anyhow::Result<serde_json::Value> {
     // Give every cgroup a map entry: one short-lived shell walks through all of them (a
     // self-move credits the slice run so far to the cgroup it leaves).
     let list = parent.dir().join("list");
-    let body: String = dirs.iter().map(|d| format!("{}\n", d.join("cgroup.procs").display())).collect();
+    let body: String = dirs
+        .iter()
+        .map(|d| format!("{}\n", d.join("cgroup.procs").display()))
+        .collect();
     std::fs::write(&list, body)?;
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!("while read f; do echo $$ > \"$f\"; done < {}", list.display()))
+        .arg(format!(
+            "while read f; do echo $$ > \"$f\"; done < {}",
+            list.display()
+        ))
         .status()?;
     anyhow::ensure!(status.success(), "walking the cgroups failed");
     std::fs::remove_file(&list)?;

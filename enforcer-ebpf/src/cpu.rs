@@ -19,8 +19,7 @@ use enforcer_common::{CPU_NS_DEFAULT_ENTRIES, CgroupMode, CpuSlot, IDLE_CGROUP, 
 static CPU_SLOT: PerCpuArray<CpuSlot> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
-static CPU_NS: PerCpuHashMap<u64, u64> =
-    PerCpuHashMap::with_max_entries(CPU_NS_DEFAULT_ENTRIES, 0);
+static CPU_NS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(CPU_NS_DEFAULT_ENTRIES, 0);
 
 /// Filled in by user space from the running kernel's BTF before load.
 #[unsafe(no_mangle)]
@@ -93,7 +92,10 @@ unsafe fn settle(slot: &mut CpuSlot, now: u64, task: *const u8) {
             // SAFETY: per-CPU value, see above.
             Some(total) => unsafe { *total += delta },
             None => {
-                if CPU_NS.insert(slot.cgroup_id, delta, BPF_NOEXIST as u64).is_err() {
+                if CPU_NS
+                    .insert(slot.cgroup_id, delta, BPF_NOEXIST as u64)
+                    .is_err()
+                {
                     slot.dropped += 1;
                 }
             }

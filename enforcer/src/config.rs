@@ -162,7 +162,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     let seconds = number * scale;
-    (seconds.is_finite() && seconds > 0.0 && seconds < 86_400.0).then(|| Duration::from_secs_f64(seconds))
+    (seconds.is_finite() && seconds > 0.0 && seconds < 86_400.0)
+        .then(|| Duration::from_secs_f64(seconds))
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -177,7 +178,9 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!("invalid socket address {text:?} (expected e.g. \"0.0.0.0:9977\")"))
+        serde::de::Error::custom(format!(
+            "invalid socket address {text:?} (expected e.g. \"0.0.0.0:9977\")"
+        ))
     })
 }
 
@@ -212,15 +215,26 @@ impl Config {
             message: one_line(&message),
         };
         let de = toml::de::Deserializer::parse(text).map_err(|e| {
-            let field = e.span().map_or("syntax".to_string(), |s| format!("line {}", line_of(text, s.start)));
+            let field = e.span().map_or("syntax".to_string(), |s| {
+                format!("line {}", line_of(text, s.start))
+            });
             invalid(field, e.message().to_string())
         })?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.inner();
-            let line = inner.span().map(|s| format!(" (line {})", line_of(text, s.start)));
-            let field = if path == "." { "config".to_string() } else { path };
-            invalid(format!("{field}{}", line.unwrap_or_default()), inner.message().to_string())
+            let line = inner
+                .span()
+                .map(|s| format!(" (line {})", line_of(text, s.start)));
+            let field = if path == "." {
+                "config".to_string()
+            } else {
+                path
+            };
+            invalid(
+                format!("{field}{}", line.unwrap_or_default()),
+                inner.message().to_string(),
+            )
         })?;
 
         let defaults = DaemonConfig::default();
@@ -237,25 +251,43 @@ impl Config {
             cgroup_map_entries: r.cgroup_map_entries.unwrap_or(defaults.cgroup_map_entries),
         };
         if daemon.window < daemon.tick {
-            return Err(invalid("daemon.window".into(), format!("{:?} is shorter than daemon.tick ({:?})", daemon.window, daemon.tick)));
+            return Err(invalid(
+                "daemon.window".into(),
+                format!(
+                    "{:?} is shorter than daemon.tick ({:?})",
+                    daemon.window, daemon.tick
+                ),
+            ));
         }
         if daemon.rescan_interval < daemon.tick {
             return Err(invalid(
                 "daemon.rescan_interval".into(),
-                format!("{:?} is shorter than daemon.tick ({:?})", daemon.rescan_interval, daemon.tick),
+                format!(
+                    "{:?} is shorter than daemon.tick ({:?})",
+                    daemon.rescan_interval, daemon.tick
+                ),
             ));
         }
         if !(1..=1000).contains(&daemon.top_n) {
-            return Err(invalid("daemon.top_n".into(), format!("{} is out of range 1..=1000", daemon.top_n)));
+            return Err(invalid(
+                "daemon.top_n".into(),
+                format!("{} is out of range 1..=1000", daemon.top_n),
+            ));
         }
         if !(1024..=1_048_576).contains(&daemon.cgroup_map_entries) {
             return Err(invalid(
                 "daemon.cgroup_map_entries".into(),
-                format!("{} is out of range 1024..=1048576", daemon.cgroup_map_entries),
+                format!(
+                    "{} is out of range 1024..=1048576",
+                    daemon.cgroup_map_entries
+                ),
             ));
         }
         if daemon.node_name.trim().is_empty() {
-            return Err(invalid("daemon.node_name".into(), "must not be empty".into()));
+            return Err(invalid(
+                "daemon.node_name".into(),
+                "must not be empty".into(),
+            ));
         }
 
         let rules = match raw.classify.rules {
@@ -266,11 +298,17 @@ impl Config {
                     if rule.priority.is_some() && rule.class != Class::Offline {
                         return Err(invalid(
                             format!("classify.rules[{i}].priority"),
-                            format!("only offline rules have a priority (this rule's class is {})", rule.class),
+                            format!(
+                                "only offline rules have a priority (this rule's class is {})",
+                                rule.class
+                            ),
                         ));
                     }
                     if rule.name.trim().is_empty() {
-                        return Err(invalid(format!("classify.rules[{i}].name"), "must not be empty".into()));
+                        return Err(invalid(
+                            format!("classify.rules[{i}].name"),
+                            "must not be empty".into(),
+                        ));
                     }
                     rules.push(Rule {
                         name: rule.name,
@@ -349,11 +387,17 @@ class = "online"
         )
         .unwrap();
         let d = &c.daemon;
-        assert_eq!((d.node_name.as_str(), d.tick, d.top_n), ("n1", Duration::from_millis(50), 5));
+        assert_eq!(
+            (d.node_name.as_str(), d.tick, d.top_n),
+            ("n1", Duration::from_millis(50), 5)
+        );
         assert_eq!(d.hierarchy, HierarchyChoice::V1);
         assert_eq!(d.socket, PathBuf::from("/tmp/e.sock"));
         let cls = c.rules.classify("x/spark-p1-exec");
-        assert_eq!((cls.class, cls.priority), (Class::Offline, Some(Priority::P1)));
+        assert_eq!(
+            (cls.class, cls.priority),
+            (Class::Offline, Some(Priority::P1))
+        );
         assert_eq!(c.rules.classify("db/x").class, Class::Online);
         // Defaults appended after the configured rules.
         assert_eq!(c.rules.classify("yarn/container_1").class, Class::Offline);
@@ -362,7 +406,8 @@ class = "online"
 
     #[test]
     fn configured_rules_replace_the_defaults_unless_appended() {
-        let c = parse("[[classify.rules]]\nname = \"a\"\nmatch = \"^a$\"\nclass = \"online\"\n").unwrap();
+        let c = parse("[[classify.rules]]\nname = \"a\"\nmatch = \"^a$\"\nclass = \"online\"\n")
+            .unwrap();
         assert_eq!(c.rules.rules().len(), 1);
         assert_eq!(c.rules.classify("yarn/container_1").class, Class::System);
     }
@@ -370,27 +415,49 @@ class = "online"
     #[test]
     fn errors_name_the_file_and_the_field() {
         let e = error("[daemon]\nbogus = 1\n");
-        assert!(e.contains("daemon.bogus") && e.contains("unknown field"), "{e}");
+        assert!(
+            e.contains("daemon.bogus") && e.contains("unknown field"),
+            "{e}"
+        );
         let e = error("nope = 1\n");
         assert!(e.contains("nope") && e.contains("unknown field"), "{e}");
         let e = error("[daemon]\ntop_n = \"x\"\n");
-        assert!(e.contains("daemon.top_n") && e.contains("invalid type"), "{e}");
+        assert!(
+            e.contains("daemon.top_n") && e.contains("invalid type"),
+            "{e}"
+        );
         let e = error("[daemon]\nmetrics_listen = \"nope\"\n");
-        assert!(e.contains("daemon.metrics_listen") && e.contains("invalid socket address \"nope\""), "{e}");
+        assert!(
+            e.contains("daemon.metrics_listen") && e.contains("invalid socket address \"nope\""),
+            "{e}"
+        );
         let e = error("[daemon]\ntick = \"10 parsecs\"\n");
-        assert!(e.contains("daemon.tick") && e.contains("invalid duration"), "{e}");
+        assert!(
+            e.contains("daemon.tick") && e.contains("invalid duration"),
+            "{e}"
+        );
         let e = error("[daemon]\ntick = \"0s\"\n");
         assert!(e.contains("daemon.tick"), "{e}");
         let e = error("[daemon]\ntick = \"2s\"\nwindow = \"1s\"\n");
         assert!(e.contains("daemon.window") && e.contains("shorter"), "{e}");
         let e = error("[daemon]\ntop_n = 0\n");
         assert!(e.contains("daemon.top_n"), "{e}");
-        let e = error("[[classify.rules]]\nname = \"a\"\nmatch = \"x\"\nclass = \"online\"\npriority = \"P1\"\n");
+        let e = error(
+            "[[classify.rules]]\nname = \"a\"\nmatch = \"x\"\nclass = \"online\"\npriority = \"P1\"\n",
+        );
         assert!(e.contains("classify.rules[0].priority"), "{e}");
-        let e = error("[[classify.rules]]\nname = \"a\"\nmatch = \"x\"\nclass = \"offline\"\n[[classify.rules]]\nname = \"b\"\nmatch = \"(\"\nclass = \"offline\"\n");
-        assert!(e.contains("classify.rules[1].match") && e.contains("invalid regex"), "{e}");
+        let e = error(
+            "[[classify.rules]]\nname = \"a\"\nmatch = \"x\"\nclass = \"offline\"\n[[classify.rules]]\nname = \"b\"\nmatch = \"(\"\nclass = \"offline\"\n",
+        );
+        assert!(
+            e.contains("classify.rules[1].match") && e.contains("invalid regex"),
+            "{e}"
+        );
         let e = error("[[classify.rules]]\nname = \"a\"\nmatch = \"x\"\nclass = \"sometimes\"\n");
-        assert!(e.contains("classify.rules[0].class") && e.contains("unknown variant"), "{e}");
+        assert!(
+            e.contains("classify.rules[0].class") && e.contains("unknown variant"),
+            "{e}"
+        );
         let e = error("[daemon\ntick = 1\n");
         assert!(e.contains("line 1"), "{e}");
     }
@@ -408,7 +475,12 @@ class = "online"
 
     #[test]
     fn unreadable_file_is_one_line() {
-        let e = Config::load(Path::new("/nonexistent/enforcer.toml")).unwrap_err().to_string();
-        assert!(e.starts_with("/nonexistent/enforcer.toml: cannot read:"), "{e}");
+        let e = Config::load(Path::new("/nonexistent/enforcer.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/nonexistent/enforcer.toml: cannot read:"),
+            "{e}"
+        );
     }
 }

@@ -10,7 +10,11 @@ use enforcer::{
 };
 
 #[derive(Parser)]
-#[command(name = "enforcer", version, about = "Keeps online services safe on nodes shared with offline batch work")]
+#[command(
+    name = "enforcer",
+    version,
+    about = "Keeps online services safe on nodes shared with offline batch work"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,21 +78,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(config),
-        Command::Status(t) => control::snapshot(&t.socket, Some(0)).map_err(Into::into).map(|s| {
-            if t.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-            } else {
-                print!("{}", cli::render_status(&s));
-            }
-        }),
-        Command::Cgroups(t) => control::snapshot(&t.socket, None).map_err(Into::into).map(|s| {
-            if t.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&s.cgroups).unwrap_or_default());
-            } else {
-                print!("{}", cli::render_cgroup_table(&s.cgroups, false));
-            }
-        }),
-        Command::Top { target, interval, iterations, rows } => top::run(
+        Command::Status(t) => control::snapshot(&t.socket, Some(0))
+            .map_err(Into::into)
+            .map(|s| {
+                if t.output == Output::Json {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                } else {
+                    print!("{}", cli::render_status(&s));
+                }
+            }),
+        Command::Cgroups(t) => control::snapshot(&t.socket, None)
+            .map_err(Into::into)
+            .map(|s| {
+                if t.output == Output::Json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&s.cgroups).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", cli::render_cgroup_table(&s.cgroups, false));
+                }
+            }),
+        Command::Top {
+            target,
+            interval,
+            iterations,
+            rows,
+        } => top::run(
             &target.socket,
             top::TopOptions {
                 interval: Duration::from_secs_f64(interval.max(0.1)),
@@ -98,9 +114,9 @@ fn main() -> ExitCode {
             },
         )
         .map_err(Into::into),
-        Command::Config { command: ConfigCommand::Check { file } } => {
-            daemon::check_config(&file).map(|_| println!("{}: ok", file.display()))
-        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => daemon::check_config(&file).map(|_| println!("{}: ok", file.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,7 +140,10 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    daemon::run(daemon::RunOptions { config, config_path })
+    daemon::run(daemon::RunOptions {
+        config,
+        config_path,
+    })
 }
 
 fn one_line(e: &anyhow::Error) -> String {

@@ -94,7 +94,10 @@ impl TestCgroup {
 
     /// `cpuacct.usage` (v1) in nanoseconds.
     pub fn cpuacct_usage_ns(&self) -> u64 {
-        self.read("cpuacct.usage").trim().parse().expect("cpuacct.usage")
+        self.read("cpuacct.usage")
+            .trim()
+            .parse()
+            .expect("cpuacct.usage")
     }
 
     /// `usage_usec` of `cpu.stat` (cgroup2, present even without the cpu controller), in ns.
@@ -165,7 +168,10 @@ impl Drop for TestCgroup {
                 return;
             }
             if Instant::now() > deadline {
-                eprintln!("warning: could not remove test cgroup {}", self.dir.display());
+                eprintln!(
+                    "warning: could not remove test cgroup {}",
+                    self.dir.display()
+                );
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

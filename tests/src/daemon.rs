@@ -19,7 +19,9 @@ pub fn enforcer_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("ENFORCER_BIN") {
         return PathBuf::from(bin);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
     for profile in ["release", "debug"] {
         let bin = workspace.join("target").join(profile).join("enforcer");
         if bin.exists() {
@@ -101,7 +103,11 @@ impl Daemon {
                 std::thread::sleep(Duration::from_millis(300));
                 return;
             }
-            assert!(Instant::now() < deadline, "enforcer not ready:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "enforcer not ready:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -149,12 +155,21 @@ impl Drop for Daemon {
 /// A minimal HTTP GET returning the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect to metrics");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "unexpected response: {head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "unexpected response: {head}"
+    );
     body.to_string()
 }
 
@@ -163,6 +178,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(series)?;
-        rest.strip_prefix(' ')?.split_whitespace().next()?.parse().ok()
+        rest.strip_prefix(' ')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     })
 }

@@ -50,7 +50,10 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Processes still inside would keep it alive: kill them first.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse() {
                     let _ = nix::sys::signal::kill(
@@ -60,6 +63,8 @@ impl Drop for Netns {
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }

@@ -26,7 +26,12 @@ fn check_against_kernel(
     let mut hog = spawn_in(cgroups, cpu_hog(3.0));
 
     std::thread::sleep(Duration::from_millis(1500));
-    let ebpf_mid = sampler.read().unwrap().per_cgroup.get(&charged.id()).copied();
+    let ebpf_mid = sampler
+        .read()
+        .unwrap()
+        .per_cgroup
+        .get(&charged.id())
+        .copied();
     let kernel_mid = kernel_ns();
     let ebpf_mid = ebpf_mid.expect("the running hog's cgroup is in the map");
     assert!(
@@ -34,7 +39,8 @@ fn check_against_kernel(
         "mid-run: eBPF {ebpf_mid} ns vs kernel {kernel_mid} ns"
     );
 
-    hog.wait_timeout(Duration::from_secs(10)).expect("hog exits");
+    hog.wait_timeout(Duration::from_secs(10))
+        .expect("hog exits");
     let ebpf = sampler.read().unwrap().per_cgroup[&charged.id()];
     let kernel = kernel_ns();
     assert!(kernel > 2_500_000_000, "the hog ran: {kernel} ns");
@@ -60,7 +66,9 @@ fn v1_cpu_time_matches_cpuacct_usage() {
     let name = unique_name("enf-cpu1");
     let cpu = TestCgroup::create("cpu", &name);
     let acct = TestCgroup::create("cpuacct", &name);
-    check_against_kernel(CgroupMode::V1Cpu, &cpu, &[&cpu, &acct], || acct.cpuacct_usage_ns());
+    check_against_kernel(CgroupMode::V1Cpu, &cpu, &[&cpu, &acct], || {
+        acct.cpuacct_usage_ns()
+    });
 }
 
 #[test]
@@ -70,7 +78,8 @@ fn idle_time_is_not_charged_and_busy_time_tracks_the_node() {
     let first = sampler.read().unwrap();
     let cg = TestCgroup::create("unified", &unique_name("enf-busy"));
     let mut hog = spawn_in(&[&cg], cpu_hog(1.0));
-    hog.wait_timeout(Duration::from_secs(10)).expect("hog exits");
+    hog.wait_timeout(Duration::from_secs(10))
+        .expect("hog exits");
     let second = sampler.read().unwrap();
     let busy = second.busy_ns - first.busy_ns;
     let elapsed = second.at_ns - first.at_ns;
@@ -78,7 +87,10 @@ fn idle_time_is_not_charged_and_busy_time_tracks_the_node() {
     // At least the hog's second, never more than all CPUs for the whole interval: idle
     // (pid 0) is not charged.
     assert!(busy >= 900_000_000, "busy {busy} ns");
-    assert!(busy <= elapsed * cpus, "busy {busy} ns > {elapsed} ns x {cpus} CPUs");
+    assert!(
+        busy <= elapsed * cpus,
+        "busy {busy} ns > {elapsed} ns x {cpus} CPUs"
+    );
     assert!(second.switches > first.switches);
     assert_eq!(second.read_errors, 0);
     assert_eq!(second.dropped, 0);

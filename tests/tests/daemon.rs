@@ -24,7 +24,11 @@ fn offline_p3_rule(name: &str) -> String {
 
 fn cgroups_json(daemon: &Daemon) -> Vec<serde_json::Value> {
     let out = daemon.cli(&["cgroups", "--output", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("cgroups --output json is JSON")
 }
 
@@ -55,7 +59,8 @@ fn offline_p3_hog_is_counted_in_metrics_and_listed_by_the_cli() {
 
     let before = metric_value(&daemon.scrape(), OFFLINE_P3).unwrap_or(0.0);
     let mut hog = spawn_in(&[&cpu, &acct], cpu_hog(3.0));
-    hog.wait_timeout(Duration::from_secs(10)).expect("hog exits");
+    hog.wait_timeout(Duration::from_secs(10))
+        .expect("hog exits");
     // One tick plus margin for the last slice to be read.
     std::thread::sleep(Duration::from_millis(400));
     let text = daemon.scrape();
@@ -67,8 +72,13 @@ fn offline_p3_hog_is_counted_in_metrics_and_listed_by_the_cli() {
         "offline P3 counter rose by {counted:.3}s, the hog used {hog_seconds:.3}s\n{text}"
     );
     // The per-cgroup series and the operators' compatibility series are there too.
-    assert!(text.contains(&format!("{name}\",class=\"offline\",priority=\"P3\"}}")), "{text}");
-    assert!(metric_value(&text, r#"yarn_cpu_cgroup_use_total{node="test-node"}"#).unwrap() >= counted);
+    assert!(
+        text.contains(&format!("{name}\",class=\"offline\",priority=\"P3\"}}")),
+        "{text}"
+    );
+    assert!(
+        metric_value(&text, r#"yarn_cpu_cgroup_use_total{node="test-node"}"#).unwrap() >= counted
+    );
     assert!(metric_value(&text, r#"k8s_cpu_cgroup_use_total{node="test-node"}"#).is_some());
     assert!(metric_value(&text, "enforcer_sampler_program_runs_total").unwrap() > 0.0);
 
@@ -87,14 +97,22 @@ fn cgroups_appear_in_and_disappear_from_the_index() {
     let name = unique_name("enf-index");
     let cg = TestCgroup::create("cpu", &name);
     assert!(
-        wait_until(Duration::from_secs(3), || find_cgroup(&cgroups_json(&daemon), &name).is_some()),
+        wait_until(Duration::from_secs(3), || find_cgroup(
+            &cgroups_json(&daemon),
+            &name
+        )
+        .is_some()),
         "new cgroup {name} never appeared"
     );
     let entry = find_cgroup(&cgroups_json(&daemon), &name).unwrap().clone();
     assert_eq!(entry["class"], "system", "unmatched cgroups are system");
     drop(cg);
     assert!(
-        wait_until(Duration::from_secs(3), || find_cgroup(&cgroups_json(&daemon), &name).is_none()),
+        wait_until(Duration::from_secs(3), || find_cgroup(
+            &cgroups_json(&daemon),
+            &name
+        )
+        .is_none()),
         "removed cgroup {name} never disappeared"
     );
 }
@@ -117,7 +135,11 @@ fn status_top_and_json_outputs_work_against_a_running_daemon() {
     assert!((0.0..=1.0).contains(&util));
 
     let top = daemon.cli(&["top", "-n", "2", "-d", "0.2", "--output", "json"]);
-    assert!(top.status.success(), "{}", String::from_utf8_lossy(&top.stderr));
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
     let frames: Vec<serde_json::Value> = String::from_utf8_lossy(&top.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("top frame is JSON"))
@@ -146,33 +168,58 @@ fn broken_configs_are_refused_with_one_line_naming_the_field() {
     let cases = [
         ("[daemon]\nbogus = 1\n", "bogus"),
         ("[daemon]\ntop_n = \"many\"\n", "top_n"),
-        ("[daemon]\nmetrics_listen = \"not-an-address\"\n", "metrics_listen"),
+        (
+            "[daemon]\nmetrics_listen = \"not-an-address\"\n",
+            "metrics_listen",
+        ),
         ("[daemon]\ntick = \"soon\"\n", "tick"),
-        ("[[classify.rules]]\nname = \"x\"\nmatch = \"(\"\nclass = \"offline\"\n", "match"),
-        ("[[classify.rules]]\nname = \"x\"\nmatch = \"a\"\nclass = \"sometimes\"\n", "class"),
+        (
+            "[[classify.rules]]\nname = \"x\"\nmatch = \"(\"\nclass = \"offline\"\n",
+            "match",
+        ),
+        (
+            "[[classify.rules]]\nname = \"x\"\nmatch = \"a\"\nclass = \"sometimes\"\n",
+            "class",
+        ),
     ];
     for (body, field) in cases {
         let file = dir.path().join("bad.toml");
         std::fs::write(
             &file,
-            format!("{body}\n").replace("[daemon]\n", &format!("[daemon]\nsocket = \"{}\"\n", socket.display())),
+            format!("{body}\n").replace(
+                "[daemon]\n",
+                &format!("[daemon]\nsocket = \"{}\"\n", socket.display()),
+            ),
         )
         .unwrap();
         let file_str = file.to_str().unwrap();
-        for args in [vec!["config", "check", file_str], vec!["run", "--config", file_str]] {
+        for args in [
+            vec!["config", "check", file_str],
+            vec!["run", "--config", file_str],
+        ] {
             let out = enforcer(&args);
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{args:?} accepted {body:?}");
             assert_eq!(err.trim().lines().count(), 1, "{args:?} {body:?}: {err}");
-            assert!(err.contains(file_str) && err.contains(field), "{args:?} {body:?}: {err}");
+            assert!(
+                err.contains(file_str) && err.contains(field),
+                "{args:?} {body:?}: {err}"
+            );
             // Never half-configured: nothing was bound or attached.
-            assert!(!Path::new(&socket).exists(), "{args:?} left a socket behind");
+            assert!(
+                !Path::new(&socket).exists(),
+                "{args:?} left a socket behind"
+            );
         }
     }
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "[daemon]\ntick = \"50ms\"\n").unwrap();
     let out = enforcer(&["config", "check", good.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -195,7 +242,11 @@ fn sigterm_stops_cleanly_and_detaches_the_programs() {
         .unwrap()
         .iter()
         .filter(|p| p["name"] == "sched_switch" || p["name"] == "cgroup_attach_t")
-        .filter(|p| p["pids"].as_array().is_none_or(|pids| pids.iter().any(|x| x["pid"] == pid)))
+        .filter(|p| {
+            p["pids"]
+                .as_array()
+                .is_none_or(|pids| pids.iter().any(|x| x["pid"] == pid))
+        })
         .collect();
     assert!(left.is_empty(), "programs left loaded: {left:?}");
 }

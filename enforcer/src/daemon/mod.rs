@@ -50,22 +50,30 @@ fn choose_hierarchy(
     choice: HierarchyChoice,
 ) -> anyhow::Result<(CgroupMode, PathBuf, String)> {
     let unified = || {
-        layout
-            .unified_mount()
-            .map(|p| (CgroupMode::Unified, p.to_path_buf(), format!("cgroup2 at {}", p.display())))
+        layout.unified_mount().map(|p| {
+            (
+                CgroupMode::Unified,
+                p.to_path_buf(),
+                format!("cgroup2 at {}", p.display()),
+            )
+        })
     };
     let v1 = || {
-        layout
-            .v1_mount("cpu")
-            .map(|p| (CgroupMode::V1Cpu, p.to_path_buf(), format!("v1 cpu at {}", p.display())))
+        layout.v1_mount("cpu").map(|p| {
+            (
+                CgroupMode::V1Cpu,
+                p.to_path_buf(),
+                format!("v1 cpu at {}", p.display()),
+            )
+        })
     };
     match choice {
-        HierarchyChoice::Unified => {
-            unified().ok_or_else(|| anyhow!("daemon.hierarchy = \"unified\": no cgroup2 filesystem is mounted"))
-        }
-        HierarchyChoice::V1 => {
-            v1().ok_or_else(|| anyhow!("daemon.hierarchy = \"v1\": no v1 hierarchy holds the cpu controller"))
-        }
+        HierarchyChoice::Unified => unified().ok_or_else(|| {
+            anyhow!("daemon.hierarchy = \"unified\": no cgroup2 filesystem is mounted")
+        }),
+        HierarchyChoice::V1 => v1().ok_or_else(|| {
+            anyhow!("daemon.hierarchy = \"v1\": no v1 hierarchy holds the cpu controller")
+        }),
         HierarchyChoice::Auto => match layout.cpu_hierarchy() {
             Some(CpuHierarchy::Unified(_)) => unified(),
             Some(CpuHierarchy::V1 { .. }) => v1(),
@@ -76,7 +84,9 @@ fn choose_hierarchy(
 }
 
 fn online_cpus() -> u32 {
-    aya::util::online_cpus().map(|c| c.len() as u32).unwrap_or(1)
+    aya::util::online_cpus()
+        .map(|c| c.len() as u32)
+        .unwrap_or(1)
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -99,7 +109,12 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     };
     let metrics = runtime
         .block_on(tokio::net::TcpListener::bind(d.metrics_listen))
-        .with_context(|| format!("daemon.metrics_listen: cannot listen on {}", d.metrics_listen))?;
+        .with_context(|| {
+            format!(
+                "daemon.metrics_listen: cannot listen on {}",
+                d.metrics_listen
+            )
+        })?;
 
     let sampler = CpuSampler::load(mode, d.cgroup_map_entries)?;
     tracing::info!(mode = ?mode, "CPU sampler attached (tp_btf/sched_switch)");
@@ -299,7 +314,11 @@ impl SamplerLoop {
         st.health.rescan_seconds = started.elapsed().as_secs_f64();
         drop(st);
         if !diff.added.is_empty() || !diff.removed.is_empty() {
-            tracing::debug!(added = diff.added.len(), removed = diff.removed.len(), "cgroup index changed");
+            tracing::debug!(
+                added = diff.added.len(),
+                removed = diff.removed.len(),
+                "cgroup index changed"
+            );
         }
         self.sampler.forget(diff.removed.into_iter().chain(gone));
     }

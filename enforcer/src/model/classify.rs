@@ -88,7 +88,12 @@ impl RuleSet {
                 Class::Offline,
                 Some(DEFAULT_OFFLINE_PRIORITY),
             ),
-            rule("yarn", r"(^|/)(hadoop-)?yarn$", Class::Offline, Some(DEFAULT_OFFLINE_PRIORITY)),
+            rule(
+                "yarn",
+                r"(^|/)(hadoop-)?yarn$",
+                Class::Offline,
+                Some(DEFAULT_OFFLINE_PRIORITY),
+            ),
         ]
     }
 
@@ -137,14 +142,24 @@ mod tests {
 
     fn check(rules: &RuleSet, path: &str, class: Class, priority: Option<Priority>, rule: &str) {
         let c = rules.classify(path);
-        assert_eq!((c.class, c.priority, &*c.rule), (class, priority, rule), "{path}");
+        assert_eq!(
+            (c.class, c.priority, &*c.rule),
+            (class, priority, rule),
+            "{path}"
+        );
     }
 
     #[test]
     fn default_rules_for_the_systemd_driver() {
         let r = RuleSet::defaults();
         let be = "kubepods.slice/kubepods-besteffort.slice";
-        check(&r, be, Class::Offline, Some(Priority::P3), "kubepods-besteffort");
+        check(
+            &r,
+            be,
+            Class::Offline,
+            Some(Priority::P3),
+            "kubepods-besteffort",
+        );
         check(
             &r,
             &format!("{be}/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope"),
@@ -167,36 +182,112 @@ mod tests {
             "kubepods-guaranteed",
         );
         check(&r, "kubepods.slice", Class::System, None, "default");
-        check(&r, "system.slice/kubelet.service", Class::System, None, "default");
+        check(
+            &r,
+            "system.slice/kubelet.service",
+            Class::System,
+            None,
+            "default",
+        );
         check(&r, "", Class::System, None, "default");
     }
 
     #[test]
     fn default_rules_for_the_cgroupfs_driver_and_yarn() {
         let r = RuleSet::defaults();
-        check(&r, "kubepods/besteffort/pod1/abc", Class::Offline, Some(Priority::P3), "kubepods-besteffort");
-        check(&r, "kubepods/burstable/pod1/abc", Class::Online, None, "kubepods-burstable");
-        check(&r, "kubepods/pod9/abc", Class::Online, None, "kubepods-guaranteed");
+        check(
+            &r,
+            "kubepods/besteffort/pod1/abc",
+            Class::Offline,
+            Some(Priority::P3),
+            "kubepods-besteffort",
+        );
+        check(
+            &r,
+            "kubepods/burstable/pod1/abc",
+            Class::Online,
+            None,
+            "kubepods-burstable",
+        );
+        check(
+            &r,
+            "kubepods/pod9/abc",
+            Class::Online,
+            None,
+            "kubepods-guaranteed",
+        );
         check(&r, "kubepods", Class::System, None, "default");
-        check(&r, "yarn/container_1_01_000002", Class::Offline, Some(Priority::P3), "yarn-container");
-        check(&r, "hadoop-yarn/container_e01_1_01_000002", Class::Offline, Some(Priority::P3), "yarn-container");
+        check(
+            &r,
+            "yarn/container_1_01_000002",
+            Class::Offline,
+            Some(Priority::P3),
+            "yarn-container",
+        );
+        check(
+            &r,
+            "hadoop-yarn/container_e01_1_01_000002",
+            Class::Offline,
+            Some(Priority::P3),
+            "yarn-container",
+        );
         check(&r, "yarn", Class::Offline, Some(Priority::P3), "yarn");
         // Look-alikes stay system.
-        check(&r, "kubepods-besteffort-not", Class::System, None, "default");
+        check(
+            &r,
+            "kubepods-besteffort-not",
+            Class::System,
+            None,
+            "default",
+        );
         check(&r, "notyarn/container_1", Class::System, None, "default");
-        check(&r, "system.slice/yarn-nodemanager.service", Class::System, None, "default");
+        check(
+            &r,
+            "system.slice/yarn-nodemanager.service",
+            Class::System,
+            None,
+            "default",
+        );
     }
 
     #[test]
     fn priority_comes_from_a_capture_then_the_rule_then_the_default() {
         let r = RuleSet::new(vec![
-            rule("yarn-queue", r"yarn/(?P<priority>P[123]|debug)/container_", Class::Offline, Some(Priority::P2)),
+            rule(
+                "yarn-queue",
+                r"yarn/(?P<priority>P[123]|debug)/container_",
+                Class::Offline,
+                Some(Priority::P2),
+            ),
             rule("spark", r"spark-", Class::Offline, None),
-            rule("odd", r"odd/(?P<priority>\w+)/", Class::Offline, Some(Priority::P1)),
+            rule(
+                "odd",
+                r"odd/(?P<priority>\w+)/",
+                Class::Offline,
+                Some(Priority::P1),
+            ),
         ]);
-        check(&r, "yarn/P1/container_1", Class::Offline, Some(Priority::P1), "yarn-queue");
-        check(&r, "yarn/debug/container_1", Class::Offline, Some(Priority::Debug), "yarn-queue");
-        check(&r, "x/spark-exec-1", Class::Offline, Some(Priority::P3), "spark");
+        check(
+            &r,
+            "yarn/P1/container_1",
+            Class::Offline,
+            Some(Priority::P1),
+            "yarn-queue",
+        );
+        check(
+            &r,
+            "yarn/debug/container_1",
+            Class::Offline,
+            Some(Priority::Debug),
+            "yarn-queue",
+        );
+        check(
+            &r,
+            "x/spark-exec-1",
+            Class::Offline,
+            Some(Priority::P3),
+            "spark",
+        );
         // An unparsable capture falls back to the rule's priority.
         check(&r, "odd/zzz/1", Class::Offline, Some(Priority::P1), "odd");
     }
@@ -212,7 +303,13 @@ mod tests {
             rule("b", "shared", Class::Offline, Some(Priority::P1)),
             rule("a", "shared", Class::Online, None),
         ]);
-        check(&offline_first, "x/shared/y", Class::Offline, Some(Priority::P1), "b");
+        check(
+            &offline_first,
+            "x/shared/y",
+            Class::Offline,
+            Some(Priority::P1),
+            "b",
+        );
         // Online and system never carry a priority, even if the rule names one.
         let r = RuleSet::new(vec![rule("s", "x", Class::System, Some(Priority::P1))]);
         check(&r, "x", Class::System, None, "s");

@@ -89,7 +89,12 @@ impl CgroupIndex {
     }
 
     pub fn count_by_class(&self) -> [(Class, usize); 3] {
-        Class::ALL.map(|class| (class, self.by_id.values().filter(|e| e.class == class).count()))
+        Class::ALL.map(|class| {
+            (
+                class,
+                self.by_id.values().filter(|e| e.class == class).count(),
+            )
+        })
     }
 }
 
@@ -108,13 +113,19 @@ mod tests {
     fn refresh_reports_added_removed_and_renamed_cgroups() {
         let rules = RuleSet::defaults();
         let mut index = CgroupIndex::new();
-        let diff = index.refresh(vec![dir("", 1), dir("yarn", 2), dir("yarn/container_1", 3)], &rules);
+        let diff = index.refresh(
+            vec![dir("", 1), dir("yarn", 2), dir("yarn/container_1", 3)],
+            &rules,
+        );
         assert_eq!(diff.added.len(), 3);
         assert!(diff.removed.is_empty());
         assert_eq!(index.get(3).unwrap().class, Class::Offline);
         assert_eq!(index.get(3).unwrap().priority, Some(Priority::P3));
 
-        let mut diff = index.refresh(vec![dir("", 1), dir("yarn", 2), dir("moved", 3), dir("new", 4)], &rules);
+        let mut diff = index.refresh(
+            vec![dir("", 1), dir("yarn", 2), dir("moved", 3), dir("new", 4)],
+            &rules,
+        );
         diff.added.sort();
         assert_eq!(diff.added, [3, 4]);
         assert_eq!(diff.removed, [3]);
@@ -139,10 +150,20 @@ mod tests {
             priority: Some(Priority::Debug),
         }]);
         index.refresh(vec![dir("batch/job", 7)], &offline);
-        assert_eq!(index.get(7).unwrap().class, Class::System, "no regex run for known cgroups");
+        assert_eq!(
+            index.get(7).unwrap().class,
+            Class::System,
+            "no regex run for known cgroups"
+        );
         index.reclassify(&offline);
         let e = index.get(7).unwrap();
-        assert_eq!((e.class, e.priority, &*e.rule), (Class::Offline, Some(Priority::Debug), "batch"));
-        assert_eq!(index.count_by_class(), [(Class::Online, 0), (Class::Offline, 1), (Class::System, 0)]);
+        assert_eq!(
+            (e.class, e.priority, &*e.rule),
+            (Class::Offline, Some(Priority::Debug), "batch")
+        );
+        assert_eq!(
+            index.count_by_class(),
+            [(Class::Online, 0), (Class::Offline, 1), (Class::System, 0)]
+        );
     }
 }

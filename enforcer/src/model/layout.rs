@@ -59,7 +59,10 @@ pub struct CgroupLayout {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CpuHierarchy {
     Unified(PathBuf),
-    V1 { cpu: PathBuf, cpuacct: Option<PathBuf> },
+    V1 {
+        cpu: PathBuf,
+        cpuacct: Option<PathBuf>,
+    },
 }
 
 impl CpuHierarchy {
@@ -78,8 +81,10 @@ fn unescape(field: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\\'
-            && i + 3 < bytes.len() + 0
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
@@ -136,7 +141,9 @@ impl CgroupLayout {
                             o => controllers.push(o.to_string()),
                         }
                     }
-                    let duplicate = v1.iter().any(|h| h.controllers == controllers && h.name == name);
+                    let duplicate = v1
+                        .iter()
+                        .any(|h| h.controllers == controllers && h.name == name);
                     if !duplicate {
                         v1.push(V1Hierarchy {
                             mount_point,
@@ -311,26 +318,42 @@ mod tests {
             l.cpu_hierarchy().unwrap().root(),
             Path::new("/sys/fs/cgroup/cpu")
         );
-        assert_eq!(l.v1_mount("cpuacct"), Some(Path::new("/sys/fs/cgroup/cpuacct")));
+        assert_eq!(
+            l.v1_mount("cpuacct"),
+            Some(Path::new("/sys/fs/cgroup/cpuacct"))
+        );
     }
 
     #[test]
     fn pure_v2_reads_its_controllers() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        std::fs::write(
+            dir.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
         let escaped = dir.path().display().to_string().replace(' ', "\\040");
         let text = format!("30 23 0:26 / {escaped} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n");
         let l = CgroupLayout::from_mountinfo(&text).unwrap();
         assert_eq!(l.mode, LayoutMode::V2);
-        assert_eq!(l.unified_controllers, ["cpuset", "cpu", "io", "memory", "pids"]);
-        assert_eq!(l.cpu_hierarchy(), Some(CpuHierarchy::Unified(dir.path().into())));
+        assert_eq!(
+            l.unified_controllers,
+            ["cpuset", "cpu", "io", "memory", "pids"]
+        );
+        assert_eq!(
+            l.cpu_hierarchy(),
+            Some(CpuHierarchy::Unified(dir.path().into()))
+        );
         assert_eq!(l.v1_mount("cpu"), None);
     }
 
     #[test]
     fn no_cgroups_is_an_error_and_escapes_are_undone() {
         let err = CgroupLayout::from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n").unwrap_err();
-        assert_eq!(err.to_string(), "no cgroup filesystem mounted (read /proc/self/mountinfo)");
+        assert_eq!(
+            err.to_string(),
+            "no cgroup filesystem mounted (read /proc/self/mountinfo)"
+        );
         assert_eq!(unescape(r"/a\040b\134c"), r"/a b\c");
     }
 
@@ -352,7 +375,11 @@ mod tests {
         }
         std::fs::write(root.join("kubepods.slice/cpu.stat"), "").unwrap();
         assert_eq!(detect_driver(root), KubeletDriver::Systemd);
-        let mut found: Vec<String> = walk(root).unwrap().into_iter().map(|d| d.rel_path).collect();
+        let mut found: Vec<String> = walk(root)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.rel_path)
+            .collect();
         found.sort();
         assert_eq!(
             found,
@@ -373,6 +400,9 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(other.path().join("kubepods/burstable/pod123/abc")).unwrap();
         assert_eq!(detect_driver(other.path()), KubeletDriver::Cgroupfs);
-        assert_eq!(detect_driver(Path::new("/nonexistent")), KubeletDriver::None);
+        assert_eq!(
+            detect_driver(Path::new("/nonexistent")),
+            KubeletDriver::None
+        );
     }
 }

@@ -68,9 +68,18 @@ pub enum Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "trigger", rename_all = "snake_case")]
 pub enum Trigger {
-    NodeCpu { value: f64, threshold: f64 },
-    NodeMemory { value: f64, threshold: f64 },
-    DirectReclaim { stall_per_second: f64, threshold: f64 },
+    NodeCpu {
+        value: f64,
+        threshold: f64,
+    },
+    NodeMemory {
+        value: f64,
+        threshold: f64,
+    },
+    DirectReclaim {
+        stall_per_second: f64,
+        threshold: f64,
+    },
     /// Stepping down: the node has been healthy for `recover_hold`.
     Recovered,
 }
@@ -109,7 +118,9 @@ pub struct Signals {
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Tell the schedulers whether this node takes new offline work.
-    SchedulingGate { open: bool },
+    SchedulingGate {
+        open: bool,
+    },
     /// Shrink the offline parents' CPU quota and memory limit.
     ThrottleOffline,
     /// Freeze every offline unit.
@@ -119,7 +130,10 @@ pub enum Action {
     /// Give the offline parents back the limits of the capacity rule.
     RestoreOffline,
     /// Kill every process of one offline unit.
-    Kill { id: u64, priority: Priority },
+    Kill {
+        id: u64,
+        priority: Priority,
+    },
     /// All offline work is gone and the node is still unhealthy.
     DeclareSick,
     ClearSick,
@@ -251,7 +265,10 @@ impl Ladder {
         match self.stage {
             Stage::Normal => {
                 self.enter(Stage::StopScheduling, now);
-                out.push(decide(Stage::StopScheduling, Action::SchedulingGate { open: false }));
+                out.push(decide(
+                    Stage::StopScheduling,
+                    Action::SchedulingGate { open: false },
+                ));
                 if c.throttle_after.is_zero() {
                     self.enter(Stage::Throttle, now);
                     out.push(decide(Stage::Throttle, Action::ThrottleOffline));
@@ -344,7 +361,10 @@ impl Ladder {
             self.stage,
             now_ns.saturating_sub(self.stage_since) as f64 / 1e9,
             match (self.triggered_since, self.last_trigger) {
-                (Some(_), Some(t)) => format!("{t:?} held {:.1}s", held(self.triggered_since).unwrap_or(0.0)),
+                (Some(_), Some(t)) => format!(
+                    "{t:?} held {:.1}s",
+                    held(self.triggered_since).unwrap_or(0.0)
+                ),
                 _ => "none".to_string(),
             },
             held(self.healthy_since).map_or("-".to_string(), |h| format!("{h:.1}s")),

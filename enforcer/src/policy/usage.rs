@@ -127,9 +127,7 @@ impl UsageTracker {
 
     /// Cumulative nanoseconds and cores in use over the window for one cgroup.
     pub fn cgroup(&self, id: u64) -> Option<(u64, f64)> {
-        self.cgroups
-            .get(&id)
-            .map(|s| (s.total_ns, s.window.rate()))
+        self.cgroups.get(&id).map(|s| (s.total_ns, s.window.rate()))
     }
 
     pub fn tracked_cgroups(&self) -> usize {

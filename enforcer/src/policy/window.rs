@@ -65,7 +65,11 @@ mod tests {
         for i in 0..=20 {
             // One core busy for the first second, two afterwards.
             let t = i * 100 * MS;
-            let v = if i <= 10 { t } else { 1000 * MS + 2 * (t - 1000 * MS) };
+            let v = if i <= 10 {
+                t
+            } else {
+                1000 * MS + 2 * (t - 1000 * MS)
+            };
             w.push(t, v);
         }
         assert_eq!(w.span_ns(), 1000 * MS);

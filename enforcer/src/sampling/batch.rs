@@ -56,7 +56,11 @@ impl PerCpuU64Reader {
         let mut first = true;
         loop {
             let mut attr = BatchAttr {
-                in_batch: if first { 0 } else { &token as *const u64 as u64 },
+                in_batch: if first {
+                    0
+                } else {
+                    &token as *const u64 as u64
+                },
                 out_batch: &mut token as *mut u64 as u64,
                 keys: self.keys.as_mut_ptr() as u64,
                 values: self.values.as_mut_ptr() as u64,

@@ -82,8 +82,10 @@ impl Btf {
             what,
         };
         let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-        let u32_at =
-            |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let u32_at = |o: usize| {
+            data.get(o..o + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
         if u16_at(0) != Some(BTF_MAGIC) {
             return Err(bad("bad magic"));
         }
@@ -123,7 +125,11 @@ impl Btf {
                             name_off: field(0)?,
                             type_id: field(1)?,
                             // With kind_flag the top byte holds a bitfield size.
-                            bit_offset: if kind_flag { raw_offset & 0xff_ffff } else { raw_offset },
+                            bit_offset: if kind_flag {
+                                raw_offset & 0xff_ffff
+                            } else {
+                                raw_offset
+                            },
                         });
                     }
                     at += 12 * vlen;
@@ -213,7 +219,8 @@ impl Btf {
         };
         members.iter().find_map(|m| {
             if m.name_off == 0 {
-                self.find_member(m.type_id, member).map(|inner| m.bit_offset + inner)
+                self.find_member(m.type_id, member)
+                    .map(|inner| m.bit_offset + inner)
             } else if self.name(m.name_off) == member {
                 Some(m.bit_offset)
             } else {
@@ -265,7 +272,10 @@ mod tests {
         let strings = b"\0int\0outer\0a\0b\0pad\0e\0X\0Y\0long\0".to_vec();
         let off = |s: &str| {
             let needle = [s.as_bytes(), b"\0"].concat();
-            strings.windows(needle.len()).position(|w| w == needle).unwrap() as u32
+            strings
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap() as u32
         };
         let mut types: Vec<u32> = Vec::new();
         // 1: int
@@ -285,8 +295,13 @@ mod tests {
         let mut out = Vec::new();
         out.extend(BTF_MAGIC.to_le_bytes());
         out.extend([1u8, 0]);
-        for v in [24u32, 0, type_bytes.len() as u32, type_bytes.len() as u32, strings.len() as u32]
-        {
+        for v in [
+            24u32,
+            0,
+            type_bytes.len() as u32,
+            type_bytes.len() as u32,
+            strings.len() as u32,
+        ] {
             out.extend(v.to_le_bytes());
         }
         out.extend(type_bytes);
@@ -306,7 +321,10 @@ mod tests {
     fn missing_names_are_one_line_errors() {
         let btf = Btf::parse(&blob(), "test").unwrap();
         let err = btf.member_offset("outer", "nope").unwrap_err().to_string();
-        assert_eq!(err, "test: kernel BTF has no struct outer member nope; this kernel is not supported");
+        assert_eq!(
+            err,
+            "test: kernel BTF has no struct outer member nope; this kernel is not supported"
+        );
         assert!(btf.enum_value("e", "Z").is_err());
         assert!(Btf::parse(b"garbage-garbage-garbage-garbage", "x").is_err());
     }
@@ -318,6 +336,9 @@ mod tests {
         assert!(v1.task_cgroups > v1.task_pid);
         assert_eq!(v1.mode, CgroupMode::V1Cpu as u32);
         // cpu_cgrp_id is the second subsystem on every kernel that has cpuset.
-        assert_eq!(btf.enum_value("cgroup_subsys_id", "cpu_cgrp_id").unwrap(), 1);
+        assert_eq!(
+            btf.enum_value("cgroup_subsys_id", "cpu_cgrp_id").unwrap(),
+            1
+        );
     }
 }

@@ -8,8 +8,8 @@ use aya::{
     programs::{BtfTracePoint, ProgramError},
 };
 use enforcer_common::{
-    CgroupMode, CpuSlot, GLOBAL_OFFSETS, IDLE_CGROUP, MAP_CPU_NS, MAP_CPU_SLOT,
-    PROG_CGROUP_ATTACH, PROG_SCHED_SWITCH,
+    CgroupMode, CpuSlot, GLOBAL_OFFSETS, IDLE_CGROUP, MAP_CPU_NS, MAP_CPU_SLOT, PROG_CGROUP_ATTACH,
+    PROG_SCHED_SWITCH,
 };
 use thiserror::Error;
 
@@ -109,7 +109,8 @@ impl CpuSampler {
         let slots = ebpf
             .take_map(MAP_CPU_SLOT)
             .ok_or(SamplerError::MissingMap(MAP_CPU_SLOT))?;
-        let slots = PerCpuArray::try_from(slots).map_err(|e| SamplerError::Object(e.to_string()))?;
+        let slots =
+            PerCpuArray::try_from(slots).map_err(|e| SamplerError::Object(e.to_string()))?;
         let per_cgroup = ebpf
             .take_map(MAP_CPU_NS)
             .ok_or(SamplerError::MissingMap(MAP_CPU_NS))?;
@@ -226,7 +227,11 @@ fn program_error(program: &'static str, e: ProgramError) -> SamplerError {
         } => {
             let log = verifier_log.to_string();
             tracing::debug!(program, "verifier log:\n{log}");
-            let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             format!("verifier rejected it ({io_error}): {last} (RUST_LOG=debug shows the full log)")
         }
         _ => {

@@ -24,7 +24,11 @@ pub fn render_status(s: &Snapshot) -> String {
         s.pid,
         (s.taken_at - s.started_at).max(0.0)
     );
-    let _ = writeln!(out, "cgroups: {} layout, CPU sampled on {}", s.layout, s.cpu_hierarchy);
+    let _ = writeln!(
+        out,
+        "cgroups: {} layout, CPU sampled on {}",
+        s.layout, s.cpu_hierarchy
+    );
     let _ = writeln!(
         out,
         "node CPU: {:.1}% of {} CPUs over {:.1}s",
@@ -33,7 +37,11 @@ pub fn render_status(s: &Snapshot) -> String {
         s.window_seconds
     );
     let _ = writeln!(out);
-    let _ = writeln!(out, "{:<8} {:<8} {:>8} {:>10} {:>14}", "CLASS", "PRIO", "CGROUPS", "CORES", "CPU-SECONDS");
+    let _ = writeln!(
+        out,
+        "{:<8} {:<8} {:>8} {:>10} {:>14}",
+        "CLASS", "PRIO", "CGROUPS", "CORES", "CPU-SECONDS"
+    );
     for c in &s.classes {
         let _ = writeln!(
             out,
@@ -74,9 +82,17 @@ pub fn render_status(s: &Snapshot) -> String {
 pub fn render_cgroup_table(cgroups: &[CgroupUsage], with_usage: bool) -> String {
     let mut out = String::new();
     if with_usage {
-        let _ = writeln!(out, "{:>7} {:>12} {:<8} {:<6} {:>14}  PATH", "CORES", "ID", "CLASS", "PRIO", "CPU-SECONDS");
+        let _ = writeln!(
+            out,
+            "{:>7} {:>12} {:<8} {:<6} {:>14}  PATH",
+            "CORES", "ID", "CLASS", "PRIO", "CPU-SECONDS"
+        );
     } else {
-        let _ = writeln!(out, "{:>12} {:<8} {:<6} {:<22} PATH", "ID", "CLASS", "PRIO", "RULE");
+        let _ = writeln!(
+            out,
+            "{:>12} {:<8} {:<6} {:<22} PATH",
+            "ID", "CLASS", "PRIO", "RULE"
+        );
     }
     for c in cgroups {
         if with_usage {

@@ -88,7 +88,10 @@ impl Collector for SnapshotCollector {
         let class_labels = |c: &super::snapshot::ClassUsage| -> Labels {
             vec![
                 ("class", c.class.to_string()),
-                ("priority", c.priority.map(|p| p.to_string()).unwrap_or_default()),
+                (
+                    "priority",
+                    c.priority.map(|p| p.to_string()).unwrap_or_default(),
+                ),
             ]
         };
         let rows = |f: &dyn Fn(&super::snapshot::ClassUsage) -> f64| -> Vec<(Labels, f64)> {
@@ -120,7 +123,10 @@ impl Collector for SnapshotCollector {
                     let labels = vec![
                         ("cgroup", format!("/{}", c.path)),
                         ("class", c.class.to_string()),
-                        ("priority", c.priority.map(|p| p.to_string()).unwrap_or_default()),
+                        (
+                            "priority",
+                            c.priority.map(|p| p.to_string()).unwrap_or_default(),
+                        ),
                     ];
                     (labels, f(c))
                 })
@@ -140,18 +146,78 @@ impl Collector for SnapshotCollector {
         )?;
 
         let h = &s.sampler;
-        counter(&mut enc, "enforcer_sampler_ticks", "Sampling ticks run.", &one(h.ticks_total as f64))?;
-        gauge(&mut enc, "enforcer_sampler_tick_lag_seconds", "How late the last tick started.", &one(h.tick_lag_seconds))?;
-        gauge(&mut enc, "enforcer_sampler_tick_lag_max_seconds", "Largest tick lag since start.", &one(h.tick_lag_max_seconds))?;
-        gauge(&mut enc, "enforcer_sampler_map_read_seconds", "Duration of the last read of the eBPF maps.", &one(h.map_read_seconds))?;
-        gauge(&mut enc, "enforcer_sampler_map_entries", "Entries in the per-cgroup eBPF map.", &one(h.map_entries as f64))?;
-        gauge(&mut enc, "enforcer_sampler_map_capacity", "Capacity of the per-cgroup eBPF map.", &one(f64::from(h.map_capacity)))?;
-        counter(&mut enc, "enforcer_sampler_program_runs", "sched_switch events handled by the eBPF program.", &one(h.program_runs_total as f64))?;
-        counter(&mut enc, "enforcer_sampler_dropped", "CPU credits lost because the per-cgroup map was full.", &one(h.dropped_total as f64))?;
-        counter(&mut enc, "enforcer_sampler_read_errors", "Context switches whose cgroup could not be read.", &one(h.read_errors_total as f64))?;
-        counter(&mut enc, "enforcer_sampler_read_failures", "Ticks whose map read failed.", &one(h.read_failures_total as f64))?;
-        counter(&mut enc, "enforcer_cgroup_rescans", "Scans of the cgroup tree.", &one(h.rescans_total as f64))?;
-        gauge(&mut enc, "enforcer_cgroup_rescan_seconds", "Duration of the last cgroup tree scan.", &one(h.rescan_seconds))?;
+        counter(
+            &mut enc,
+            "enforcer_sampler_ticks",
+            "Sampling ticks run.",
+            &one(h.ticks_total as f64),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_sampler_tick_lag_seconds",
+            "How late the last tick started.",
+            &one(h.tick_lag_seconds),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_sampler_tick_lag_max_seconds",
+            "Largest tick lag since start.",
+            &one(h.tick_lag_max_seconds),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_sampler_map_read_seconds",
+            "Duration of the last read of the eBPF maps.",
+            &one(h.map_read_seconds),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_sampler_map_entries",
+            "Entries in the per-cgroup eBPF map.",
+            &one(h.map_entries as f64),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_sampler_map_capacity",
+            "Capacity of the per-cgroup eBPF map.",
+            &one(f64::from(h.map_capacity)),
+        )?;
+        counter(
+            &mut enc,
+            "enforcer_sampler_program_runs",
+            "sched_switch events handled by the eBPF program.",
+            &one(h.program_runs_total as f64),
+        )?;
+        counter(
+            &mut enc,
+            "enforcer_sampler_dropped",
+            "CPU credits lost because the per-cgroup map was full.",
+            &one(h.dropped_total as f64),
+        )?;
+        counter(
+            &mut enc,
+            "enforcer_sampler_read_errors",
+            "Context switches whose cgroup could not be read.",
+            &one(h.read_errors_total as f64),
+        )?;
+        counter(
+            &mut enc,
+            "enforcer_sampler_read_failures",
+            "Ticks whose map read failed.",
+            &one(h.read_failures_total as f64),
+        )?;
+        counter(
+            &mut enc,
+            "enforcer_cgroup_rescans",
+            "Scans of the cgroup tree.",
+            &one(h.rescans_total as f64),
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_cgroup_rescan_seconds",
+            "Duration of the last cgroup tree scan.",
+            &one(h.rescan_seconds),
+        )?;
 
         // The two series the operators' dashboards use today (SPEC §5), so that replacing
         // the Java agent breaks none of them: cumulative CPU seconds of online (k8s) and
@@ -242,8 +308,14 @@ mod tests {
             "# TYPE enforcer_sampler_ticks counter",
             "# EOF",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
-        assert!(text.contains(r#"enforcer_build_info{version="0.1.0""#), "{text}");
+        assert!(
+            text.contains(r#"enforcer_build_info{version="0.1.0""#),
+            "{text}"
+        );
     }
 }

@@ -24,7 +24,8 @@ impl RawMode {
         let mut raw = saved.clone();
         // No line buffering or echo so a single `q` is read at once; keep ISIG so that
         // Ctrl-C still delivers SIGINT.
-        raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO);
+        raw.local_flags
+            .remove(LocalFlags::ICANON | LocalFlags::ECHO);
         raw.control_chars[termios::SpecialCharacterIndices::VMIN as usize] = 0;
         raw.control_chars[termios::SpecialCharacterIndices::VTIME as usize] = 0;
         termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
@@ -74,9 +75,17 @@ pub fn run(socket: &Path, opts: TopOptions) -> Result<(), ControlError> {
         let snapshot = control::snapshot(socket, Some(opts.rows))?;
         let mut stdout = std::io::stdout().lock();
         if opts.json {
-            let _ = writeln!(stdout, "{}", serde_json::to_string(&snapshot).unwrap_or_default());
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string(&snapshot).unwrap_or_default()
+            );
         } else if interactive {
-            let _ = write!(stdout, "\x1b[?25l\x1b[H\x1b[2J{}", frame(&snapshot, opts.rows));
+            let _ = write!(
+                stdout,
+                "\x1b[?25l\x1b[H\x1b[2J{}",
+                frame(&snapshot, opts.rows)
+            );
         } else {
             let _ = writeln!(stdout, "{}", frame(&snapshot, opts.rows));
         }
@@ -111,7 +120,9 @@ fn quit_pressed() -> bool {
 fn install_sigint_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     use std::sync::{Arc, OnceLock, atomic::AtomicBool};
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    let flag = FLAG.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
+    let flag = FLAG
+        .get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone();
     extern "C" fn on_sigint(_: libc::c_int) {
         if let Some(flag) = FLAG.get() {
             flag.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -1,0 +1,164 @@
+//! Project tasks: `cargo xtask setup | build | run | test | bench`.
+
+mod cmd;
+mod setup;
+
+use std::{os::unix::process::CommandExt, path::PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::cmd::command;
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "enforcer's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what this machine lacks (nightly rust-src, bpf-linker, Debian packages).
+    Setup,
+    /// Set up and build the release binary (target/release/enforcer).
+    Build,
+    /// Set up, build, and run the daemon (as root): `cargo xtask run -- --config FILE`.
+    Run {
+        /// Arguments after `enforcer run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then fmt, clippy, unit tests and the privileged integration tests (as root).
+    Test,
+    /// Set up, build and run the benchmarks (as root): `cargo xtask bench -- [overhead|tick|idle]`.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo(args: &[&str]) -> std::process::Command {
+    let mut c = command(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.args(args).current_dir(workspace());
+    c
+}
+
+fn step(name: &str, c: std::process::Command) -> anyhow::Result<()> {
+    println!("\n==> {name}");
+    cmd::run(c).with_context(|| format!("step `{name}` failed"))
+}
+
+fn release_bin(name: &str) -> PathBuf {
+    workspace().join("target/release").join(name)
+}
+
+fn require_root(what: &str) -> anyhow::Result<()> {
+    if !cmd::is_root() {
+        bail!("{what} needs root (eBPF programs, cgroups, network namespaces): run it as root");
+    }
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse().task) {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(task: Task) -> anyhow::Result<()> {
+    match task {
+        Task::Setup => setup::run(setup::Setup { packages: true }),
+        Task::Build => {
+            setup::run(setup::Setup { packages: false })?;
+            step("build", cargo(&["build", "--release", "-p", "enforcer"]))?;
+            println!("{}", release_bin("enforcer").display());
+            Ok(())
+        }
+        Task::Run { args } => {
+            require_root("enforcer run")?;
+            setup::run(setup::Setup { packages: false })?;
+            step("build", cargo(&["build", "--release", "-p", "enforcer"]))?;
+            let mut c = command(release_bin("enforcer"));
+            c.arg("run").args(args);
+            // Replace this process so that signals go straight to the daemon.
+            Err(c.exec()).context("cannot exec target/release/enforcer")
+        }
+        Task::Test => {
+            require_root("the test suite")?;
+            setup::run(setup::Setup { packages: true })?;
+            step(
+                "cargo fmt --check",
+                cargo(&["fmt", "--all", "--", "--check"]),
+            )?;
+            // Default members only: the eBPF crate builds for bpfel-unknown-none, through
+            // enforcer's build script, never for the host.
+            step(
+                "cargo clippy",
+                cargo(&[
+                    "clippy",
+                    "--release",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]),
+            )?;
+            step(
+                "build enforcer",
+                cargo(&["build", "--release", "-p", "enforcer", "--bins"]),
+            )?;
+            step(
+                "unit tests",
+                cargo(&[
+                    "test",
+                    "--release",
+                    "-p",
+                    "enforcer",
+                    "-p",
+                    "enforcer-common",
+                    "-p",
+                    "xtask",
+                    "-p",
+                    "enforcer-bench",
+                ]),
+            )?;
+            let mut integration = cargo(&[
+                "test",
+                "--release",
+                "-p",
+                "enforcer-tests",
+                "--",
+                "--test-threads=1",
+            ]);
+            integration.env("ENFORCER_BIN", release_bin("enforcer"));
+            step("privileged integration tests (real kernel)", integration)
+        }
+        Task::Bench { args } => {
+            require_root("the benchmarks")?;
+            setup::run(setup::Setup { packages: true })?;
+            step(
+                "build",
+                cargo(&[
+                    "build",
+                    "--release",
+                    "-p",
+                    "enforcer",
+                    "-p",
+                    "enforcer-bench",
+                ]),
+            )?;
+            let mut c = command(release_bin("enforcer-bench"));
+            c.args(args).env("ENFORCER_BIN", release_bin("enforcer"));
+            step("benchmarks", c)
+        }
+    }
+}
