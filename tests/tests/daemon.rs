@@ -222,31 +222,52 @@ fn broken_configs_are_refused_with_one_line_naming_the_field() {
     );
 }
 
-#[test]
-fn sigterm_stops_cleanly_and_detaches_the_programs() {
-    require_root();
-    let daemon = Daemon::start("", "");
-    let socket = daemon.socket.clone();
-    let pid = daemon.pid();
-    let status = daemon.stop().expect("daemon exits on SIGTERM");
-    assert!(status.success(), "exit status {status}");
-    assert!(!socket.exists(), "control socket removed");
-    // No sched_switch program of ours stays loaded (nothing is pinned by default).
+/// Ids of the loaded programs that are enforcer's (by name).
+fn enforcer_program_ids() -> Vec<u64> {
     let out = std::process::Command::new("bpftool")
         .args(["-j", "prog", "show"])
         .output()
         .expect("bpftool");
     let progs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool json");
-    let left: Vec<_> = progs
+    progs
         .as_array()
         .unwrap()
         .iter()
-        .filter(|p| p["name"] == "sched_switch" || p["name"] == "cgroup_attach_t")
+        // The kernel keeps 15 characters of a name; newer bpftool prints the BTF name.
         .filter(|p| {
-            p["pids"]
-                .as_array()
-                .is_none_or(|pids| pids.iter().any(|x| x["pid"] == pid))
+            let name = p["name"].as_str().unwrap_or("");
+            name == "sched_switch" || name.starts_with("cgroup_attach_t")
         })
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_detaches_the_programs() {
+    require_root();
+    // Programs of earlier tests may still be on their way out (the kernel frees them
+    // asynchronously); only this daemon's programs matter.
+    let before = enforcer_program_ids();
+    let daemon = Daemon::start("", "");
+    let ours: Vec<u64> = enforcer_program_ids()
+        .into_iter()
+        .filter(|id| !before.contains(id))
         .collect();
-    assert!(left.is_empty(), "programs left loaded: {left:?}");
+    assert_eq!(
+        ours.len(),
+        2,
+        "sched_switch and cgroup_attach_task loaded: {ours:?}"
+    );
+    let socket = daemon.socket.clone();
+    let status = daemon.stop().expect("daemon exits on SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    assert!(!socket.exists(), "control socket removed");
+    // Nothing is pinned by default, so once the daemon is gone its programs are freed.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let now = enforcer_program_ids();
+            ours.iter().all(|id| !now.contains(id))
+        }),
+        "programs left loaded: {ours:?}"
+    );
 }
