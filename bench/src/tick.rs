@@ -51,7 +51,8 @@ fn one_size(n: usize) -> anyhow::Result<serde_json::Value> {
 
     // Give every cgroup a map entry: one short-lived shell walks through all of them (a
     // self-move credits the slice run so far to the cgroup it leaves).
-    let list = parent.dir().join("list");
+    let scratch = enforcer_tests::TempDir::new("enf-bench-tick");
+    let list = scratch.path().join("cgroups.list");
     let body: String = dirs
         .iter()
         .map(|d| format!("{}\n", d.join("cgroup.procs").display()))
@@ -65,7 +66,6 @@ fn one_size(n: usize) -> anyhow::Result<serde_json::Value> {
         ))
         .status()?;
     anyhow::ensure!(status.success(), "walking the cgroups failed");
-    std::fs::remove_file(&list)?;
     let entries = sampler.read()?.per_cgroup.len();
 
     let rounds = if n >= 10_000 { 15 } else { 51 };

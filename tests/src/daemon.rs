@@ -73,23 +73,45 @@ impl Daemon {
         )
         .expect("write config");
         let log = dir.path().join("daemon.log");
-        let mut command = Command::new(enforcer_bin());
-        command
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
         let mut daemon = Daemon {
-            child: Some(ChildGuard::spawn(command)),
+            child: None,
             dir,
             socket,
             metrics,
             config,
             log,
         };
-        daemon.wait_ready(Duration::from_secs(20));
+        daemon.spawn();
         daemon
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut command = Command::new(enforcer_bin());
+        command
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(ChildGuard::spawn(command));
+        self.wait_ready(Duration::from_secs(20));
+    }
+
+    /// SIGKILL (no clean-up at all), then start again with the same configuration.
+    pub fn kill9_and_restart(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.signal(Signal::SIGKILL);
+        child.wait_timeout(Duration::from_secs(10)).expect("killed");
+        assert!(
+            self.socket.exists(),
+            "SIGKILL leaves the socket file behind"
+        );
+        self.spawn();
     }
 
     fn wait_ready(&mut self, timeout: Duration) {
@@ -98,7 +120,8 @@ impl Daemon {
             if let Some(status) = self.child.as_mut().unwrap().child_mut().try_wait().unwrap() {
                 panic!("enforcer exited early ({status}):\n{}", self.log());
             }
-            if self.socket.exists() && TcpStream::connect(self.metrics).is_ok() {
+            let answering = std::os::unix::net::UnixStream::connect(&self.socket).is_ok();
+            if answering && TcpStream::connect(self.metrics).is_ok() {
                 // The first tick and scan happen right after start; give them a moment.
                 std::thread::sleep(Duration::from_millis(300));
                 return;

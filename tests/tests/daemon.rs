@@ -271,3 +271,35 @@ fn sigterm_stops_cleanly_and_detaches_the_programs() {
         "programs left loaded: {ours:?}"
     );
 }
+
+#[test]
+fn restart_after_kill_9_converges_and_a_second_daemon_is_refused() {
+    require_root();
+    let mut daemon = Daemon::start("", "");
+    let before = enforcer_program_ids();
+    daemon.kill9_and_restart();
+    let status = daemon.cli(&["status", "--output", "json"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    // The killed daemon's programs die with it; the new one has its own two.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let now = enforcer_program_ids();
+            before.iter().all(|id| !now.contains(id))
+        }),
+        "the killed daemon's programs were left loaded"
+    );
+    // A second daemon on the same socket is refused in one line, and the first keeps going.
+    let second = enforcer(&["run", "--config", daemon.config.to_str().unwrap()]);
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    let last = err.trim().lines().last().unwrap_or("");
+    assert!(
+        last.contains("another enforcer daemon is already running"),
+        "{err}"
+    );
+    assert!(daemon.cli(&["status"]).status.success());
+}

@@ -26,7 +26,7 @@ use crate::{
         Class,
         classify::RuleSet,
         index::CgroupIndex,
-        layout::{CgroupLayout, CpuHierarchy, walk},
+        layout::{CgroupLayout, CpuHierarchy, KubeletDriver, detect_driver, walk},
     },
     policy::usage::UsageTracker,
     sampling::cpu::CpuSampler,
@@ -122,6 +122,12 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let state = Arc::new(Mutex::new(NodeState {
         node: d.node_name.clone(),
         layout: layout.mode.as_str().to_string(),
+        kubelet_driver: match detect_driver(&root) {
+            KubeletDriver::Systemd => "systemd",
+            KubeletDriver::Cgroupfs => "cgroupfs",
+            KubeletDriver::None => "none",
+        }
+        .to_string(),
         cpu_hierarchy: hierarchy_label,
         started_at: unix_now(),
         tick_seconds: d.tick.as_secs_f64(),

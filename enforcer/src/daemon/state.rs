@@ -12,6 +12,7 @@ use crate::{
 pub struct NodeState {
     pub node: String,
     pub layout: String,
+    pub kubelet_driver: String,
     pub cpu_hierarchy: String,
     pub started_at: f64,
     pub tick_seconds: f64,
@@ -98,6 +99,7 @@ impl NodeState {
             started_at: self.started_at,
             taken_at: unix_now(),
             layout: self.layout.clone(),
+            kubelet_driver: self.kubelet_driver.clone(),
             cpu_hierarchy: self.cpu_hierarchy.clone(),
             tick_seconds: self.tick_seconds,
             window_seconds: self.window_seconds,

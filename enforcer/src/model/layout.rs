@@ -363,46 +363,128 @@ mod tests {
         assert!(l.cpu_hierarchy().is_some(), "{l:?}");
     }
 
-    #[test]
-    fn walk_and_driver_detection_on_trees() {
+    /// Builds a host's cgroup tree in a temp dir: one directory per mount point holding
+    /// a kubelet layout, and the mountinfo lines that describe it.
+    fn host_tree(mounts: &[(&str, &str, &str)], pods: &str) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        for p in [
-            "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope",
-            "yarn/container_1_01_000002",
-        ] {
-            std::fs::create_dir_all(root.join(p)).unwrap();
+        let mut mountinfo = String::new();
+        for (i, (name, fstype, opts)) in mounts.iter().enumerate() {
+            let mount = dir.path().join(name);
+            std::fs::create_dir_all(mount.join(pods)).unwrap();
+            if *fstype == "cgroup2" {
+                std::fs::write(mount.join("cgroup.controllers"), opts).unwrap();
+            }
+            let super_opts = if *fstype == "cgroup2" { "rw" } else { opts };
+            mountinfo.push_str(&format!(
+                "{} 1 0:{i} / {} rw,relatime - {fstype} {fstype} {super_opts}\n",
+                30 + i,
+                mount.display()
+            ));
         }
-        std::fs::write(root.join("kubepods.slice/cpu.stat"), "").unwrap();
-        assert_eq!(detect_driver(root), KubeletDriver::Systemd);
+        (dir, mountinfo)
+    }
+
+    fn pod_paths(root: &Path) -> Vec<String> {
         let mut found: Vec<String> = walk(root)
             .unwrap()
             .into_iter()
             .map(|d| d.rel_path)
             .collect();
         found.sort();
+        found
+    }
+
+    #[test]
+    fn v1_tree_in_a_temp_dir_with_the_cgroupfs_driver() {
+        let pods = "kubepods/besteffort/pod1/ctr";
+        let (dir, mountinfo) = host_tree(
+            &[
+                ("cpu,cpuacct", "cgroup", "rw,cpu,cpuacct"),
+                ("memory", "cgroup", "rw,memory"),
+            ],
+            pods,
+        );
+        let l = CgroupLayout::from_mountinfo(&mountinfo).unwrap();
+        assert_eq!(l.mode, LayoutMode::V1);
+        let root = l.cpu_hierarchy().unwrap().root().to_path_buf();
+        assert_eq!(root, dir.path().join("cpu,cpuacct"));
+        assert_eq!(detect_driver(&root), KubeletDriver::Cgroupfs);
         assert_eq!(
-            found,
+            pod_paths(&root),
             [
                 "",
-                "kubepods.slice",
-                "kubepods.slice/kubepods-besteffort.slice",
-                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice",
-                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope",
-                "yarn",
-                "yarn/container_1_01_000002",
+                "kubepods",
+                "kubepods/besteffort",
+                "kubepods/besteffort/pod1",
+                pods
             ]
         );
-        let ids = walk(root).unwrap();
-        let yarn = ids.iter().find(|d| d.rel_path == "yarn").unwrap();
-        assert_eq!(yarn.id, std::fs::metadata(root.join("yarn")).unwrap().ino());
-
-        let other = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(other.path().join("kubepods/burstable/pod123/abc")).unwrap();
-        assert_eq!(detect_driver(other.path()), KubeletDriver::Cgroupfs);
         assert_eq!(
-            detect_driver(Path::new("/nonexistent")),
-            KubeletDriver::None
+            l.v1_mount("memory"),
+            Some(dir.path().join("memory").as_path())
         );
+    }
+
+    #[test]
+    fn v2_tree_in_a_temp_dir_with_the_systemd_driver() {
+        let pods = "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod2.slice";
+        let (dir, mountinfo) =
+            host_tree(&[("unified", "cgroup2", "cpuset cpu io memory pids")], pods);
+        let l = CgroupLayout::from_mountinfo(&mountinfo).unwrap();
+        assert_eq!(l.mode, LayoutMode::V2);
+        let root = dir.path().join("unified");
+        assert_eq!(l.cpu_hierarchy(), Some(CpuHierarchy::Unified(root.clone())));
+        assert_eq!(detect_driver(&root), KubeletDriver::Systemd);
+        assert_eq!(pod_paths(&root).len(), 4);
+    }
+
+    #[test]
+    fn hybrid_tree_in_a_temp_dir_charges_the_v1_cpu_hierarchy() {
+        let pods = "kubepods.slice/kubepods-besteffort.slice";
+        let (dir, mountinfo) = host_tree(
+            &[
+                ("cpu", "cgroup", "rw,cpu"),
+                ("cpuacct", "cgroup", "rw,cpuacct"),
+                ("unified", "cgroup2", ""),
+            ],
+            pods,
+        );
+        let l = CgroupLayout::from_mountinfo(&mountinfo).unwrap();
+        assert_eq!(l.mode, LayoutMode::Hybrid);
+        assert!(l.unified_controllers.is_empty());
+        assert_eq!(
+            l.cpu_hierarchy(),
+            Some(CpuHierarchy::V1 {
+                cpu: dir.path().join("cpu"),
+                cpuacct: Some(dir.path().join("cpuacct")),
+            })
+        );
+        // With the cpu controller enabled on cgroup2, the unified hierarchy wins.
+        std::fs::write(dir.path().join("unified/cgroup.controllers"), "cpu memory").unwrap();
+        let l = CgroupLayout::from_mountinfo(&mountinfo).unwrap();
+        assert_eq!(
+            l.cpu_hierarchy(),
+            Some(CpuHierarchy::Unified(dir.path().join("unified")))
+        );
+        assert_eq!(
+            detect_driver(&dir.path().join("cpu")),
+            KubeletDriver::Systemd
+        );
+    }
+
+    #[test]
+    fn walk_reports_inode_ids_and_no_driver_without_kubepods() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("yarn/container_1_01_000002")).unwrap();
+        std::fs::write(dir.path().join("yarn/cpu.stat"), "").unwrap();
+        let dirs = walk(dir.path()).unwrap();
+        assert_eq!(dirs.len(), 3, "plain files are not cgroups");
+        let yarn = dirs.iter().find(|d| d.rel_path == "yarn").unwrap();
+        assert_eq!(
+            yarn.id,
+            std::fs::metadata(dir.path().join("yarn")).unwrap().ino()
+        );
+        assert_eq!(detect_driver(dir.path()), KubeletDriver::None);
+        assert!(walk(Path::new("/nonexistent")).is_err());
     }
 }

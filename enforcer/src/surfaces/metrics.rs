@@ -62,6 +62,7 @@ impl Collector for SnapshotCollector {
         let info = prometheus_client::metrics::info::Info::new(vec![
             ("version", s.version.clone()),
             ("layout", s.layout.clone()),
+            ("kubelet_driver", s.kubelet_driver.clone()),
             ("cpu_hierarchy", s.cpu_hierarchy.clone()),
         ]);
         let metric = enc.encode_descriptor(
@@ -255,6 +256,7 @@ pub(crate) mod tests_support {
             started_at: 0.0,
             taken_at: 1.0,
             layout: "hybrid".into(),
+            kubelet_driver: "systemd".into(),
             cpu_hierarchy: "v1 cpu".into(),
             tick_seconds: 0.1,
             window_seconds: 1.0,

@@ -15,6 +15,8 @@ pub struct Snapshot {
     pub taken_at: f64,
     /// "v1", "v2" or "hybrid".
     pub layout: String,
+    /// How the kubelet names its cgroups: "systemd", "cgroupfs" or "none".
+    pub kubelet_driver: String,
     /// The hierarchy whose cgroups the CPU sampler charges ("v1 cpu at /sys/fs/cgroup/cpu").
     pub cpu_hierarchy: String,
     pub tick_seconds: f64,
