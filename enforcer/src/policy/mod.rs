@@ -1,6 +1,7 @@
 //! Pure computations over samples: signals in, figures out, time injected. Nothing here
 //! touches the kernel, so all of it is unit-tested exhaustively.
 
+pub mod capacity;
 pub mod ladder;
 pub mod usage;
 pub mod window;

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod control;
 pub mod http;
+pub mod journal;
 pub mod metrics;
 pub mod snapshot;
 pub mod top;
