@@ -8,6 +8,7 @@
 //! - [`surfaces`]: metrics, the control socket and the CLI;
 //! - [`daemon`]: the tick loop that wires them together.
 
+pub mod actuators;
 pub mod config;
 pub mod daemon;
 pub mod model;

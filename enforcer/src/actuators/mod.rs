@@ -1,0 +1,166 @@
+//! Acting on the node. Every action on a cgroup goes through [`Actuator::apply`], the one
+//! choke point: it classifies the target again with the rules in force (it does not trust
+//! its caller's idea of the class), refuses anything that is not offline, writes the
+//! intent and its reason to the journal (fsynced) before touching anything, then the
+//! outcome. In dry-run mode the decision is journaled and nothing is applied.
+
+pub mod cgroupfs;
+
+use std::{sync::Arc, time::Duration};
+
+use serde::Serialize;
+
+use crate::{
+    model::{Class, classify::RuleSet, layout::CgroupLayout},
+    surfaces::journal::{Entry, Journal, JournalError, Outcome},
+};
+use cgroupfs::CgroupDirs;
+
+/// What to do to one offline cgroup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    /// CPU quota in cores; `None` lifts it.
+    CpuLimit {
+        cores: Option<f64>,
+    },
+    /// Memory limit in bytes; `None` lifts it.
+    MemoryLimit {
+        bytes: Option<u64>,
+    },
+    Freeze,
+    Thaw,
+    /// Kill every process of the cgroup and its descendants.
+    Kill,
+}
+
+impl Operation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::CpuLimit { .. } => "cpu_limit",
+            Operation::MemoryLimit { .. } => "memory_limit",
+            Operation::Freeze => "freeze",
+            Operation::Thaw => "thaw",
+            Operation::Kill => "kill",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Ladder stage (or "capacity", "isolation") asking for it.
+    pub stage: String,
+    /// Cgroup path relative to the hierarchy roots.
+    pub target: String,
+    pub op: Operation,
+    /// Why: the trigger and its measured value, journaled as is.
+    pub reason: serde_json::Value,
+}
+
+pub struct Actuator {
+    layout: CgroupLayout,
+    rules: Arc<RuleSet>,
+    journal: Journal,
+    dry_run: bool,
+    kill_timeout: Duration,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Actuator {
+    pub fn new(
+        layout: CgroupLayout,
+        rules: Arc<RuleSet>,
+        journal: Journal,
+        dry_run: bool,
+    ) -> Actuator {
+        Actuator {
+            layout,
+            rules,
+            journal,
+            dry_run,
+            kill_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// After a configuration reload.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
+    /// The choke point. Returns what happened; fails only if the journal cannot be
+    /// written, in which case nothing was applied.
+    pub fn apply(&mut self, req: &Request) -> Result<Outcome, JournalError> {
+        let rel = req.target.trim_start_matches('/');
+        let class = self.rules.classify(rel);
+        let seq = self.journal.next_seq();
+        let entry = |outcome, detail: Option<String>| Entry {
+            at: unix_now(),
+            seq,
+            stage: req.stage.clone(),
+            action: serde_json::to_value(&req.op)
+                .ok()
+                .and_then(|v| v.get("op").and_then(|o| o.as_str()).map(String::from))
+                .unwrap_or_else(|| req.op.name().to_string()),
+            target: Some(rel.to_string()),
+            class: Some(class.class.to_string()),
+            priority: class.priority.map(|p| p.to_string()),
+            reason: serde_json::json!({ "trigger": req.reason, "request": req.op }),
+            outcome,
+            detail,
+        };
+
+        // Never act on anything that is not offline, nor on a hierarchy root.
+        if class.class != Class::Offline || rel.is_empty() {
+            let why = format!(
+                "refused: {} is {} (rule {}), only offline cgroups are acted on",
+                if rel.is_empty() { "/" } else { rel },
+                class.class,
+                class.rule
+            );
+            tracing::warn!("{why}");
+            self.journal.append(&entry(Outcome::Refused, Some(why)))?;
+            return Ok(Outcome::Refused);
+        }
+        if self.dry_run {
+            self.journal.append(&entry(Outcome::DryRun, None))?;
+            tracing::info!(target = rel, op = req.op.name(), "dry run: not applied");
+            return Ok(Outcome::DryRun);
+        }
+
+        self.journal.append(&entry(Outcome::Intent, None))?;
+        let dirs = CgroupDirs::resolve(&self.layout, rel);
+        let result = match &req.op {
+            Operation::CpuLimit { cores } => cgroupfs::set_cpu_limit(&dirs, *cores).map(|()| None),
+            Operation::MemoryLimit { bytes } => {
+                cgroupfs::set_memory_limit(&dirs, *bytes).map(|()| None)
+            }
+            Operation::Freeze => cgroupfs::set_frozen(&dirs, true).map(|()| None),
+            Operation::Thaw => cgroupfs::set_frozen(&dirs, false).map(|()| None),
+            Operation::Kill => cgroupfs::kill_all(&dirs, self.kill_timeout)
+                .map(|n| Some(format!("{n} processes killed"))),
+        };
+        match result {
+            Ok(detail) => {
+                tracing::info!(target = rel, op = req.op.name(), stage = %req.stage, "applied");
+                self.journal.append(&entry(Outcome::Applied, detail))?;
+                Ok(Outcome::Applied)
+            }
+            Err(e) => {
+                tracing::error!(target = rel, op = req.op.name(), "{e}");
+                self.journal
+                    .append(&entry(Outcome::Failed, Some(e.to_string())))?;
+                Ok(Outcome::Failed)
+            }
+        }
+    }
+}

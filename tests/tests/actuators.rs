@@ -1,0 +1,325 @@
+//! The actuators and their choke point against real cgroups: throttling shows in the
+//! kernel's own counters, kills leave no survivor even from a forking process, and nothing
+//! that is not offline is ever touched.
+
+use std::{
+    path::Path,
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use enforcer::{
+    actuators::{Actuator, Operation, Request, cgroupfs},
+    model::{
+        Class, Priority,
+        classify::{Rule, RuleSet},
+        layout::CgroupLayout,
+    },
+    surfaces::journal::{self, Journal, Outcome},
+};
+use enforcer_tests::{
+    TempDir,
+    cgroup::{TestCgroup, cpu_hog, mount_point, own_cgroup_dir, spawn_in},
+    require_root, unique_name,
+};
+
+fn rules(name: &str, class: Class) -> Arc<RuleSet> {
+    Arc::new(RuleSet::new(vec![Rule {
+        name: "test".into(),
+        pattern: regex::Regex::new(&regex::escape(name)).unwrap(),
+        class,
+        priority: (class == Class::Offline).then_some(Priority::P3),
+    }]))
+}
+
+struct Fixture {
+    actuator: Actuator,
+    journal: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+fn actuator(name: &str, class: Class, dry_run: bool) -> Fixture {
+    let dir = TempDir::new("enf-act");
+    let path = dir.path().join("journal.jsonl");
+    let layout = CgroupLayout::discover().expect("layout");
+    Fixture {
+        actuator: Actuator::new(
+            layout,
+            rules(name, class),
+            Journal::open(&path).unwrap(),
+            dry_run,
+        ),
+        journal: path,
+        _dir: dir,
+    }
+}
+
+fn request(target: &str, op: Operation) -> Request {
+    Request {
+        stage: "throttle".into(),
+        target: target.into(),
+        op,
+        reason: serde_json::json!({"trigger": "node_cpu", "value": 0.97, "threshold": 0.9}),
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// Relative path of a test cgroup under its hierarchy's mount point.
+fn rel(cg: &TestCgroup, controller: &str) -> String {
+    cg.dir()
+        .strip_prefix(mount_point(controller).unwrap())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn cpu_throttle_shows_in_the_kernels_counters_and_lifts() {
+    require_root();
+    let name = unique_name("enf-throttle");
+    let cpu = TestCgroup::create("cpu", &name);
+    let acct = TestCgroup::create("cpuacct", &name);
+    let mut f = actuator(&name, Class::Offline, false);
+    let _hog = spawn_in(&[&cpu, &acct], cpu_hog(5.0));
+
+    let out = f.actuator.apply(&request(
+        &rel(&cpu, "cpu"),
+        Operation::CpuLimit { cores: Some(0.2) },
+    ));
+    assert_eq!(out.unwrap(), Outcome::Applied);
+    let period: u64 = cpu.read("cpu.cfs_period_us").trim().parse().unwrap();
+    assert_eq!(
+        cpu.read("cpu.cfs_quota_us").trim(),
+        (period / 5).to_string()
+    );
+    let u0 = acct.cpuacct_usage_ns();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = (acct.cpuacct_usage_ns() - u0) as f64 / 1e9;
+    let stat = cpu.read("cpu.stat");
+    let throttled: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(throttled > 0, "{stat}");
+    assert!(
+        used < 0.3,
+        "hog used {used:.3} cores under a 0.2-core quota"
+    );
+
+    f.actuator
+        .apply(&request(
+            &rel(&cpu, "cpu"),
+            Operation::CpuLimit { cores: None },
+        ))
+        .unwrap();
+    assert_eq!(cpu.read("cpu.cfs_quota_us").trim(), "-1");
+    let entries = journal::read(&f.journal).unwrap();
+    let outcomes: Vec<_> = entries.iter().map(|e| e.outcome.clone()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Intent,
+            Outcome::Applied,
+            Outcome::Intent,
+            Outcome::Applied
+        ]
+    );
+    assert_eq!(
+        entries[0].reason["trigger"]["value"], 0.97,
+        "the measured trigger value is journaled"
+    );
+    assert_eq!(entries[0].class.as_deref(), Some("offline"));
+}
+
+#[test]
+fn online_targets_are_refused_and_left_untouched() {
+    require_root();
+    let name = unique_name("enf-online");
+    let cpu = TestCgroup::create("cpu", &name);
+    let unified = TestCgroup::create("unified", &name);
+    let mut f = actuator(&name, Class::Online, false);
+    let hog = spawn_in(&[&cpu, &unified], cpu_hog(5.0));
+    let before = (cpu.read("cpu.cfs_quota_us"), unified.read("cgroup.freeze"));
+
+    for op in [
+        Operation::Kill,
+        Operation::Freeze,
+        Operation::CpuLimit { cores: Some(0.1) },
+        Operation::MemoryLimit {
+            bytes: Some(1 << 20),
+        },
+    ] {
+        let out = f.actuator.apply(&request(&rel(&cpu, "cpu"), op)).unwrap();
+        assert_eq!(out, Outcome::Refused);
+    }
+    // The root of a hierarchy is never a target either.
+    assert_eq!(
+        f.actuator.apply(&request("", Operation::Freeze)).unwrap(),
+        Outcome::Refused
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(alive(hog.pid()), "online process survived");
+    assert_eq!(
+        (cpu.read("cpu.cfs_quota_us"), unified.read("cgroup.freeze")),
+        before
+    );
+    let entries = journal::read(&f.journal).unwrap();
+    assert_eq!(entries.len(), 5);
+    assert!(entries.iter().all(|e| e.outcome == Outcome::Refused));
+    assert!(
+        entries[0].detail.as_deref().unwrap().contains("is online"),
+        "{:?}",
+        entries[0]
+    );
+}
+
+/// A process that forks a sleeper every few milliseconds, for as long as it lives.
+fn forker() -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", "while :; do sleep 30 & sleep 0.002; done"]);
+    c
+}
+
+fn wait_for_processes(cg: &TestCgroup, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cgroupfs::pids(cg.dir()).len() < n {
+        assert!(Instant::now() < deadline, "forker did not fork");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kill_of_a_forking_cgroup_leaves_it_empty_through_cgroup_kill() {
+    require_root();
+    let name = unique_name("enf-kill2");
+    let unified = TestCgroup::create("unified", &name);
+    let mut f = actuator(&name, Class::Offline, false);
+    let _forker = spawn_in(&[&unified], forker());
+    wait_for_processes(&unified, 20);
+    let out = f
+        .actuator
+        .apply(&request(&rel(&unified, "unified"), Operation::Kill))
+        .unwrap();
+    assert_eq!(out, Outcome::Applied);
+    assert!(unified.pids().is_empty(), "survivors: {:?}", unified.pids());
+    let last = journal::read(&f.journal).unwrap().pop().unwrap();
+    assert!(last.detail.unwrap().ends_with("processes killed"));
+}
+
+#[test]
+fn kill_of_a_forking_cgroup_leaves_it_empty_through_the_v1_freezer() {
+    require_root();
+    let name = unique_name("enf-kill1");
+    let freezer = TestCgroup::create("freezer", &name);
+    let _forker = spawn_in(&[&freezer], forker());
+    wait_for_processes(&freezer, 20);
+    // The v1 path: no cgroup2 directory, so freeze, SIGKILL every pid, thaw, confirm.
+    let dirs = cgroupfs::CgroupDirs {
+        rel: name.clone(),
+        cpu: None,
+        cpu_is_v2: false,
+        memory: None,
+        memory_is_v2: false,
+        freezer: Some(freezer.dir().to_path_buf()),
+        unified: None,
+    };
+    let killed = cgroupfs::kill_all(&dirs, Duration::from_secs(5)).expect("kill");
+    assert!(killed >= 20, "{killed}");
+    assert!(freezer.pids().is_empty(), "survivors: {:?}", freezer.pids());
+    assert_eq!(freezer.read("freezer.state").trim(), "THAWED");
+}
+
+#[test]
+fn freeze_stops_and_thaw_resumes_offline_work() {
+    require_root();
+    let name = unique_name("enf-freeze");
+    let unified = TestCgroup::create("unified", &name);
+    let mut f = actuator(&name, Class::Offline, false);
+    let _hog = spawn_in(&[&unified], cpu_hog(5.0));
+    let target = rel(&unified, "unified");
+    assert_eq!(
+        f.actuator
+            .apply(&request(&target, Operation::Freeze))
+            .unwrap(),
+        Outcome::Applied
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let u0 = unified.cpu_stat_usage_ns();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        unified.cpu_stat_usage_ns() - u0 < 10_000_000,
+        "frozen work did not run"
+    );
+    assert_eq!(
+        f.actuator
+            .apply(&request(&target, Operation::Thaw))
+            .unwrap(),
+        Outcome::Applied
+    );
+    let u1 = unified.cpu_stat_usage_ns();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        unified.cpu_stat_usage_ns() - u1 > 200_000_000,
+        "thawed work runs again"
+    );
+}
+
+#[test]
+fn memory_limit_in_a_child_of_our_own_memory_cgroup() {
+    require_root();
+    let name = unique_name("enf-mem");
+    let memory = TestCgroup::create_at(&own_cgroup_dir("memory"), &name);
+    let mut f = actuator(&name, Class::Offline, false);
+    let target = rel(&memory, "memory");
+    let op = Operation::MemoryLimit {
+        bytes: Some(64 << 20),
+    };
+    assert_eq!(
+        f.actuator.apply(&request(&target, op)).unwrap(),
+        Outcome::Applied
+    );
+    assert_eq!(
+        memory.read("memory.limit_in_bytes").trim(),
+        (64u64 << 20).to_string()
+    );
+}
+
+#[test]
+fn dry_run_journals_the_decision_and_changes_nothing() {
+    require_root();
+    let name = unique_name("enf-dry");
+    let cpu = TestCgroup::create("cpu", &name);
+    let unified = TestCgroup::create("unified", &name);
+    let mut f = actuator(&name, Class::Offline, true);
+    let hog = spawn_in(&[&cpu, &unified], cpu_hog(5.0));
+    let before = (cpu.read("cpu.cfs_quota_us"), unified.read("cgroup.freeze"));
+    for op in [
+        Operation::CpuLimit { cores: Some(0.1) },
+        Operation::Freeze,
+        Operation::Kill,
+    ] {
+        assert_eq!(
+            f.actuator.apply(&request(&rel(&cpu, "cpu"), op)).unwrap(),
+            Outcome::DryRun
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(alive(hog.pid()));
+    assert_eq!(
+        (cpu.read("cpu.cfs_quota_us"), unified.read("cgroup.freeze")),
+        before
+    );
+    let actions: Vec<String> = journal::read(&f.journal)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["cpu_limit", "freeze", "kill"]);
+    assert!(Path::new(&f.journal).exists());
+}
