@@ -64,6 +64,24 @@ pub struct TaskOffsets {
     pub kn_id: u32,
     /// A [`CgroupMode`] as `u32`.
     pub mode: u32,
+    /// `offsetof(struct css_set, subsys) + memory_cgrp_id * sizeof(void *)`.
+    pub css_set_memory_subsys: u32,
+    /// Which cgroup memory reclaim is charged to: [`CgroupMode::Unified`] (cgroup2) or
+    /// [`CgroupMode::V1Cpu`] meaning the v1 *memory* hierarchy.
+    pub memory_mode: u32,
+}
+
+/// Memory reclaim seen for one cgroup (the memory cgroup of the task that stalled).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimStats {
+    /// Direct reclaim episodes (global memory pressure: the allocating task reclaims).
+    pub direct_episodes: u64,
+    /// Nanoseconds tasks stalled in direct reclaim.
+    pub direct_stall_ns: u64,
+    /// Memcg reclaim episodes (a cgroup hit its own limit).
+    pub memcg_episodes: u64,
+    pub memcg_stall_ns: u64,
 }
 
 /// Name of the per-CPU array holding one [`CpuSlot`] per CPU.
@@ -77,6 +95,20 @@ pub const PROG_SCHED_SWITCH: &str = "sched_switch";
 /// Name of the program settling a running task's slice when it moves itself to another
 /// cgroup (`tp_btf/cgroup_attach_task`).
 pub const PROG_CGROUP_ATTACH: &str = "cgroup_attach_task";
+/// Name of the per-CPU hash `memory cgroup id -> ReclaimStats`.
+pub const MAP_RECLAIM: &str = "RECLAIM";
+/// Name of the per-CPU array of kswapd wake-ups, indexed by NUMA node.
+pub const MAP_KSWAPD_WAKEUPS: &str = "KSWAPD_WAKEUPS";
+/// NUMA nodes counted separately in [`MAP_KSWAPD_WAKEUPS`]; higher node ids share the last slot.
+pub const MAX_NUMA_NODES: u32 = 64;
+/// The reclaim programs (`tp_btf/mm_vmscan_*`).
+pub const PROGS_RECLAIM: [&str; 5] = [
+    "mm_vmscan_direct_reclaim_begin",
+    "mm_vmscan_direct_reclaim_end",
+    "mm_vmscan_memcg_reclaim_begin",
+    "mm_vmscan_memcg_reclaim_end",
+    "mm_vmscan_wakeup_kswapd",
+];
 /// Default capacity of [`MAP_CPU_NS`]; user space may override it at load time.
 pub const CPU_NS_DEFAULT_ENTRIES: u32 = 16_384;
 
@@ -86,4 +118,6 @@ mod pod {
     unsafe impl aya::Pod for super::CpuSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TaskOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ReclaimStats {}
 }

@@ -23,7 +23,7 @@ static CPU_NS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(CPU_NS_
 
 /// Filled in by user space from the running kernel's BTF before load.
 #[unsafe(no_mangle)]
-static OFFSETS: TaskOffsets = TaskOffsets {
+pub(crate) static OFFSETS: TaskOffsets = TaskOffsets {
     task_pid: 0,
     task_cgroups: 0,
     css_set_dfl_cgrp: 0,
@@ -32,6 +32,8 @@ static OFFSETS: TaskOffsets = TaskOffsets {
     cgroup_kn: 0,
     kn_id: 0,
     mode: 0,
+    css_set_memory_subsys: 0,
+    memory_mode: 0,
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -143,6 +145,6 @@ unsafe fn cgroup_of(task: *const u8) -> Option<u64> {
 
 /// A field load from a BTF-typed kernel pointer (verified against BTF by the kernel).
 #[inline(always)]
-unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
+pub(crate) unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
     unsafe { core::ptr::read_volatile(base.add(offset as usize) as *const T) }
 }

@@ -3,6 +3,7 @@
 #![no_main]
 
 mod cpu;
+mod reclaim;
 
 #[cfg(not(test))]
 #[panic_handler]

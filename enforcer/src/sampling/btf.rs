@@ -245,19 +245,26 @@ impl Btf {
             .ok_or_else(missing)
     }
 
+    /// `offsetof(struct css_set, subsys[<id>])` for a `cgroup_subsys_id` enumerator such
+    /// as `memory_cgrp_id`.
+    pub fn css_set_subsys_offset(&self, subsys_id: &str) -> Result<u32, BtfError> {
+        let id = self.enum_value("cgroup_subsys_id", subsys_id)?;
+        Ok(self.member_offset("css_set", "subsys")? + id as u32 * size_of::<u64>() as u32)
+    }
+
     /// The offsets the CPU sampler walks from a `task_struct` to its cgroup id.
     pub fn task_offsets(&self, mode: CgroupMode) -> Result<TaskOffsets, BtfError> {
-        let cpu_cgrp_id = self.enum_value("cgroup_subsys_id", "cpu_cgrp_id")?;
-        let subsys = self.member_offset("css_set", "subsys")?;
         Ok(TaskOffsets {
             task_pid: self.member_offset("task_struct", "pid")?,
             task_cgroups: self.member_offset("task_struct", "cgroups")?,
             css_set_dfl_cgrp: self.member_offset("css_set", "dfl_cgrp")?,
-            css_set_cpu_subsys: subsys + cpu_cgrp_id as u32 * size_of::<u64>() as u32,
+            css_set_cpu_subsys: self.css_set_subsys_offset("cpu_cgrp_id")?,
             css_cgroup: self.member_offset("cgroup_subsys_state", "cgroup")?,
             cgroup_kn: self.member_offset("cgroup", "kn")?,
             kn_id: self.member_offset("kernfs_node", "id")?,
             mode: mode as u32,
+            css_set_memory_subsys: 0,
+            memory_mode: CgroupMode::Unified as u32,
         })
     }
 }

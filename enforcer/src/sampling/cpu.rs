@@ -1,42 +1,16 @@
-//! The CPU sampler: loads `tp_btf/sched_switch`, and reads per-cgroup on-CPU time.
+//! The CPU sampler: reads the per-cgroup on-CPU time `tp_btf/sched_switch` accumulates.
 
 use std::{collections::HashMap, os::fd::AsFd, time::Duration};
 
-use aya::{
-    Btf as AyaBtf, Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, PerCpuHashMap},
-    programs::{BtfTracePoint, ProgramError},
-};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use enforcer_common::{
-    CgroupMode, CpuSlot, GLOBAL_OFFSETS, IDLE_CGROUP, MAP_CPU_NS, MAP_CPU_SLOT, PROG_CGROUP_ATTACH,
-    PROG_SCHED_SWITCH,
+    CgroupMode, CpuSlot, IDLE_CGROUP, MAP_CPU_NS, MAP_CPU_SLOT, PROG_SCHED_SWITCH,
 };
-use thiserror::Error;
 
-use super::{batch::PerCpuU64Reader, btf::Btf};
-
-/// The kernel programs, built by `build.rs` and embedded so that one file is all a node needs.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));
-
-#[derive(Debug, Error)]
-pub enum SamplerError {
-    #[error(transparent)]
-    Btf(#[from] super::btf::BtfError),
-    #[error("loading eBPF object: {0}")]
-    Object(String),
-    #[error("eBPF map or program {0} missing from the object")]
-    MissingMap(&'static str),
-    #[error("eBPF program {program}: {detail}")]
-    Program {
-        program: &'static str,
-        detail: String,
-    },
-    #[error("reading eBPF map {map}: {source}")]
-    Read {
-        map: &'static str,
-        source: std::io::Error,
-    },
-}
+use super::{
+    batch::PerCpuU64Reader,
+    programs::{ProgramOptions, Programs, SamplerError},
+};
 
 /// One reading of the sampler: cumulative figures since the program was loaded.
 #[derive(Debug, Default, Clone)]
@@ -57,63 +31,39 @@ pub struct CpuReading {
     pub read_duration: Duration,
 }
 
-/// The loaded and attached CPU sampler. Dropping it detaches and unloads the program.
+/// The CPU sampler's maps. Dropping it with its [`Programs`] detaches the programs.
 pub struct CpuSampler {
     mode: CgroupMode,
     slots: PerCpuArray<MapData, CpuSlot>,
     per_cgroup: PerCpuHashMap<MapData, u64, u64>,
     reader: PerCpuU64Reader,
-    // Keeps the program and its link alive; declared last so the maps close after it.
-    _ebpf: Ebpf,
+    // Set when this sampler loaded the programs itself ([`CpuSampler::load`]); declared
+    // last so the maps close after the programs.
+    programs: Option<Programs>,
 }
 
 impl CpuSampler {
-    /// Loads the programs with offsets from the running kernel's BTF and attaches them.
-    /// `map_entries` sizes the per-cgroup map.
+    /// Loads and attaches all of enforcer's programs and keeps them with the sampler: the
+    /// simple way for a tool that only needs CPU figures.
     pub fn load(mode: CgroupMode, map_entries: u32) -> Result<CpuSampler, SamplerError> {
-        raise_memlock_limit();
-        let offsets = Btf::from_sys_fs()?.task_offsets(mode)?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(GLOBAL_OFFSETS, &offsets, true)
-            .map_max_entries(MAP_CPU_NS, map_entries)
-            .load(EBPF_OBJECT)
-            .map_err(|e| SamplerError::Object(one_line(&e.to_string())))?;
-
-        let kernel_btf = AyaBtf::from_sys_fs().map_err(|e| SamplerError::Program {
-            program: PROG_SCHED_SWITCH,
-            detail: format!("reading kernel BTF: {e}"),
+        let mut programs = Programs::load(&ProgramOptions {
+            cpu_mode: mode,
+            memory_mode: CgroupMode::Unified,
+            cgroup_map_entries: map_entries,
         })?;
-        let program: &mut BtfTracePoint = ebpf
-            .program_mut(PROG_SCHED_SWITCH)
-            .ok_or(SamplerError::MissingMap(PROG_SCHED_SWITCH))?
-            .try_into()
-            .map_err(|e: ProgramError| program_error(PROG_SCHED_SWITCH, e))?;
-        program
-            .load("sched_switch", &kernel_btf)
-            .map_err(|e| program_error(PROG_SCHED_SWITCH, e))?;
-        program
-            .attach()
-            .map_err(|e| program_error(PROG_SCHED_SWITCH, e))?;
-        let program: &mut BtfTracePoint = ebpf
-            .program_mut(PROG_CGROUP_ATTACH)
-            .ok_or(SamplerError::MissingMap(PROG_CGROUP_ATTACH))?
-            .try_into()
-            .map_err(|e: ProgramError| program_error(PROG_CGROUP_ATTACH, e))?;
-        program
-            .load("cgroup_attach_task", &kernel_btf)
-            .map_err(|e| program_error(PROG_CGROUP_ATTACH, e))?;
-        program
-            .attach()
-            .map_err(|e| program_error(PROG_CGROUP_ATTACH, e))?;
+        let mut sampler = programs.cpu_sampler()?;
+        sampler.programs = Some(programs);
+        Ok(sampler)
+    }
 
-        let slots = ebpf
-            .take_map(MAP_CPU_SLOT)
-            .ok_or(SamplerError::MissingMap(MAP_CPU_SLOT))?;
+    /// Takes the CPU maps out of loaded programs.
+    pub(super) fn from_maps(
+        mode: CgroupMode,
+        slots: aya::maps::Map,
+        per_cgroup: aya::maps::Map,
+    ) -> Result<CpuSampler, SamplerError> {
         let slots =
             PerCpuArray::try_from(slots).map_err(|e| SamplerError::Object(e.to_string()))?;
-        let per_cgroup = ebpf
-            .take_map(MAP_CPU_NS)
-            .ok_or(SamplerError::MissingMap(MAP_CPU_NS))?;
         let per_cgroup =
             PerCpuHashMap::try_from(per_cgroup).map_err(|e| SamplerError::Object(e.to_string()))?;
         let cpus = aya::util::nr_cpus().map_err(|(file, e)| SamplerError::Read {
@@ -125,7 +75,7 @@ impl CpuSampler {
             slots,
             per_cgroup,
             reader: PerCpuU64Reader::new(cpus),
-            _ebpf: ebpf,
+            programs: None,
         })
     }
 
@@ -186,8 +136,7 @@ impl CpuSampler {
     /// `(run_time, run_count)` of the sched_switch program as the kernel counts them; both
     /// stay zero unless `kernel.bpf_stats_enabled` is 1.
     pub fn program_stats(&self) -> Option<(Duration, u64)> {
-        let info = self._ebpf.program(PROG_SCHED_SWITCH)?.info().ok()?;
-        Some((info.run_time(), info.run_count()))
+        self.programs.as_ref()?.program_stats(PROG_SCHED_SWITCH)
     }
 
     /// Entries currently in the per-cgroup map.
@@ -205,57 +154,4 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: plain syscall on a stack value; CLOCK_MONOTONIC cannot fail.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones ignore it.
-fn raise_memlock_limit() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: plain syscall on a stack value.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
-    }
-}
-
-fn program_error(program: &'static str, e: ProgramError) -> SamplerError {
-    let detail = match &e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
-            let log = verifier_log.to_string();
-            tracing::debug!(program, "verifier log:\n{log}");
-            let last = log
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            format!("verifier rejected it ({io_error}): {last} (RUST_LOG=debug shows the full log)")
-        }
-        _ => {
-            let text = one_line(&format!("{e}: {}", source_chain(&e)));
-            if text.contains("Operation not permitted") || text.contains("EPERM") {
-                format!("{text}; enforcer must run as root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)")
-            } else {
-                text
-            }
-        }
-    };
-    SamplerError::Program { program, detail }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -3,3 +3,5 @@
 pub mod batch;
 pub mod btf;
 pub mod cpu;
+pub mod programs;
+pub mod reclaim;

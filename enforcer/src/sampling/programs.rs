@@ -1,0 +1,172 @@
+//! Loading enforcer's kernel programs: offsets from the running kernel's BTF, one object
+//! (embedded in the binary), every program attached, and the maps handed to the samplers.
+
+use std::time::Duration;
+
+use aya::{
+    Btf as AyaBtf, Ebpf, EbpfLoader,
+    programs::{BtfTracePoint, ProgramError},
+};
+use enforcer_common::{
+    CgroupMode, GLOBAL_OFFSETS, MAP_CPU_NS, MAP_CPU_SLOT, MAP_KSWAPD_WAKEUPS, MAP_RECLAIM,
+    PROG_CGROUP_ATTACH, PROG_SCHED_SWITCH, PROGS_RECLAIM,
+};
+use thiserror::Error;
+
+use super::{btf::Btf, cpu::CpuSampler, reclaim::ReclaimSampler};
+
+/// The kernel programs, built by `build.rs` and embedded so that one file is all a node needs.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));
+
+#[derive(Debug, Error)]
+pub enum SamplerError {
+    #[error(transparent)]
+    Btf(#[from] super::btf::BtfError),
+    #[error("loading eBPF object: {0}")]
+    Object(String),
+    #[error("eBPF map or program {0} missing from the object")]
+    Missing(&'static str),
+    #[error("eBPF program {program}: {detail}")]
+    Program {
+        program: &'static str,
+        detail: String,
+    },
+    #[error("reading eBPF map {map}: {source}")]
+    Read {
+        map: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// What to load.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgramOptions {
+    /// Which cgroup CPU time is charged to.
+    pub cpu_mode: CgroupMode,
+    /// Which cgroup memory reclaim is charged to (`V1Cpu` meaning the v1 memory hierarchy).
+    pub memory_mode: CgroupMode,
+    /// Capacity of the per-cgroup CPU map.
+    pub cgroup_map_entries: u32,
+}
+
+/// The loaded and attached programs. Dropping this detaches and unloads them (nothing is
+/// pinned).
+pub struct Programs {
+    ebpf: Ebpf,
+    options: ProgramOptions,
+}
+
+impl Programs {
+    pub fn load(options: &ProgramOptions) -> Result<Programs, SamplerError> {
+        raise_memlock_limit();
+        let btf = Btf::from_sys_fs()?;
+        let mut offsets = btf.task_offsets(options.cpu_mode)?;
+        offsets.css_set_memory_subsys = btf.css_set_subsys_offset("memory_cgrp_id")?;
+        offsets.memory_mode = options.memory_mode as u32;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_OFFSETS, &offsets, true)
+            .map_max_entries(MAP_CPU_NS, options.cgroup_map_entries)
+            .load(EBPF_OBJECT)
+            .map_err(|e| SamplerError::Object(one_line(&e.to_string())))?;
+        let kernel_btf = AyaBtf::from_sys_fs().map_err(|e| SamplerError::Program {
+            program: PROG_SCHED_SWITCH,
+            detail: format!("reading kernel BTF: {e}"),
+        })?;
+        for name in [PROG_SCHED_SWITCH, PROG_CGROUP_ATTACH]
+            .into_iter()
+            .chain(PROGS_RECLAIM)
+        {
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or(SamplerError::Missing(name))?
+                .try_into()
+                .map_err(|e: ProgramError| program_error(name, e))?;
+            program
+                .load(name, &kernel_btf)
+                .map_err(|e| program_error(name, e))?;
+            program.attach().map_err(|e| program_error(name, e))?;
+        }
+        Ok(Programs {
+            ebpf,
+            options: *options,
+        })
+    }
+
+    fn take_map(&mut self, name: &'static str) -> Result<aya::maps::Map, SamplerError> {
+        self.ebpf.take_map(name).ok_or(SamplerError::Missing(name))
+    }
+
+    /// The CPU sampler (once).
+    pub fn cpu_sampler(&mut self) -> Result<CpuSampler, SamplerError> {
+        let slots = self.take_map(MAP_CPU_SLOT)?;
+        let per_cgroup = self.take_map(MAP_CPU_NS)?;
+        CpuSampler::from_maps(self.options.cpu_mode, slots, per_cgroup)
+    }
+
+    /// The reclaim sampler (once).
+    pub fn reclaim_sampler(&mut self) -> Result<ReclaimSampler, SamplerError> {
+        let stats = self.take_map(MAP_RECLAIM)?;
+        let kswapd = self.take_map(MAP_KSWAPD_WAKEUPS)?;
+        ReclaimSampler::from_maps(stats, kswapd)
+    }
+
+    /// `(run_time, run_count)` of a program as the kernel counts them; zero unless
+    /// `kernel.bpf_stats_enabled` is 1.
+    pub fn program_stats(&self, name: &str) -> Option<(Duration, u64)> {
+        let info = self.ebpf.program(name)?.info().ok()?;
+        Some((info.run_time(), info.run_count()))
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones ignore it.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall on a stack value.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
+    }
+}
+
+fn program_error(program: &'static str, e: ProgramError) -> SamplerError {
+    let detail = match &e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            tracing::debug!(program, "verifier log:\n{log}");
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            format!("verifier rejected it ({io_error}): {last} (RUST_LOG=debug shows the full log)")
+        }
+        _ => {
+            let text = one_line(&format!("{e}: {}", source_chain(&e)));
+            if text.contains("Operation not permitted") || text.contains("EPERM") {
+                format!("{text}; enforcer must run as root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)")
+            } else {
+                text
+            }
+        }
+    };
+    SamplerError::Program { program, detail }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

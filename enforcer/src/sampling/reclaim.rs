@@ -1,0 +1,76 @@
+//! The reclaim sampler: reads what the `vmscan` programs accumulate.
+
+use std::collections::HashMap;
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use enforcer_common::{MAP_KSWAPD_WAKEUPS, MAP_RECLAIM, ReclaimStats};
+
+use super::programs::SamplerError;
+
+/// Cumulative reclaim figures since the programs were loaded.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ReclaimReading {
+    /// Per memory cgroup id.
+    pub per_cgroup: HashMap<u64, ReclaimStats>,
+    /// Node-wide totals.
+    pub total: ReclaimStats,
+    pub kswapd_wakeups: u64,
+}
+
+pub struct ReclaimSampler {
+    stats: PerCpuHashMap<MapData, u64, ReclaimStats>,
+    kswapd: PerCpuArray<MapData, u64>,
+}
+
+fn read_error(map: &'static str, e: impl std::fmt::Display) -> SamplerError {
+    SamplerError::Read {
+        map,
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl ReclaimSampler {
+    pub(super) fn from_maps(
+        stats: aya::maps::Map,
+        kswapd: aya::maps::Map,
+    ) -> Result<Self, SamplerError> {
+        Ok(ReclaimSampler {
+            stats: PerCpuHashMap::try_from(stats)
+                .map_err(|e| SamplerError::Object(e.to_string()))?,
+            kswapd: PerCpuArray::try_from(kswapd)
+                .map_err(|e| SamplerError::Object(e.to_string()))?,
+        })
+    }
+
+    /// Reads every entry. Reclaim touches few cgroups, so a per-key walk is fine here.
+    pub fn read(&self) -> Result<ReclaimReading, SamplerError> {
+        let mut reading = ReclaimReading::default();
+        for item in self.stats.iter() {
+            let (id, per_cpu) = item.map_err(|e| read_error(MAP_RECLAIM, e))?;
+            let mut sum = ReclaimStats::default();
+            for s in per_cpu.iter() {
+                sum.direct_episodes += s.direct_episodes;
+                sum.direct_stall_ns += s.direct_stall_ns;
+                sum.memcg_episodes += s.memcg_episodes;
+                sum.memcg_stall_ns += s.memcg_stall_ns;
+            }
+            reading.total.direct_episodes += sum.direct_episodes;
+            reading.total.direct_stall_ns += sum.direct_stall_ns;
+            reading.total.memcg_episodes += sum.memcg_episodes;
+            reading.total.memcg_stall_ns += sum.memcg_stall_ns;
+            reading.per_cgroup.insert(id, sum);
+        }
+        for per_cpu in self.kswapd.iter() {
+            let per_cpu = per_cpu.map_err(|e| read_error(MAP_KSWAPD_WAKEUPS, e))?;
+            reading.kswapd_wakeups += per_cpu.iter().sum::<u64>();
+        }
+        Ok(reading)
+    }
+
+    /// Drops the figures of memory cgroups that no longer exist.
+    pub fn forget(&mut self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            let _ = self.stats.remove(&id);
+        }
+    }
+}
