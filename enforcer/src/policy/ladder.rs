@@ -29,6 +29,8 @@ pub struct LadderConfig {
     pub sustain: Duration,
     /// Delay between stop-scheduling and throttling while still triggered.
     pub throttle_after: Duration,
+    /// How long the quota and memory squeeze may work before offline work is also frozen.
+    pub freeze_after: Duration,
     /// How long throttling may go on without recovery before the first eviction.
     pub evict_after: Duration,
     /// After a kill, wait this long for recovery before the next one.
@@ -47,6 +49,7 @@ impl Default for LadderConfig {
             reclaim_stall_trigger: 0.05,
             sustain: Duration::from_millis(500),
             throttle_after: Duration::ZERO,
+            freeze_after: Duration::from_secs(2),
             evict_after: Duration::from_secs(5),
             evict_cooldown: Duration::from_secs(3),
             recover_hold: Duration::from_secs(10),
@@ -159,6 +162,7 @@ pub struct Ladder {
     stage_since: u64,
     last_kill: Option<u64>,
     last_trigger: Option<Trigger>,
+    frozen: bool,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -175,11 +179,17 @@ impl Ladder {
             stage_since: 0,
             last_kill: None,
             last_trigger: None,
+            frozen: false,
         }
     }
 
     pub fn stage(&self) -> Stage {
         self.stage
+    }
+
+    /// Whether the ladder has frozen offline work (and not yet thawed it).
+    pub fn frozen(&self) -> bool {
+        self.frozen
     }
 
     pub fn config(&self) -> &LadderConfig {
@@ -270,19 +280,19 @@ impl Ladder {
                     Action::SchedulingGate { open: false },
                 ));
                 if c.throttle_after.is_zero() {
-                    self.enter(Stage::Throttle, now);
-                    out.push(decide(Stage::Throttle, Action::ThrottleOffline));
-                    out.push(decide(Stage::Throttle, Action::FreezeOffline));
+                    self.enter_throttle(now, t, out);
                 }
             }
             Stage::StopScheduling => {
                 if in_stage >= ns(c.throttle_after) {
-                    self.enter(Stage::Throttle, now);
-                    out.push(decide(Stage::Throttle, Action::ThrottleOffline));
-                    out.push(decide(Stage::Throttle, Action::FreezeOffline));
+                    self.enter_throttle(now, t, out);
                 }
             }
             Stage::Throttle => {
+                if !self.frozen && in_stage >= ns(c.freeze_after) {
+                    self.frozen = true;
+                    out.push(decide(Stage::Throttle, Action::FreezeOffline));
+                }
                 if in_stage >= ns(c.evict_after) {
                     self.enter(Stage::Evict, now);
                     self.kill_next(now, t, s, out);
@@ -297,6 +307,21 @@ impl Ladder {
                 }
             }
             Stage::NodeSick => {}
+        }
+    }
+
+    /// Squeeze the quota and memory limits first; freeze at once only when configured so.
+    fn enter_throttle(&mut self, now: u64, t: Trigger, out: &mut Vec<Decision>) {
+        self.enter(Stage::Throttle, now);
+        let decide = |action| Decision {
+            stage: Stage::Throttle,
+            action,
+            trigger: t,
+        };
+        out.push(decide(Action::ThrottleOffline));
+        if self.config.freeze_after.is_zero() {
+            self.frozen = true;
+            out.push(decide(Action::FreezeOffline));
         }
     }
 
@@ -342,7 +367,10 @@ impl Ladder {
             Stage::Evict => self.enter(Stage::Throttle, now),
             Stage::Throttle => {
                 self.enter(Stage::StopScheduling, now);
-                out.push(decide(Stage::StopScheduling, Action::ThawOffline));
+                if self.frozen {
+                    self.frozen = false;
+                    out.push(decide(Stage::StopScheduling, Action::ThawOffline));
+                }
                 out.push(decide(Stage::StopScheduling, Action::RestoreOffline));
             }
             Stage::StopScheduling => {
@@ -394,6 +422,7 @@ mod tests {
         LadderConfig {
             sustain: Duration::from_millis(500),
             throttle_after: Duration::ZERO,
+            freeze_after: Duration::ZERO,
             evict_after: Duration::from_secs(2),
             evict_cooldown: Duration::from_secs(1),
             recover_hold: Duration::from_secs(3),
@@ -547,6 +576,36 @@ mod tests {
         );
         assert!(steps.iter().all(|(_, d)| d.trigger == Trigger::Recovered));
         assert_eq!(l.stage(), Stage::Normal);
+    }
+
+    #[test]
+    fn quota_first_then_freeze_then_evict() {
+        let mut l = Ladder::new(LadderConfig {
+            freeze_after: Duration::from_secs(1),
+            ..config()
+        });
+        let units = [unit(1, Priority::P3, 1.0, 0)];
+        let steps = run(&mut l, 0, 2600 * MS, 0.95, &units);
+        let got: Vec<(u64, Action)> = steps
+            .iter()
+            .map(|(t, d)| (*t / MS, d.action.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (500, Action::SchedulingGate { open: false }),
+                (500, Action::ThrottleOffline),
+                (1500, Action::FreezeOffline),
+                (
+                    2500,
+                    Action::Kill {
+                        id: 1,
+                        priority: Priority::P3
+                    }
+                ),
+            ]
+        );
+        assert!(l.frozen());
     }
 
     #[test]
