@@ -13,9 +13,12 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
-use crate::model::{
-    Class, Priority,
-    classify::{Rule, RuleSet},
+use crate::{
+    model::{
+        Class, Priority,
+        classify::{Rule, RuleSet},
+    },
+    policy::ladder::LadderConfig,
 };
 
 #[derive(Debug, Error)]
@@ -55,17 +58,46 @@ pub struct DaemonConfig {
     pub top_n: usize,
     pub hierarchy: HierarchyChoice,
     pub cgroup_map_entries: u32,
+    /// Append-only action journal.
+    pub journal: PathBuf,
+    /// Node-local state for other agents (the scheduling gate file).
+    pub state_dir: PathBuf,
+    /// Decide and journal every action without applying any.
+    pub dry_run: bool,
+}
+
+/// The protection ladder (SPEC §4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtectionConfig {
+    pub enabled: bool,
+    pub ladder: LadderConfig,
+    /// Offline CPU quota while throttled, as a share of the node, split among the offline
+    /// parent cgroups.
+    pub throttle_cpu_share: f64,
+}
+
+impl Default for ProtectionConfig {
+    fn default() -> Self {
+        ProtectionConfig {
+            enabled: true,
+            ladder: LadderConfig::default(),
+            throttle_cpu_share: 0.05,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    pub protection: ProtectionConfig,
     /// The classification rules in force (compiled and validated at load).
     pub rules: Arc<RuleSet>,
 }
 
 pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9977";
 pub const DEFAULT_SOCKET: &str = "/run/enforcer/enforcer.sock";
+pub const DEFAULT_JOURNAL: &str = "/var/lib/enforcer/journal.jsonl";
+pub const DEFAULT_STATE_DIR: &str = "/run/enforcer";
 
 fn hostname() -> String {
     nix::unistd::gethostname()
@@ -86,6 +118,9 @@ impl Default for DaemonConfig {
             top_n: 20,
             hierarchy: HierarchyChoice::Auto,
             cgroup_map_entries: enforcer_common::CPU_NS_DEFAULT_ENTRIES,
+            journal: PathBuf::from(DEFAULT_JOURNAL),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            dry_run: false,
         }
     }
 }
@@ -94,6 +129,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             daemon: DaemonConfig::default(),
+            protection: ProtectionConfig::default(),
             rules: Arc::new(RuleSet::defaults()),
         }
     }
@@ -109,6 +145,38 @@ struct RawConfig {
     daemon: RawDaemon,
     #[serde(default)]
     classify: RawClassify,
+    #[serde(default)]
+    ladder: RawLadder,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLadder {
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "share")]
+    cpu_trigger: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    cpu_recover: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    memory_trigger: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    memory_recover: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    reclaim_stall_trigger: Option<f64>,
+    #[serde(default, deserialize_with = "delay")]
+    sustain: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    throttle_after: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    freeze_after: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    evict_after: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    evict_cooldown: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    recover_hold: Option<Duration>,
+    #[serde(default, deserialize_with = "share")]
+    throttle_cpu_share: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -127,6 +195,9 @@ struct RawDaemon {
     top_n: Option<usize>,
     hierarchy: Option<HierarchyChoice>,
     cgroup_map_entries: Option<u32>,
+    journal: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    dry_run: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -173,6 +244,35 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
             "invalid duration {text:?} (expected a positive number with a unit, e.g. \"100ms\", \"1s\")"
         ))
     })
+}
+
+/// A delay: like a duration, but zero ("0s") is allowed and means "at once".
+fn delay<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        == "0"
+    {
+        return Ok(Some(Duration::ZERO));
+    }
+    parse_duration(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid delay {text:?} (expected e.g. \"0s\", \"500ms\", \"5s\")"
+        ))
+    })
+}
+
+/// A share of the node: a number in (0, 1].
+fn share<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(Some(v))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is not a share of the node (expected 0 < x <= 1)"
+        )))
+    }
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
@@ -249,7 +349,52 @@ impl Config {
             top_n: r.top_n.unwrap_or(defaults.top_n),
             hierarchy: r.hierarchy.unwrap_or(defaults.hierarchy),
             cgroup_map_entries: r.cgroup_map_entries.unwrap_or(defaults.cgroup_map_entries),
+            journal: r.journal.unwrap_or(defaults.journal),
+            state_dir: r.state_dir.unwrap_or(defaults.state_dir),
+            dry_run: r.dry_run.unwrap_or(defaults.dry_run),
         };
+        let protection = {
+            let d = ProtectionConfig::default();
+            let l = raw.ladder;
+            let dl = d.ladder;
+            ProtectionConfig {
+                enabled: l.enabled.unwrap_or(d.enabled),
+                throttle_cpu_share: l.throttle_cpu_share.unwrap_or(d.throttle_cpu_share),
+                ladder: LadderConfig {
+                    cpu_trigger: l.cpu_trigger.unwrap_or(dl.cpu_trigger),
+                    cpu_recover: l.cpu_recover.unwrap_or(dl.cpu_recover),
+                    memory_trigger: l.memory_trigger.unwrap_or(dl.memory_trigger),
+                    memory_recover: l.memory_recover.unwrap_or(dl.memory_recover),
+                    reclaim_stall_trigger: l
+                        .reclaim_stall_trigger
+                        .unwrap_or(dl.reclaim_stall_trigger),
+                    sustain: l.sustain.unwrap_or(dl.sustain),
+                    throttle_after: l.throttle_after.unwrap_or(dl.throttle_after),
+                    freeze_after: l.freeze_after.unwrap_or(dl.freeze_after),
+                    evict_after: l.evict_after.unwrap_or(dl.evict_after),
+                    evict_cooldown: l.evict_cooldown.unwrap_or(dl.evict_cooldown),
+                    recover_hold: l.recover_hold.unwrap_or(dl.recover_hold),
+                },
+            }
+        };
+        let lc = &protection.ladder;
+        for (field, recover, trigger) in [
+            ("ladder.cpu_recover", lc.cpu_recover, lc.cpu_trigger),
+            (
+                "ladder.memory_recover",
+                lc.memory_recover,
+                lc.memory_trigger,
+            ),
+        ] {
+            if recover >= trigger {
+                return Err(invalid(
+                    field.into(),
+                    format!(
+                        "{recover} must be below its trigger ({trigger}) or the ladder would flap"
+                    ),
+                ));
+            }
+        }
         if daemon.window < daemon.tick {
             return Err(invalid(
                 "daemon.window".into(),
@@ -325,6 +470,7 @@ impl Config {
         };
         Ok(Config {
             daemon,
+            protection,
             rules: Arc::new(rules),
         })
     }
@@ -460,6 +606,29 @@ class = "online"
         );
         let e = error("[daemon\ntick = 1\n");
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn ladder_section() {
+        let c = parse("[ladder]\ncpu_trigger = 0.5\ncpu_recover = 0.4\nsustain = \"0s\"\nevict_after = \"1s\"\n").unwrap();
+        assert_eq!(c.protection.ladder.cpu_trigger, 0.5);
+        assert_eq!(c.protection.ladder.sustain, Duration::ZERO);
+        assert_eq!(c.protection.ladder.evict_after, Duration::from_secs(1));
+        let e = error("[ladder]\ncpu_trigger = 0.5\n");
+        assert!(
+            e.contains("ladder.cpu_recover") && e.contains("flap"),
+            "{e}"
+        );
+        let e = error("[ladder]\ncpu_trigger = 1.5\n");
+        assert!(
+            e.contains("ladder.cpu_trigger") && e.contains("share"),
+            "{e}"
+        );
+        let e = error("[ladder]\nsustain = \"later\"\n");
+        assert!(
+            e.contains("ladder.sustain") && e.contains("invalid delay"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -42,6 +42,9 @@ enum Command {
         /// Configuration file (TOML); defaults apply when absent.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Decide and journal every action, apply none.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Node CPU, per-class usage and sampler health from the running daemon.
     Status(Target),
@@ -77,7 +80,7 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run { config, dry_run } => run(config, dry_run),
         Command::Status(t) => control::snapshot(&t.socket, Some(0))
             .map_err(Into::into)
             .map(|s| {
@@ -128,7 +131,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+fn run(config_path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -143,6 +146,7 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     daemon::run(daemon::RunOptions {
         config,
         config_path,
+        dry_run,
     })
 }
 

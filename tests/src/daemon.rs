@@ -47,6 +47,10 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+thread_local! {
+    static FLAGS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 pub struct Daemon {
     child: Option<ChildGuard>,
     pub dir: TempDir,
@@ -67,8 +71,10 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "[daemon]\nsocket = \"{}\"\nmetrics_listen = \"{metrics}\"\nnode_name = \"test-node\"\n{daemon_section}\n{extra}\n",
-                socket.display()
+                "[daemon]\nsocket = \"{}\"\nmetrics_listen = \"{metrics}\"\nnode_name = \"test-node\"\njournal = \"{}\"\nstate_dir = \"{}\"\n{daemon_section}\n{extra}\n",
+                socket.display(),
+                dir.path().join("journal.jsonl").display(),
+                dir.path().join("state").display(),
             ),
         )
         .expect("write config");
@@ -95,6 +101,7 @@ impl Daemon {
         command
             .args(["run", "--config"])
             .arg(&self.config)
+            .args(FLAGS.with(|f| f.borrow().clone()))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log);
@@ -141,6 +148,19 @@ impl Daemon {
 
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().pid()
+    }
+
+    pub fn journal(&self) -> Vec<enforcer::surfaces::journal::Entry> {
+        enforcer::surfaces::journal::read(&self.dir.path().join("journal.jsonl"))
+            .expect("read journal")
+    }
+
+    /// Starts with extra command-line flags (e.g. `--dry-run`).
+    pub fn start_with_flags(daemon_section: &str, extra: &str, flags: &[&str]) -> Daemon {
+        FLAGS.with(|f| *f.borrow_mut() = flags.iter().map(|s| s.to_string()).collect());
+        let d = Daemon::start(daemon_section, extra);
+        FLAGS.with(|f| f.borrow_mut().clear());
+        d
     }
 
     /// Runs a CLI command against this daemon's socket.

@@ -12,7 +12,11 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
+    /// Spawns `command` as the leader of a new process group, so that the guard can kill
+    /// everything it started (`timeout` and its child, a shell and its loop).
     pub fn spawn(mut command: Command) -> ChildGuard {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
@@ -54,6 +58,7 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.kill();
             let _ = child.wait();
         }

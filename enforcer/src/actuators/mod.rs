@@ -92,6 +92,11 @@ impl Actuator {
         self.dry_run
     }
 
+    /// For node-wide entries (scheduling gate, node sick), which have no cgroup target.
+    pub fn journal_mut(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+
     /// After a configuration reload.
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
         self.rules = rules;

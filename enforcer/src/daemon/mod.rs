@@ -5,6 +5,7 @@
 //! tick; the surfaces run on a small tokio runtime and read the shared state under a mutex
 //! held only to copy figures out.
 
+pub mod protect;
 pub mod state;
 
 use std::{
@@ -21,6 +22,7 @@ use anyhow::{Context, anyhow};
 use enforcer_common::CgroupMode;
 
 use crate::{
+    actuators::Actuator,
     config::{Config, HierarchyChoice},
     model::{
         Class,
@@ -29,9 +31,15 @@ use crate::{
         layout::{CgroupLayout, CpuHierarchy, KubeletDriver, detect_driver, walk},
     },
     policy::usage::UsageTracker,
-    sampling::cpu::CpuSampler,
+    sampling::{
+        cpu::CpuSampler,
+        programs::{ProgramOptions, Programs},
+        reclaim::ReclaimSampler,
+    },
+    surfaces::journal::Journal,
     surfaces::{control, http},
 };
+use protect::{NodeView, Protector};
 use state::{NodeState, unix_now};
 
 /// Unknown cgroup ids still unknown after this many rescans are gone for good (created and
@@ -42,6 +50,8 @@ const UNKNOWN_RESCANS_BEFORE_FORGET: u32 = 2;
 pub struct RunOptions {
     pub config: Config,
     pub config_path: Option<PathBuf>,
+    /// `--dry-run`: decide and journal, apply nothing (also `daemon.dry_run`).
+    pub dry_run: bool,
 }
 
 /// Which hierarchy the CPU sampler charges, from the config and the discovered layout.
@@ -116,8 +126,36 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             )
         })?;
 
-    let sampler = CpuSampler::load(mode, d.cgroup_map_entries)?;
-    tracing::info!(mode = ?mode, "CPU sampler attached (tp_btf/sched_switch)");
+    let memory_mode = if layout.unified_controllers.iter().any(|c| c == "memory") {
+        CgroupMode::Unified
+    } else if layout.v1_mount("memory").is_some() {
+        CgroupMode::V1Cpu
+    } else {
+        CgroupMode::Unified
+    };
+    let dry_run = options.dry_run || d.dry_run;
+    // The journal must be writable before anything can be decided.
+    let journal = Journal::open(&d.journal).context("daemon.journal")?;
+    let mut programs = Programs::load(&ProgramOptions {
+        cpu_mode: mode,
+        memory_mode,
+        cgroup_map_entries: d.cgroup_map_entries,
+    })?;
+    let sampler = programs.cpu_sampler()?;
+    let reclaim = programs.reclaim_sampler()?;
+    tracing::info!(mode = ?mode, ?memory_mode, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
+    let actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run);
+    let protector = Protector::new(
+        &config.protection,
+        actuator,
+        layout.clone(),
+        &root,
+        &d.state_dir,
+        d.window.as_nanos() as u64,
+    );
+    if dry_run {
+        tracing::warn!(journal = %d.journal.display(), "dry run: every action is journaled, none applied");
+    }
 
     let state = Arc::new(Mutex::new(NodeState {
         node: d.node_name.clone(),
@@ -137,6 +175,9 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         index: CgroupIndex::new(),
         usage: UsageTracker::new(d.window.as_nanos() as u64),
         health: Default::default(),
+        protection: protector.view.clone(),
+        reclaim: Default::default(),
+        reclaim_kswapd_wakeups: 0,
     }));
     state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;
 
@@ -146,6 +187,9 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         let (state, stop, reload) = (state.clone(), stop.clone(), reload.clone());
         let loop_ = SamplerLoop {
             sampler,
+            reclaim,
+            protector,
+            _programs: programs,
             root,
             rules: config.rules.clone(),
             tick: d.tick,
@@ -209,6 +253,10 @@ async fn wait_for_shutdown(reload: &AtomicBool, stop: &AtomicBool) -> anyhow::Re
 
 struct SamplerLoop {
     sampler: CpuSampler,
+    reclaim: ReclaimSampler,
+    protector: Protector,
+    // Keeps the programs attached; dropped (detached) when the loop ends.
+    _programs: Programs,
     root: PathBuf,
     rules: Arc<RuleSet>,
     tick: Duration,
@@ -274,6 +322,8 @@ impl SamplerLoop {
                     })
             };
 
+            self.protect(reading.at_ns, stop)?;
+
             let due = last_rescan.is_none_or(|t| t.elapsed() >= self.rescan_interval);
             // A cgroup the index does not know yet triggers a scan at once, so new cgroups
             // are classified within a tick instead of a rescan interval.
@@ -281,6 +331,38 @@ impl SamplerLoop {
                 last_rescan = Some(Instant::now());
                 self.rescan(&unknown, &mut unknown_for);
             }
+        }
+        Ok(())
+    }
+
+    /// Reads reclaim and runs one step of the protection ladder. The state lock is taken
+    /// only to capture what the ladder needs; actions run without it.
+    fn protect(&mut self, at_ns: u64, stop: &AtomicBool) -> anyhow::Result<()> {
+        let reclaim = match self.reclaim.read() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e}");
+                Default::default()
+            }
+        };
+        let (node_cpu, cpus) = {
+            let mut st = self.state.lock().unwrap();
+            st.reclaim = reclaim.total;
+            st.reclaim_kswapd_wakeups = reclaim.kswapd_wakeups;
+            (st.usage.node_utilisation(st.online_cpus), st.online_cpus)
+        };
+        let state = self.state.clone();
+        let result =
+            self.protector
+                .tick(at_ns, node_cpu, reclaim.total.direct_stall_ns, cpus, || {
+                    let st = state.lock().unwrap();
+                    NodeView::capture(&st.index, &st.usage)
+                });
+        self.state.lock().unwrap().protection = self.protector.view.clone();
+        if let Err(e) = result {
+            // Without a journal no action may be taken: stop rather than act unrecorded.
+            stop.store(true, Ordering::Relaxed);
+            return Err(anyhow!("{e}; stopping: no action may be taken unjournaled"));
         }
         Ok(())
     }
@@ -339,6 +421,9 @@ impl SamplerLoop {
         match Config::load(path) {
             Ok(config) => {
                 self.rules = config.rules.clone();
+                self.protector
+                    .actuator_mut()
+                    .set_rules(config.rules.clone());
                 let mut st = self.state.lock().unwrap();
                 st.index.reclassify(&self.rules);
                 st.top_n = config.daemon.top_n;

@@ -3,10 +3,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use enforcer_common::ReclaimStats;
+
+use super::protect::ProtectionView;
 use crate::{
     model::{Class, index::CgroupIndex},
     policy::usage::UsageTracker,
-    surfaces::snapshot::{CgroupUsage, ClassUsage, SamplerHealth, Snapshot},
+    surfaces::snapshot::{CgroupUsage, ClassUsage, ReclaimTotals, SamplerHealth, Snapshot},
 };
 
 pub struct NodeState {
@@ -22,6 +25,10 @@ pub struct NodeState {
     pub index: CgroupIndex,
     pub usage: UsageTracker,
     pub health: SamplerHealth,
+    pub protection: ProtectionView,
+    /// Node-wide reclaim totals from the vmscan programs.
+    pub reclaim: ReclaimStats,
+    pub reclaim_kswapd_wakeups: u64,
 }
 
 pub fn unix_now() -> f64 {
@@ -109,6 +116,14 @@ impl NodeState {
             cgroups,
             cgroups_total,
             sampler: self.health.clone(),
+            protection: self.protection.clone(),
+            reclaim: ReclaimTotals {
+                direct_episodes: self.reclaim.direct_episodes,
+                direct_stall_seconds: self.reclaim.direct_stall_ns as f64 / 1e9,
+                memcg_episodes: self.reclaim.memcg_episodes,
+                memcg_stall_seconds: self.reclaim.memcg_stall_ns as f64 / 1e9,
+                kswapd_wakeups: self.reclaim_kswapd_wakeups,
+            },
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::daemon::protect::ProtectionView;
 use crate::model::{Class, Priority};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +31,18 @@ pub struct Snapshot {
     pub cgroups: Vec<CgroupUsage>,
     pub cgroups_total: usize,
     pub sampler: SamplerHealth,
+    pub protection: ProtectionView,
+    pub reclaim: ReclaimTotals,
+}
+
+/// Node-wide memory reclaim since the daemon started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReclaimTotals {
+    pub direct_episodes: u64,
+    pub direct_stall_seconds: f64,
+    pub memcg_episodes: u64,
+    pub memcg_stall_seconds: f64,
+    pub kswapd_wakeups: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

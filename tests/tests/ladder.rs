@@ -1,0 +1,270 @@
+//! The protection ladder end to end: the daemon as a real process, real CPU load on the
+//! 2-core test machine with the threshold lowered so it can be crossed, real throttling,
+//! freezing and kills, and an online cgroup that must come out untouched.
+
+use std::time::{Duration, Instant};
+
+use enforcer::surfaces::journal::{Entry, Outcome};
+use enforcer_tests::{
+    cgroup::{TestCgroup, cpu_hog, spawn_in},
+    daemon::Daemon,
+    process::ChildGuard,
+    require_root, unique_name,
+};
+
+/// One workload: the same relative path in the cpu, cpuacct and cgroup2 hierarchies.
+struct Workload {
+    cpu: TestCgroup,
+    _acct: TestCgroup,
+    unified: TestCgroup,
+}
+
+impl Workload {
+    fn new(name: &str) -> Workload {
+        Workload {
+            cpu: TestCgroup::create("cpu", name),
+            _acct: TestCgroup::create("cpuacct", name),
+            unified: TestCgroup::create("unified", name),
+        }
+    }
+
+    fn hog(&self, seconds: f64) -> ChildGuard {
+        spawn_in(&[&self.cpu, &self._acct, &self.unified], cpu_hog(seconds))
+    }
+
+    fn nr_throttled(&self) -> u64 {
+        self.cpu
+            .read("cpu.stat")
+            .lines()
+            .find_map(|l| l.strip_prefix("nr_throttled "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn files(&self) -> (String, String, String) {
+        (
+            self.cpu.read("cpu.cfs_quota_us"),
+            self.cpu.read("cpu.shares"),
+            self.unified.read("cgroup.freeze"),
+        )
+    }
+}
+
+struct Scenario {
+    online: Workload,
+    debug: Workload,
+    p3: Workload,
+    base: String,
+}
+
+fn scenario() -> Scenario {
+    let base = unique_name("enf-ladder");
+    Scenario {
+        online: Workload::new(&format!("{base}-online")),
+        debug: Workload::new(&format!("{base}-debug")),
+        p3: Workload::new(&format!("{base}-p3")),
+        base,
+    }
+}
+
+fn config(base: &str) -> String {
+    format!(
+        r#"
+[classify]
+append_defaults = true
+[[classify.rules]]
+name = "test-online"
+match = '{base}-online$'
+class = "online"
+[[classify.rules]]
+name = "test-debug"
+match = '{base}-debug$'
+class = "offline"
+priority = "debug"
+[[classify.rules]]
+name = "test-p3"
+match = '{base}-p3$'
+class = "offline"
+priority = "P3"
+
+[ladder]
+cpu_trigger = 0.45
+cpu_recover = 0.20
+sustain = "300ms"
+throttle_after = "0s"
+freeze_after = "1500ms"
+evict_after = "2500ms"
+evict_cooldown = "1s"
+recover_hold = "1500ms"
+throttle_cpu_share = 0.05
+"#
+    )
+}
+
+fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn applied<'a>(journal: &'a [Entry], action: &str) -> Vec<&'a Entry> {
+    journal
+        .iter()
+        .filter(|e| e.action == action && matches!(e.outcome, Outcome::Applied | Outcome::DryRun))
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0): check the state too.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn overload_throttles_then_kills_debug_before_p3_and_never_touches_online() {
+    require_root();
+    let s = scenario();
+    let online_files = s.online.files();
+    let daemon = Daemon::start("", &config(&s.base));
+
+    // Phase 1: offline hogs push the node over the (lowered) threshold.
+    let started = Instant::now();
+    let mut debug_hog = s.debug.hog(30.0);
+    let mut p3_hog = s.p3.hog(30.0);
+    wait_for(
+        Duration::from_secs(5),
+        "offline throttling in cpu.stat",
+        || s.debug.nr_throttled() > 0 && s.p3.nr_throttled() > 0,
+    );
+    let journal = daemon.journal();
+    let throttle = applied(&journal, "cpu_limit");
+    assert_eq!(throttle.len(), 2, "{journal:#?}");
+    // Within window (1 s) + sustain (0.3 s) + one tick, with slack for process start-up.
+    let to_throttle = throttle[0].at
+        - (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            - started.elapsed().as_secs_f64());
+    assert!(
+        to_throttle < 2.5,
+        "throttled {to_throttle:.2}s after the load started"
+    );
+    let measured = throttle[0].reason["trigger"]["value"].as_f64().unwrap();
+    assert!(
+        measured > 0.45,
+        "journal holds the measured trigger value: {measured}"
+    );
+    assert_eq!(applied(&journal, "stop_scheduling").len(), 1);
+    let gate = std::fs::read_to_string(daemon.dir.path().join("state/scheduling")).unwrap();
+    assert!(gate.starts_with("closed"), "{gate}");
+
+    // Phase 2: online work keeps the node overloaded: the ladder goes on to evict,
+    // debug first, then P3, then declares the node sick. Online is never touched.
+    let online_hog = s.online.hog(30.0);
+    wait_for(Duration::from_secs(15), "both offline units killed", || {
+        !alive(debug_hog.pid()) && !alive(p3_hog.pid())
+    });
+    let _ = debug_hog.wait_timeout(Duration::from_secs(1));
+    let _ = p3_hog.wait_timeout(Duration::from_secs(1));
+    wait_for(Duration::from_secs(10), "node declared sick", || {
+        !applied(&daemon.journal(), "declare_sick").is_empty()
+    });
+    let journal = daemon.journal();
+    let kills: Vec<&str> = applied(&journal, "kill")
+        .iter()
+        .map(|e| e.priority.as_deref().unwrap())
+        .collect();
+    assert_eq!(kills, ["debug", "P3"], "{journal:#?}");
+    assert!(
+        applied(&journal, "freeze").len() >= 2,
+        "offline frozen before eviction"
+    );
+    assert!(alive(online_hog.pid()), "the online process survived");
+    assert_eq!(
+        s.online.files(),
+        online_files,
+        "online cgroup files unchanged"
+    );
+    let online_name = format!("{}-online", s.base);
+    assert!(
+        journal
+            .iter()
+            .all(|e| e.target.as_deref() != Some(online_name.as_str())),
+        "no action ever targeted the online cgroup"
+    );
+    let metrics = daemon.scrape();
+    assert!(metrics.contains("enforcer_node_sick 1"), "{metrics}");
+}
+
+#[test]
+fn recovery_steps_back_down_and_lifts_the_limits() {
+    require_root();
+    let s = scenario();
+    let daemon = Daemon::start("", &config(&s.base));
+    let quota_before = s.p3.cpu.read("cpu.cfs_quota_us");
+    {
+        let _a = s.debug.hog(30.0);
+        let _b = s.p3.hog(30.0);
+        wait_for(Duration::from_secs(5), "throttling", || {
+            s.p3.nr_throttled() > 0
+        });
+    } // the hogs are killed here: load stops
+    wait_for(Duration::from_secs(15), "the ladder back at normal", || {
+        !applied(&daemon.journal(), "open_scheduling").is_empty()
+    });
+    let journal = daemon.journal();
+    assert!(
+        applied(&journal, "kill").is_empty(),
+        "no kill once the load stopped"
+    );
+    assert_eq!(
+        s.p3.cpu.read("cpu.cfs_quota_us"),
+        quota_before,
+        "limits lifted"
+    );
+    assert_eq!(s.p3.unified.read("cgroup.freeze").trim(), "0", "thawed");
+    let gate = std::fs::read_to_string(daemon.dir.path().join("state/scheduling")).unwrap();
+    assert_eq!(gate.trim(), "open");
+}
+
+#[test]
+fn dry_run_decides_the_same_and_changes_nothing() {
+    require_root();
+    let s = scenario();
+    let files = (s.debug.files(), s.p3.files());
+    let daemon = Daemon::start_with_flags("", &config(&s.base), &["--dry-run"]);
+    let debug_hog = s.debug.hog(30.0);
+    let p3_hog = s.p3.hog(30.0);
+    let _online = s.online.hog(30.0);
+    wait_for(
+        Duration::from_secs(15),
+        "the dry-run ladder reaching eviction",
+        || applied(&daemon.journal(), "kill").len() >= 2,
+    );
+    let journal = daemon.journal();
+    assert!(
+        journal.iter().all(|e| e.outcome == Outcome::DryRun),
+        "{journal:#?}"
+    );
+    let kills: Vec<&str> = applied(&journal, "kill")
+        .iter()
+        .map(|e| e.priority.as_deref().unwrap())
+        .collect();
+    assert_eq!(&kills[..2], ["debug", "P3"]);
+    assert!(
+        alive(debug_hog.pid()) && alive(p3_hog.pid()),
+        "nothing killed"
+    );
+    assert_eq!((s.debug.files(), s.p3.files()), files, "nothing written");
+    assert!(
+        !daemon.dir.path().join("state/scheduling").exists(),
+        "gate untouched in dry run"
+    );
+}
