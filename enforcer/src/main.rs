@@ -64,6 +64,28 @@ enum Command {
     },
     /// Every cgroup the daemon knows: id, path, class, priority, the rule that matched.
     Cgroups(Target),
+    /// The protection ladder's current state and why, with the last actions.
+    Explain(Target),
+    /// The action journal (read from the file: works without a running daemon).
+    Journal {
+        /// Journal file (default: daemon.journal of --config, else the built-in default).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Configuration file naming the journal.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only entries whose target contains this.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this action (cpu_limit, memory_limit, freeze, thaw, kill, stop_scheduling, ...).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only the last N entries (after filtering).
+        #[arg(long, short = 'n')]
+        last: Option<usize>,
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Configuration file tools.
     Config {
         #[command(subcommand)]
@@ -117,6 +139,15 @@ fn main() -> ExitCode {
             },
         )
         .map_err(Into::into),
+        Command::Explain(t) => explain(&t),
+        Command::Journal {
+            file,
+            config,
+            target,
+            action,
+            last,
+            output,
+        } => journal(file, config, target, action, last, output),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => daemon::check_config(&file).map(|_| println!("{}: ok", file.display())),
@@ -148,6 +179,68 @@ fn run(config_path: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
         config_path,
         dry_run,
     })
+}
+
+fn journal_path(file: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match (file, config) {
+        (Some(f), _) => f,
+        (None, Some(c)) => Config::load(&c)?.daemon.journal,
+        (None, None) => Config::default().daemon.journal,
+    })
+}
+
+fn journal(
+    file: Option<PathBuf>,
+    config: Option<PathBuf>,
+    target: Option<String>,
+    action: Option<String>,
+    last: Option<usize>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let path = journal_path(file, config)?;
+    if !path.exists() {
+        anyhow::bail!(
+            "{}: no journal (no action was ever decided on this node)",
+            path.display()
+        );
+    }
+    let mut entries: Vec<_> = enforcer::surfaces::journal::read(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .into_iter()
+        .filter(|e| {
+            target
+                .as_ref()
+                .is_none_or(|t| e.target.as_deref().is_some_and(|x| x.contains(t.as_str())))
+        })
+        .filter(|e| action.as_ref().is_none_or(|a| &e.action == a))
+        .collect();
+    if let Some(n) = last {
+        entries.drain(..entries.len().saturating_sub(n));
+    }
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        print!("{}", cli::render_journal(&entries));
+    }
+    Ok(())
+}
+
+fn explain(t: &Target) -> anyhow::Result<()> {
+    let s = control::snapshot(&t.socket, Some(0))?;
+    let recent = enforcer::surfaces::journal::read(std::path::Path::new(&s.protection.journal))
+        .map(|mut e| e.split_off(e.len().saturating_sub(5)))
+        .unwrap_or_default();
+    if t.output == Output::Json {
+        let body = serde_json::json!({
+            "protection": s.protection,
+            "recent": recent,
+            "node_cpu_utilisation": s.node_cpu_utilisation,
+        });
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        print!("{}", cli::render_explain(&s, &recent));
+    }
+    Ok(())
 }
 
 fn one_line(e: &anyhow::Error) -> String {

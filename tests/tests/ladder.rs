@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use enforcer::surfaces::journal::{Entry, Outcome};
 use enforcer_tests::{
     cgroup::{TestCgroup, cpu_hog, spawn_in},
-    daemon::Daemon,
+    daemon::{Daemon, enforcer},
     process::ChildGuard,
     require_root, unique_name,
 };
@@ -201,6 +201,48 @@ fn overload_throttles_then_kills_debug_before_p3_and_never_touches_online() {
     );
     let metrics = daemon.scrape();
     assert!(metrics.contains("enforcer_node_sick 1"), "{metrics}");
+    assert!(
+        metrics.contains("enforcer_offline_killed_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("enforcer_scheduling_open 0"), "{metrics}");
+
+    // The operator's view: the journal (from the file) and the ladder's explanation.
+    let journal_file = daemon.dir.path().join("journal.jsonl");
+    let out = enforcer(&[
+        "journal",
+        "--file",
+        journal_file.to_str().unwrap(),
+        "--action",
+        "kill",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kills: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(kills.len(), 4, "intent + outcome for each kill: {kills:?}");
+    let out = enforcer(&[
+        "journal",
+        "--file",
+        journal_file.to_str().unwrap(),
+        "--last",
+        "3",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    let explain = daemon.cli(&["explain"]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        explain.status.success() && text.contains("stage NodeSick"),
+        "{text}"
+    );
+    assert!(
+        text.contains("node sick: yes") && text.contains("recent actions:"),
+        "{text}"
+    );
 }
 
 #[test]

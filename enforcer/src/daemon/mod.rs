@@ -145,7 +145,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let reclaim = programs.reclaim_sampler()?;
     tracing::info!(mode = ?mode, ?memory_mode, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
     let actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run);
-    let protector = Protector::new(
+    let mut protector = Protector::new(
         &config.protection,
         actuator,
         layout.clone(),
@@ -153,6 +153,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         &d.state_dir,
         d.window.as_nanos() as u64,
     );
+    protector.view.journal = d.journal.display().to_string();
     if dry_run {
         tracing::warn!(journal = %d.journal.display(), "dry run: every action is journaled, none applied");
     }

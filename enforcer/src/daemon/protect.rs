@@ -39,6 +39,8 @@ pub struct ProtectionView {
     pub offline_killed_total: u64,
     pub actions_total: u64,
     pub refused_total: u64,
+    pub journal: String,
+    pub thresholds: Option<crate::policy::ladder::LadderConfig>,
 }
 
 /// What the ladder needs of the model, captured under the state lock only when the
@@ -183,6 +185,7 @@ impl Protector {
                 dry_run,
                 stage: "normal".into(),
                 scheduling_open: true,
+                thresholds: Some(config.ladder.clone()),
                 ..Default::default()
             },
         };

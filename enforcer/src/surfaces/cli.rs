@@ -2,7 +2,10 @@
 
 use std::fmt::Write as _;
 
-use super::snapshot::{CgroupUsage, Snapshot};
+use super::{
+    journal::Entry,
+    snapshot::{CgroupUsage, Snapshot},
+};
 
 fn priority(p: Option<crate::model::Priority>) -> &'static str {
     p.map(|p| p.as_str()).unwrap_or("-")
@@ -121,8 +124,129 @@ pub fn render_cgroup_table(cgroups: &[CgroupUsage], with_usage: bool) -> String 
     out
 }
 
+/// `enforcer explain`: where the ladder stands and why, against its thresholds.
+pub fn render_explain(s: &Snapshot, recent: &[Entry]) -> String {
+    let p = &s.protection;
+    let mut out = String::new();
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let _ = writeln!(
+        out,
+        "protection ladder: {}{}",
+        if p.enabled { "enabled" } else { "disabled" },
+        if p.dry_run {
+            " (DRY RUN: actions journaled, not applied)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(out, "  {}", p.explain);
+    let _ = writeln!(
+        out,
+        "  scheduling open: {}   offline frozen: {}   node sick: {}",
+        yes_no(p.scheduling_open),
+        yes_no(p.frozen),
+        yes_no(p.node_sick)
+    );
+    if let Some(t) = &p.thresholds {
+        let _ = writeln!(
+            out,
+            "  node CPU {:.1}% (trigger {:.0}%, recover {:.0}%)   memory {:.1}% (trigger {:.0}%, recover {:.0}%)",
+            s.node_cpu_utilisation * 100.0,
+            t.cpu_trigger * 100.0,
+            t.cpu_recover * 100.0,
+            p.node_memory_used_ratio * 100.0,
+            t.memory_trigger * 100.0,
+            t.memory_recover * 100.0
+        );
+        let _ = writeln!(
+            out,
+            "  direct reclaim stall {:.3} s/s (trigger {:.3})   sustain {:?}, freeze after {:?}, evict after {:?}, cooldown {:?}, recover hold {:?}",
+            p.direct_reclaim_stall_ratio,
+            t.reclaim_stall_trigger,
+            t.sustain,
+            t.freeze_after,
+            t.evict_after,
+            t.evict_cooldown,
+            t.recover_hold
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  {} offline units killed, {} actions, {} refused; journal {}",
+        p.offline_killed_total, p.actions_total, p.refused_total, p.journal
+    );
+    if !recent.is_empty() {
+        let _ = writeln!(out, "recent actions:");
+        out.push_str(&render_journal(recent));
+    }
+    out
+}
+
+/// `enforcer journal`: one line per entry.
+pub fn render_journal(entries: &[Entry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let when = chrono_like(e.at);
+        let _ = writeln!(
+            out,
+            "{when}  #{:<5} {:<15} {:<16} {:<9} {:<6} {:<8} {}{}  {}",
+            e.seq,
+            e.stage,
+            e.action,
+            e.class.as_deref().unwrap_or("-"),
+            e.priority.as_deref().unwrap_or("-"),
+            format!("{:?}", e.outcome).to_lowercase(),
+            e.target
+                .as_deref()
+                .map(|t| format!("/{t}"))
+                .unwrap_or_else(|| "(node)".into()),
+            e.detail
+                .as_deref()
+                .map(|d| format!(" [{d}]"))
+                .unwrap_or_default(),
+            e.reason
+                .get("trigger")
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        );
+    }
+    out
+}
+
+/// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` without a date library.
+fn chrono_like(unix: f64) -> String {
+    let secs = unix.floor() as i64;
+    let millis = ((unix - secs as f64) * 1000.0) as u32;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamps_are_utc() {
+        assert_eq!(super::chrono_like(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::chrono_like(1_795_526_289.25),
+            "2026-11-24T13:18:09.250Z"
+        );
+    }
+
     use super::*;
 
     #[test]
