@@ -74,6 +74,27 @@ pub struct ProtectionConfig {
     /// Offline CPU quota while throttled, as a share of the node, split among the offline
     /// parent cgroups.
     pub throttle_cpu_share: f64,
+    pub isolation: IsolationConfig,
+}
+
+/// SPEC §3: what every offline process gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsolationConfig {
+    pub enabled: bool,
+    /// -1000..=1000; the OOM killer's preference.
+    pub oom_score_adj: i32,
+    /// -20..=19; online work keeps its own (lower) value.
+    pub nice: i32,
+}
+
+impl Default for IsolationConfig {
+    fn default() -> Self {
+        IsolationConfig {
+            enabled: true,
+            oom_score_adj: 1000,
+            nice: 10,
+        }
+    }
 }
 
 impl Default for ProtectionConfig {
@@ -82,6 +103,7 @@ impl Default for ProtectionConfig {
             enabled: true,
             ladder: LadderConfig::default(),
             throttle_cpu_share: 0.05,
+            isolation: IsolationConfig::default(),
         }
     }
 }
@@ -147,6 +169,16 @@ struct RawConfig {
     classify: RawClassify,
     #[serde(default)]
     ladder: RawLadder,
+    #[serde(default)]
+    isolation: RawIsolation,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIsolation {
+    enabled: Option<bool>,
+    oom_score_adj: Option<i32>,
+    nice: Option<i32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -360,6 +392,14 @@ impl Config {
             ProtectionConfig {
                 enabled: l.enabled.unwrap_or(d.enabled),
                 throttle_cpu_share: l.throttle_cpu_share.unwrap_or(d.throttle_cpu_share),
+                isolation: IsolationConfig {
+                    enabled: raw.isolation.enabled.unwrap_or(d.isolation.enabled),
+                    oom_score_adj: raw
+                        .isolation
+                        .oom_score_adj
+                        .unwrap_or(d.isolation.oom_score_adj),
+                    nice: raw.isolation.nice.unwrap_or(d.isolation.nice),
+                },
                 ladder: LadderConfig {
                     cpu_trigger: l.cpu_trigger.unwrap_or(dl.cpu_trigger),
                     cpu_recover: l.cpu_recover.unwrap_or(dl.cpu_recover),
@@ -377,6 +417,19 @@ impl Config {
                 },
             }
         };
+        let iso = &protection.isolation;
+        if !(-1000..=1000).contains(&iso.oom_score_adj) {
+            return Err(invalid(
+                "isolation.oom_score_adj".into(),
+                format!("{} is out of range -1000..=1000", iso.oom_score_adj),
+            ));
+        }
+        if !(-20..=19).contains(&iso.nice) {
+            return Err(invalid(
+                "isolation.nice".into(),
+                format!("{} is out of range -20..=19", iso.nice),
+            ));
+        }
         let lc = &protection.ladder;
         for (field, recover, trigger) in [
             ("ladder.cpu_recover", lc.cpu_recover, lc.cpu_trigger),

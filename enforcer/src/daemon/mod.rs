@@ -5,6 +5,7 @@
 //! tick; the surfaces run on a small tokio runtime and read the shared state under a mutex
 //! held only to copy figures out.
 
+pub mod isolate;
 pub mod protect;
 pub mod state;
 
@@ -39,6 +40,7 @@ use crate::{
     surfaces::journal::Journal,
     surfaces::{control, http},
 };
+use isolate::Isolator;
 use protect::{NodeView, Protector};
 use state::{NodeState, unix_now};
 
@@ -189,6 +191,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         let loop_ = SamplerLoop {
             sampler,
             reclaim,
+            isolator: Isolator::new(config.protection.isolation, &root),
             protector,
             _programs: programs,
             root,
@@ -256,6 +259,7 @@ struct SamplerLoop {
     sampler: CpuSampler,
     reclaim: ReclaimSampler,
     protector: Protector,
+    isolator: Isolator,
     // Keeps the programs attached; dropped (detached) when the loop ends.
     _programs: Programs,
     root: PathBuf,
@@ -359,7 +363,17 @@ impl SamplerLoop {
                     let st = state.lock().unwrap();
                     NodeView::capture(&st.index, &st.usage)
                 });
-        self.state.lock().unwrap().protection = self.protector.view.clone();
+        let offline: Vec<String> = {
+            let mut st = self.state.lock().unwrap();
+            st.protection = self.protector.view.clone();
+            st.index
+                .iter()
+                .filter(|e| e.class == Class::Offline && !e.path.is_empty())
+                .map(|e| e.path.to_string())
+                .collect()
+        };
+        let result =
+            result.and_then(|()| self.isolator.tick(self.protector.actuator_mut(), &offline));
         if let Err(e) = result {
             // Without a journal no action may be taken: stop rather than act unrecorded.
             stop.store(true, Ordering::Relaxed);
