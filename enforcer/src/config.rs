@@ -18,7 +18,10 @@ use crate::{
         Class, Priority,
         classify::{Rule, RuleSet},
     },
-    policy::ladder::LadderConfig,
+    policy::{
+        capacity::{CapacityConfig, Policy, ScheduleEntry},
+        ladder::LadderConfig,
+    },
 };
 
 #[derive(Debug, Error)]
@@ -108,10 +111,27 @@ impl Default for ProtectionConfig {
     }
 }
 
+/// Offline capacity applied to the offline parents (SPEC §2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySettings {
+    pub enabled: bool,
+    pub rule: CapacityConfig,
+}
+
+impl Default for CapacitySettings {
+    fn default() -> Self {
+        CapacitySettings {
+            enabled: true,
+            rule: CapacityConfig::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub daemon: DaemonConfig,
     pub protection: ProtectionConfig,
+    pub capacity: CapacitySettings,
     /// The classification rules in force (compiled and validated at load).
     pub rules: Arc<RuleSet>,
 }
@@ -152,6 +172,7 @@ impl Default for Config {
         Config {
             daemon: DaemonConfig::default(),
             protection: ProtectionConfig::default(),
+            capacity: CapacitySettings::default(),
             rules: Arc::new(RuleSet::defaults()),
         }
     }
@@ -171,6 +192,72 @@ struct RawConfig {
     ladder: RawLadder,
     #[serde(default)]
     isolation: RawIsolation,
+    #[serde(default)]
+    capacity: RawCapacity,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCapacity {
+    enabled: Option<bool>,
+    /// "dynamic" (default), "static" or "time_of_day".
+    policy: Option<String>,
+    #[serde(default, deserialize_with = "share")]
+    cpu_share: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    memory_share: Option<f64>,
+    schedule: Option<Vec<RawScheduleEntry>>,
+    #[serde(default, deserialize_with = "share")]
+    system_reserve: Option<f64>,
+    #[serde(default, deserialize_with = "bytes")]
+    reserved_daemons: Option<u64>,
+    #[serde(default, deserialize_with = "share")]
+    memory_cap: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    max_step: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheduleEntry {
+    /// "HH:MM", local time.
+    start: String,
+    #[serde(deserialize_with = "share_required")]
+    cpu_share: f64,
+    #[serde(deserialize_with = "share_required")]
+    memory_share: f64,
+}
+
+fn share_required<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    share(d).map(|v| v.unwrap_or_default())
+}
+
+/// `50GiB`, `512MiB`, `1073741824`.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" | "K" => 1024.0,
+        "MiB" | "M" => 1024.0 * 1024.0,
+        "GiB" | "G" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" | "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    (number.is_finite() && number >= 0.0).then_some((number * scale) as u64)
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_bytes(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid size {text:?} (expected e.g. \"50GiB\", \"512MiB\")"
+        ))
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -430,6 +517,77 @@ impl Config {
                 format!("{} is out of range -20..=19", iso.nice),
             ));
         }
+        let capacity = {
+            let c = raw.capacity;
+            let d = CapacityConfig::default();
+            let policy = match c.policy.as_deref().unwrap_or("dynamic") {
+                "dynamic" => Policy::Dynamic,
+                "static" => Policy::Static {
+                    cpu_share: c.cpu_share.ok_or_else(|| {
+                        invalid(
+                            "capacity.cpu_share".into(),
+                            "required with policy = \"static\"".into(),
+                        )
+                    })?,
+                    memory_share: c.memory_share.ok_or_else(|| {
+                        invalid(
+                            "capacity.memory_share".into(),
+                            "required with policy = \"static\"".into(),
+                        )
+                    })?,
+                },
+                "time_of_day" => {
+                    let entries = c.schedule.unwrap_or_default();
+                    if entries.is_empty() {
+                        return Err(invalid(
+                            "capacity.schedule".into(),
+                            "required with policy = \"time_of_day\"".into(),
+                        ));
+                    }
+                    let mut schedule = Vec::with_capacity(entries.len());
+                    for (i, e) in entries.into_iter().enumerate() {
+                        let minute = e
+                            .start
+                            .split_once(':')
+                            .and_then(|(h, m)| {
+                                Some(h.parse::<u32>().ok()? * 60 + m.parse::<u32>().ok()?)
+                            })
+                            .filter(|&m| m < 24 * 60)
+                            .ok_or_else(|| {
+                                invalid(
+                                    format!("capacity.schedule[{i}].start"),
+                                    format!("invalid time {:?} (expected \"HH:MM\")", e.start),
+                                )
+                            })?;
+                        schedule.push(ScheduleEntry {
+                            start_minute: minute,
+                            cpu_share: e.cpu_share,
+                            memory_share: e.memory_share,
+                        });
+                    }
+                    schedule.sort_by_key(|e| e.start_minute);
+                    Policy::TimeOfDay(schedule)
+                }
+                other => {
+                    return Err(invalid(
+                        "capacity.policy".into(),
+                        format!(
+                            "unknown policy {other:?} (expected \"dynamic\", \"static\" or \"time_of_day\")"
+                        ),
+                    ));
+                }
+            };
+            CapacitySettings {
+                enabled: c.enabled.unwrap_or(true),
+                rule: CapacityConfig {
+                    policy,
+                    system_reserve: c.system_reserve.unwrap_or(d.system_reserve),
+                    reserved_daemons_bytes: c.reserved_daemons.unwrap_or(d.reserved_daemons_bytes),
+                    memory_cap: c.memory_cap.unwrap_or(d.memory_cap),
+                    max_step: c.max_step.unwrap_or(d.max_step),
+                },
+            }
+        };
         let lc = &protection.ladder;
         for (field, recover, trigger) in [
             ("ladder.cpu_recover", lc.cpu_recover, lc.cpu_trigger),
@@ -524,6 +682,7 @@ impl Config {
         Ok(Config {
             daemon,
             protection,
+            capacity,
             rules: Arc::new(rules),
         })
     }
@@ -682,6 +841,44 @@ class = "online"
             e.contains("ladder.sustain") && e.contains("invalid delay"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn capacity_section() {
+        let c = parse("[capacity]\npolicy = \"static\"\ncpu_share = 0.4\nmemory_share = 0.3\nreserved_daemons = \"40GiB\"\n").unwrap();
+        assert_eq!(
+            c.capacity.rule.policy,
+            Policy::Static {
+                cpu_share: 0.4,
+                memory_share: 0.3
+            }
+        );
+        assert_eq!(c.capacity.rule.reserved_daemons_bytes, 40 << 30);
+        let c = parse("[capacity]\npolicy = \"time_of_day\"\n[[capacity.schedule]]\nstart = \"09:00\"\ncpu_share = 0.2\nmemory_share = 0.2\n[[capacity.schedule]]\nstart = \"03:00\"\ncpu_share = 0.6\nmemory_share = 0.5\n").unwrap();
+        match c.capacity.rule.policy {
+            Policy::TimeOfDay(s) => assert_eq!(
+                s.iter().map(|e| e.start_minute).collect::<Vec<_>>(),
+                [180, 540]
+            ),
+            p => panic!("{p:?}"),
+        }
+        let e = error("[capacity]\npolicy = \"static\"\ncpu_share = 0.4\n");
+        assert!(
+            e.contains("capacity.memory_share") && e.contains("required"),
+            "{e}"
+        );
+        let e = error(
+            "[capacity]\npolicy = \"time_of_day\"\n[[capacity.schedule]]\nstart = \"25:00\"\ncpu_share = 0.2\nmemory_share = 0.2\n",
+        );
+        assert!(e.contains("capacity.schedule[0].start"), "{e}");
+        let e = error("[capacity]\nreserved_daemons = \"lots\"\n");
+        assert!(
+            e.contains("capacity.reserved_daemons") && e.contains("invalid size"),
+            "{e}"
+        );
+        let e = error("[capacity]\npolicy = \"greedy\"\n");
+        assert!(e.contains("capacity.policy"), "{e}");
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
     }
 
     #[test]

@@ -67,7 +67,16 @@ fn scenario() -> Scenario {
     }
 }
 
+/// The scenario's rules and a lowered ladder; `capacity` off makes every throttle the
+/// kernel counts the ladder's own.
 fn config(base: &str) -> String {
+    format!(
+        "{}\n[capacity]\nenabled = false\n",
+        config_with_capacity(base)
+    )
+}
+
+fn config_with_capacity(base: &str) -> String {
     format!(
         r#"
 [classify]
@@ -143,7 +152,10 @@ fn overload_throttles_then_kills_debug_before_p3_and_never_touches_online() {
         || s.debug.nr_throttled() > 0 && s.p3.nr_throttled() > 0,
     );
     let journal = daemon.journal();
-    let throttle = applied(&journal, "cpu_limit");
+    let throttle: Vec<&Entry> = applied(&journal, "cpu_limit")
+        .into_iter()
+        .filter(|e| e.stage == "throttle")
+        .collect();
     assert_eq!(throttle.len(), 2, "{journal:#?}");
     // Within window (1 s) + sustain (0.3 s) + one tick, with slack for process start-up.
     let to_throttle = throttle[0].at
@@ -245,17 +257,28 @@ fn overload_throttles_then_kills_debug_before_p3_and_never_touches_online() {
     );
 }
 
+fn quota_cores(w: &Workload) -> Option<f64> {
+    let quota: i64 = w.cpu.read("cpu.cfs_quota_us").trim().parse().unwrap();
+    let period: f64 = w.cpu.read("cpu.cfs_period_us").trim().parse().unwrap();
+    (quota > 0).then(|| quota as f64 / period)
+}
+
+fn status(daemon: &Daemon) -> serde_json::Value {
+    let out = daemon.cli(&["status", "--output", "json"]);
+    serde_json::from_slice(&out.stdout).expect("status json")
+}
+
 #[test]
-fn recovery_steps_back_down_and_lifts_the_limits() {
+fn recovery_steps_back_down_to_the_capacity_rules_limits() {
     require_root();
     let s = scenario();
-    let daemon = Daemon::start("", &config(&s.base));
-    let quota_before = s.p3.cpu.read("cpu.cfs_quota_us");
+    let daemon = Daemon::start("", &config_with_capacity(&s.base));
     {
         let _a = s.debug.hog(30.0);
         let _b = s.p3.hog(30.0);
-        wait_for(Duration::from_secs(5), "throttling", || {
-            s.p3.nr_throttled() > 0
+        // The ladder's squeeze: 5% of the node split over two parents.
+        wait_for(Duration::from_secs(5), "the ladder's throttle", || {
+            quota_cores(&s.p3).is_some_and(|q| q < 0.1)
         });
     } // the hogs are killed here: load stops
     wait_for(Duration::from_secs(15), "the ladder back at normal", || {
@@ -266,14 +289,65 @@ fn recovery_steps_back_down_and_lifts_the_limits() {
         applied(&journal, "kill").is_empty(),
         "no kill once the load stopped"
     );
-    assert_eq!(
-        s.p3.cpu.read("cpu.cfs_quota_us"),
-        quota_before,
-        "limits lifted"
-    );
     assert_eq!(s.p3.unified.read("cgroup.freeze").trim(), "0", "thawed");
     let gate = std::fs::read_to_string(daemon.dir.path().join("state/scheduling")).unwrap();
     assert_eq!(gate.trim(), "open");
+    // The offline parents are back at the capacity rule's values, not unlimited and not
+    // throttled: applied offline CPU shared by the two offline parents.
+    let st = status(&daemon);
+    let per_parent = st["capacity"]["applied_cpu_cores"].as_f64().unwrap() / 2.0;
+    assert_eq!(st["capacity"]["offline_parents"], 2);
+    for w in [&s.debug, &s.p3] {
+        let q = quota_cores(w).expect("a quota is set");
+        assert!(
+            (q - per_parent).abs() < 0.05,
+            "quota {q} cores, capacity {per_parent} per parent"
+        );
+    }
+}
+
+#[test]
+fn static_capacity_is_applied_gradually_to_the_offline_parents() {
+    require_root();
+    let s = scenario();
+    let extra = format!(
+        "{}\n[capacity]\npolicy = \"static\"\ncpu_share = 0.25\nmemory_share = 0.5\nmax_step = 0.05\n",
+        config_with_capacity(&s.base)
+    );
+    let daemon = Daemon::start("", &extra);
+    // 25% of 2 CPUs = 0.5 cores for the offline side, 0.25 per parent; reached in steps of
+    // at most 5% of the node (0.1 core) per tick, starting from the whole node.
+    wait_for(
+        Duration::from_secs(5),
+        "the static capacity applied",
+        || quota_cores(&s.p3).is_some_and(|q| (q - 0.25).abs() < 0.03),
+    );
+    let writes: Vec<f64> = daemon
+        .journal()
+        .iter()
+        .filter(|e| {
+            e.stage == "capacity"
+                && e.outcome == Outcome::Applied
+                && e.target.as_deref().is_some_and(|t| t.ends_with("-p3"))
+        })
+        .filter_map(|e| e.reason["request"]["cores"].as_f64())
+        .collect();
+    assert!(writes.len() >= 3, "gradual: {writes:?}");
+    for pair in writes.windows(2) {
+        assert!(
+            pair[0] - pair[1] <= 0.05 + 1e-9,
+            "a step larger than max_step: {writes:?}"
+        );
+    }
+    let st = status(&daemon);
+    assert_eq!(st["capacity"]["policy"], "static");
+    let metrics = daemon.scrape();
+    assert!(
+        metrics.contains(r#"enforcer_offline_capacity_cpu_cores{value="target"} 0.5"#),
+        "{metrics}"
+    );
+    // The online cgroup gets no quota.
+    assert_eq!(s.online.cpu.read("cpu.cfs_quota_us").trim(), "-1");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! tick; the surfaces run on a small tokio runtime and read the shared state under a mutex
 //! held only to copy figures out.
 
+pub mod capacity;
 pub mod isolate;
 pub mod protect;
 pub mod state;
@@ -40,6 +41,7 @@ use crate::{
     surfaces::journal::Journal,
     surfaces::{control, http},
 };
+use capacity::CapacityController;
 use isolate::Isolator;
 use protect::{NodeView, Protector};
 use state::{NodeState, unix_now};
@@ -93,6 +95,17 @@ fn choose_hierarchy(
         }
         .ok_or_else(|| anyhow!("no cgroup hierarchy with the cpu controller and no cgroup2 mount")),
     }
+}
+
+fn memory_total_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn online_cpus() -> u32 {
@@ -179,6 +192,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         usage: UsageTracker::new(d.window.as_nanos() as u64),
         health: Default::default(),
         protection: protector.view.clone(),
+        capacity: Default::default(),
         reclaim: Default::default(),
         reclaim_kswapd_wakeups: 0,
     }));
@@ -192,9 +206,13 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             sampler,
             reclaim,
             isolator: Isolator::new(config.protection.isolation, &root),
+            capacity: CapacityController::new(config.capacity.clone(), layout.clone()),
+            online_memory_bytes: 0,
+            memory_total_bytes: memory_total_bytes(),
             protector,
             _programs: programs,
             root,
+            layout: layout.clone(),
             rules: config.rules.clone(),
             tick: d.tick,
             rescan_interval: d.rescan_interval,
@@ -260,9 +278,14 @@ struct SamplerLoop {
     reclaim: ReclaimSampler,
     protector: Protector,
     isolator: Isolator,
+    capacity: CapacityController,
+    /// Online memory (hierarchical use of the online class roots), refreshed at rescans.
+    online_memory_bytes: u64,
+    memory_total_bytes: u64,
     // Keeps the programs attached; dropped (detached) when the loop ends.
     _programs: Programs,
     root: PathBuf,
+    layout: CgroupLayout,
     rules: Arc<RuleSet>,
     tick: Duration,
     rescan_interval: Duration,
@@ -356,6 +379,8 @@ impl SamplerLoop {
             st.reclaim_kswapd_wakeups = reclaim.kswapd_wakeups;
             (st.usage.node_utilisation(st.online_cpus), st.online_cpus)
         };
+        self.protector.restore_to = self.capacity.per_parent(self.capacity.view.offline_parents);
+        let stage_before = self.protector.stage();
         let state = self.state.clone();
         let result =
             self.protector
@@ -363,17 +388,45 @@ impl SamplerLoop {
                     let st = state.lock().unwrap();
                     NodeView::capture(&st.index, &st.usage)
                 });
-        let offline: Vec<String> = {
+        let (offline, parents, node) = {
             let mut st = self.state.lock().unwrap();
             st.protection = self.protector.view.clone();
-            st.index
+            let offline: Vec<String> = st
+                .index
                 .iter()
                 .filter(|e| e.class == Class::Offline && !e.path.is_empty())
                 .map(|e| e.path.to_string())
-                .collect()
+                .collect();
+            let parents: Vec<String> = protect::offline_roots(&st.index)
+                .iter()
+                .map(|e| e.path.to_string())
+                .collect();
+            let online_cores: f64 = st
+                .usage
+                .classes()
+                .filter(|((class, _), _)| *class == Class::Online)
+                .map(|(_, t)| t.window.rate())
+                .sum();
+            let node = crate::policy::capacity::NodeUsage {
+                cpus: f64::from(cpus),
+                memory_bytes: self.memory_total_bytes,
+                online_cpu: online_cores / f64::from(cpus.max(1)),
+                online_memory_bytes: self.online_memory_bytes,
+            };
+            (offline, parents, node)
         };
-        let result =
-            result.and_then(|()| self.isolator.tick(self.protector.actuator_mut(), &offline));
+        if self.protector.stage() != stage_before {
+            // The ladder wrote limits: capacity writes its own again once it may.
+            self.capacity.invalidate();
+        }
+        let hold = self.protector.stage() >= crate::policy::ladder::Stage::Throttle;
+        let result = result
+            .and_then(|()| self.isolator.tick(self.protector.actuator_mut(), &offline))
+            .and_then(|()| {
+                self.capacity
+                    .tick(self.protector.actuator_mut(), &parents, &node, hold)
+            });
+        self.state.lock().unwrap().capacity = self.capacity.view.clone();
         if let Err(e) = result {
             // Without a journal no action may be taken: stop rather than act unrecorded.
             stop.store(true, Ordering::Relaxed);
@@ -394,6 +447,11 @@ impl SamplerLoop {
         let cpus = online_cpus();
         let mut st = self.state.lock().unwrap();
         let diff = st.index.refresh(dirs, &self.rules);
+        // Online memory for the capacity rule: hierarchical use of the online class roots.
+        let online_roots: Vec<String> = protect::class_roots(&st.index, Class::Online)
+            .iter()
+            .map(|e| e.path.to_string())
+            .collect();
         st.online_cpus = cpus;
         for &id in &diff.removed {
             st.usage.forget(id, (Class::System, None));
@@ -416,6 +474,15 @@ impl SamplerLoop {
         st.health.rescans_total += 1;
         st.health.rescan_seconds = started.elapsed().as_secs_f64();
         drop(st);
+        self.online_memory_bytes = online_roots
+            .iter()
+            .filter_map(|r| {
+                protect::memory_usage(&crate::actuators::cgroupfs::CgroupDirs::resolve(
+                    &self.layout,
+                    r,
+                ))
+            })
+            .sum();
         if !diff.added.is_empty() || !diff.removed.is_empty() {
             tracing::debug!(
                 added = diff.added.len(),

@@ -88,6 +88,9 @@ pub struct Protector {
     /// Units a dry run "killed": they stay out of the candidates, so the dry run goes on to
     /// the decisions a real run would make next.
     dry_run_killed: HashSet<u64>,
+    /// What each offline parent returns to when the ladder steps down: the capacity rule's
+    /// values `(cores, bytes)`, or no limit when capacity is off.
+    pub restore_to: Option<(f64, u64)>,
     pub view: ProtectionView,
 }
 
@@ -111,20 +114,26 @@ fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
-/// Offline parents: offline cgroups whose parent is not offline (the slices and `yarn`
-/// directories the limits go on).
-pub fn offline_roots(index: &CgroupIndex) -> Vec<&CgroupEntry> {
-    let offline: HashSet<&str> = index
+/// The top cgroups of a class: those whose parent is of another class. For offline these
+/// are the parents the limits go on (the BestEffort slice, `yarn`); summing a class's
+/// hierarchical memory over them counts nothing twice.
+pub fn class_roots(index: &CgroupIndex, class: Class) -> Vec<&CgroupEntry> {
+    let members: HashSet<&str> = index
         .iter()
-        .filter(|e| e.class == Class::Offline)
+        .filter(|e| e.class == class)
         .map(|e| &*e.path)
         .collect();
     let mut roots: Vec<&CgroupEntry> = index
         .iter()
-        .filter(|e| e.class == Class::Offline && !offline.contains(parent(&e.path)))
+        .filter(|e| e.class == class && !e.path.is_empty() && !members.contains(parent(&e.path)))
         .collect();
     roots.sort_by(|a, b| a.path.cmp(&b.path));
     roots
+}
+
+/// Offline parents: the cgroups the offline limits go on.
+pub fn offline_roots(index: &CgroupIndex) -> Vec<&CgroupEntry> {
+    class_roots(index, Class::Offline)
 }
 
 /// Offline units, the things evicted one at a time: children of an offline parent (a pod,
@@ -146,7 +155,7 @@ pub fn offline_units(index: &CgroupIndex) -> Vec<&CgroupEntry> {
         .collect()
 }
 
-fn memory_usage(dirs: &cgroupfs::CgroupDirs) -> Option<u64> {
+pub fn memory_usage(dirs: &cgroupfs::CgroupDirs) -> Option<u64> {
     let dir = dirs.memory.as_ref()?;
     let file = if dirs.memory_is_v2 {
         "memory.current"
@@ -180,6 +189,7 @@ impl Protector {
             enabled: config.enabled,
             stall_window: RateWindow::new(window_ns),
             dry_run_killed: HashSet::new(),
+            restore_to: None,
             view: ProtectionView {
                 enabled: config.enabled,
                 dry_run,
@@ -194,6 +204,10 @@ impl Protector {
             p.write_gate(true, None);
         }
         p
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.ladder.stage()
     }
 
     pub fn actuator_mut(&mut self) -> &mut Actuator {
@@ -323,11 +337,16 @@ impl Protector {
                 }
             }
             Action::RestoreOffline => {
+                // Back to the capacity rule's values (SPEC §2), or no limit without it.
+                let (cores, bytes) = match self.restore_to {
+                    Some((c, b)) => (Some(c), Some(b)),
+                    None => (None, None),
+                };
                 for root in roots {
-                    self.request(d, root, Operation::CpuLimit { cores: None })?;
+                    self.request(d, root, Operation::CpuLimit { cores })?;
                     let dirs = cgroupfs::CgroupDirs::resolve(&self.layout, root);
                     if dirs.memory.is_some() {
-                        self.request(d, root, Operation::MemoryLimit { bytes: None })?;
+                        self.request(d, root, Operation::MemoryLimit { bytes })?;
                     }
                 }
             }

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use enforcer_common::ReclaimStats;
 
-use super::protect::ProtectionView;
+use super::{capacity::CapacityView, protect::ProtectionView};
 use crate::{
     model::{Class, index::CgroupIndex},
     policy::usage::UsageTracker,
@@ -26,6 +26,7 @@ pub struct NodeState {
     pub usage: UsageTracker,
     pub health: SamplerHealth,
     pub protection: ProtectionView,
+    pub capacity: CapacityView,
     /// Node-wide reclaim totals from the vmscan programs.
     pub reclaim: ReclaimStats,
     pub reclaim_kswapd_wakeups: u64,
@@ -117,6 +118,7 @@ impl NodeState {
             cgroups_total,
             sampler: self.health.clone(),
             protection: self.protection.clone(),
+            capacity: self.capacity.clone(),
             reclaim: ReclaimTotals {
                 direct_episodes: self.reclaim.direct_episodes,
                 direct_stall_seconds: self.reclaim.direct_stall_ns as f64 / 1e9,

@@ -56,6 +56,39 @@ pub fn render_status(s: &Snapshot) -> String {
             c.cpu_seconds_total
         );
     }
+    let c = &s.capacity;
+    if c.enabled {
+        let _ = writeln!(
+            out,
+            "offline capacity ({}): CPU {:.2} cores (target {:.2}), memory {:.1} GiB (target {:.1}) over {} offline parents{}",
+            c.policy,
+            c.applied_cpu_cores,
+            c.target_cpu_cores,
+            c.applied_memory_bytes as f64 / (1u64 << 30) as f64,
+            c.target_memory_bytes as f64 / (1u64 << 30) as f64,
+            c.offline_parents,
+            if c.held {
+                " (held by the protection ladder)"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "protection: stage {}, scheduling {}{}",
+        s.protection.stage,
+        if s.protection.scheduling_open {
+            "open"
+        } else {
+            "closed"
+        },
+        if s.protection.dry_run {
+            ", DRY RUN"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(out);
     let _ = writeln!(
         out,

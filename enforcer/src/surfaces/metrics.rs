@@ -287,6 +287,26 @@ impl Collector for SnapshotCollector {
             "Actions the choke point refused (target not offline).",
             &one(p.refused_total as f64),
         )?;
+        let c = &s.capacity;
+        let which = |k: &str| vec![("value", k.to_string())];
+        gauge(
+            &mut enc,
+            "enforcer_offline_capacity_cpu_cores",
+            "CPU the offline side may use (SPEC §2): the rule's target and the limit applied (moved gradually).",
+            &[
+                (which("target"), c.target_cpu_cores),
+                (which("applied"), c.applied_cpu_cores),
+            ],
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_offline_capacity_memory_bytes",
+            "Memory the offline side may use (SPEC §2): target and applied.",
+            &[
+                (which("target"), c.target_memory_bytes as f64),
+                (which("applied"), c.applied_memory_bytes as f64),
+            ],
+        )?;
         let r = &s.reclaim;
         let kind = |k: &str| vec![("kind", k.to_string())];
         counter(
@@ -384,6 +404,7 @@ pub(crate) mod tests_support {
             cgroups_total: 5,
             sampler: SamplerHealth::default(),
             protection: Default::default(),
+            capacity: Default::default(),
             reclaim: Default::default(),
         }
     }

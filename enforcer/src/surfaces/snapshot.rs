@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::daemon::protect::ProtectionView;
+pub use crate::daemon::{capacity::CapacityView, protect::ProtectionView};
 use crate::model::{Class, Priority};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +32,7 @@ pub struct Snapshot {
     pub cgroups_total: usize,
     pub sampler: SamplerHealth,
     pub protection: ProtectionView,
+    pub capacity: CapacityView,
     pub reclaim: ReclaimTotals,
 }
 
