@@ -1,0 +1,241 @@
+//! The file's shape as serde reads it, and the parsers for typed values (durations,
+//! delays, shares, sizes, addresses, regexes) that run during deserialisation so that the
+//! error names the field.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use regex::Regex;
+use serde::{Deserialize, Deserializer};
+
+use super::HierarchyChoice;
+use crate::model::{Class, Priority};
+
+// The file's shape. Typed values (durations, addresses, regexes) are parsed during
+// deserialisation so that serde_path_to_error can name the field that failed.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) daemon: RawDaemon,
+    #[serde(default)]
+    pub(super) classify: RawClassify,
+    #[serde(default)]
+    pub(super) ladder: RawLadder,
+    #[serde(default)]
+    pub(super) isolation: RawIsolation,
+    #[serde(default)]
+    pub(super) capacity: RawCapacity,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapacity {
+    pub(super) enabled: Option<bool>,
+    /// "dynamic" (default), "static" or "time_of_day".
+    pub(super) policy: Option<String>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) cpu_share: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) memory_share: Option<f64>,
+    pub(super) schedule: Option<Vec<RawScheduleEntry>>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) system_reserve: Option<f64>,
+    #[serde(default, deserialize_with = "bytes")]
+    pub(super) reserved_daemons: Option<u64>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) memory_cap: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) max_step: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScheduleEntry {
+    /// "HH:MM", local time.
+    pub(super) start: String,
+    #[serde(deserialize_with = "share_required")]
+    pub(super) cpu_share: f64,
+    #[serde(deserialize_with = "share_required")]
+    pub(super) memory_share: f64,
+}
+
+pub(super) fn share_required<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    share(d).map(|v| v.unwrap_or_default())
+}
+
+/// `50GiB`, `512MiB`, `1073741824`.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" | "K" => 1024.0,
+        "MiB" | "M" => 1024.0 * 1024.0,
+        "GiB" | "G" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" | "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    (number.is_finite() && number >= 0.0).then_some((number * scale) as u64)
+}
+
+pub(super) fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_bytes(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid size {text:?} (expected e.g. \"50GiB\", \"512MiB\")"
+        ))
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIsolation {
+    pub(super) enabled: Option<bool>,
+    pub(super) oom_score_adj: Option<i32>,
+    pub(super) nice: Option<i32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLadder {
+    pub(super) enabled: Option<bool>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) cpu_trigger: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) cpu_recover: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) memory_trigger: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) memory_recover: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) reclaim_stall_trigger: Option<f64>,
+    #[serde(default, deserialize_with = "delay")]
+    pub(super) sustain: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    pub(super) throttle_after: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    pub(super) freeze_after: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    pub(super) evict_after: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    pub(super) evict_cooldown: Option<Duration>,
+    #[serde(default, deserialize_with = "delay")]
+    pub(super) recover_hold: Option<Duration>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) throttle_cpu_share: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub(super) node_name: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) tick: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) window: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) rescan_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "socket_addr")]
+    pub(super) metrics_listen: Option<SocketAddr>,
+    pub(super) socket: Option<PathBuf>,
+    pub(super) top_n: Option<usize>,
+    pub(super) hierarchy: Option<HierarchyChoice>,
+    pub(super) cgroup_map_entries: Option<u32>,
+    pub(super) journal: Option<PathBuf>,
+    pub(super) state_dir: Option<PathBuf>,
+    pub(super) dry_run: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClassify {
+    #[serde(default)]
+    pub(super) append_defaults: bool,
+    pub(super) rules: Option<Vec<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) name: String,
+    #[serde(rename = "match", deserialize_with = "regex")]
+    pub(super) pattern: Regex,
+    pub(super) class: Class,
+    pub(super) priority: Option<Priority>,
+}
+
+/// Parses `100ms`, `1.5s`, `2m`, `500us`, `1000ns`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return None,
+    };
+    let seconds = number * scale;
+    (seconds.is_finite() && seconds > 0.0 && seconds < 86_400.0)
+        .then(|| Duration::from_secs_f64(seconds))
+}
+
+pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?} (expected a positive number with a unit, e.g. \"100ms\", \"1s\")"
+        ))
+    })
+}
+
+/// A delay: like a duration, but zero ("0s") is allowed and means "at once".
+pub(super) fn delay<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        == "0"
+    {
+        return Ok(Some(Duration::ZERO));
+    }
+    parse_duration(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid delay {text:?} (expected e.g. \"0s\", \"500ms\", \"5s\")"
+        ))
+    })
+}
+
+/// A share of the node: a number in (0, 1].
+pub(super) fn share<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(Some(v))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is not a share of the node (expected 0 < x <= 1)"
+        )))
+    }
+}
+
+pub(super) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid socket address {text:?} (expected e.g. \"0.0.0.0:9977\")"
+        ))
+    })
+}
+
+pub(super) fn regex<'de, D: Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
+    let text = String::deserialize(d)?;
+    Regex::new(&text).map_err(|e| serde::de::Error::custom(format!("invalid regex {text:?}: {e}")))
+}

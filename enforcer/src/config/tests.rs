@@ -1,0 +1,217 @@
+//! Unit tests of configuration parsing and its error messages.
+use super::*;
+use crate::model::Priority;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/enforcer.toml"))
+}
+
+fn error(text: &str) -> String {
+    let e = parse(text).expect_err("must be refused").to_string();
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    assert!(e.starts_with("/etc/enforcer.toml: "), "{e}");
+    e
+}
+
+#[test]
+fn empty_file_gives_the_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c.daemon.tick, Duration::from_millis(100));
+    assert_eq!(c.daemon.window, Duration::from_secs(1));
+    assert_eq!(c.daemon.metrics_listen.port(), 9977);
+    assert_eq!(c.daemon.hierarchy, HierarchyChoice::Auto);
+    assert_eq!(c.rules.rules().len(), RuleSet::defaults().rules().len());
+}
+
+#[test]
+fn a_full_file_is_read() {
+    let c = parse(
+        r#"
+[daemon]
+node_name = "n1"
+tick = "50ms"
+window = "2s"
+rescan_interval = "500ms"
+metrics_listen = "127.0.0.1:9000"
+socket = "/tmp/e.sock"
+top_n = 5
+hierarchy = "v1"
+cgroup_map_entries = 4096
+
+[classify]
+append_defaults = true
+
+[[classify.rules]]
+name = "spark-p1"
+match = 'spark-p1'
+class = "offline"
+priority = "P1"
+
+[[classify.rules]]
+name = "db"
+match = '^db/'
+class = "online"
+"#,
+    )
+    .unwrap();
+    let d = &c.daemon;
+    assert_eq!(
+        (d.node_name.as_str(), d.tick, d.top_n),
+        ("n1", Duration::from_millis(50), 5)
+    );
+    assert_eq!(d.hierarchy, HierarchyChoice::V1);
+    assert_eq!(d.socket, PathBuf::from("/tmp/e.sock"));
+    let cls = c.rules.classify("x/spark-p1-exec");
+    assert_eq!(
+        (cls.class, cls.priority),
+        (Class::Offline, Some(Priority::P1))
+    );
+    assert_eq!(c.rules.classify("db/x").class, Class::Online);
+    // Defaults appended after the configured rules.
+    assert_eq!(c.rules.classify("yarn/container_1").class, Class::Offline);
+    assert_eq!(c.rules.rules().len(), 2 + RuleSet::defaults().rules().len());
+}
+
+#[test]
+fn configured_rules_replace_the_defaults_unless_appended() {
+    let c =
+        parse("[[classify.rules]]\nname = \"a\"\nmatch = \"^a$\"\nclass = \"online\"\n").unwrap();
+    assert_eq!(c.rules.rules().len(), 1);
+    assert_eq!(c.rules.classify("yarn/container_1").class, Class::System);
+}
+
+#[test]
+fn errors_name_the_file_and_the_field() {
+    let e = error("[daemon]\nbogus = 1\n");
+    assert!(
+        e.contains("daemon.bogus") && e.contains("unknown field"),
+        "{e}"
+    );
+    let e = error("nope = 1\n");
+    assert!(e.contains("nope") && e.contains("unknown field"), "{e}");
+    let e = error("[daemon]\ntop_n = \"x\"\n");
+    assert!(
+        e.contains("daemon.top_n") && e.contains("invalid type"),
+        "{e}"
+    );
+    let e = error("[daemon]\nmetrics_listen = \"nope\"\n");
+    assert!(
+        e.contains("daemon.metrics_listen") && e.contains("invalid socket address \"nope\""),
+        "{e}"
+    );
+    let e = error("[daemon]\ntick = \"10 parsecs\"\n");
+    assert!(
+        e.contains("daemon.tick") && e.contains("invalid duration"),
+        "{e}"
+    );
+    let e = error("[daemon]\ntick = \"0s\"\n");
+    assert!(e.contains("daemon.tick"), "{e}");
+    let e = error("[daemon]\ntick = \"2s\"\nwindow = \"1s\"\n");
+    assert!(e.contains("daemon.window") && e.contains("shorter"), "{e}");
+    let e = error("[daemon]\ntop_n = 0\n");
+    assert!(e.contains("daemon.top_n"), "{e}");
+    let e = error(
+        "[[classify.rules]]\nname = \"a\"\nmatch = \"x\"\nclass = \"online\"\npriority = \"P1\"\n",
+    );
+    assert!(e.contains("classify.rules[0].priority"), "{e}");
+    let e = error(
+        "[[classify.rules]]\nname = \"a\"\nmatch = \"x\"\nclass = \"offline\"\n[[classify.rules]]\nname = \"b\"\nmatch = \"(\"\nclass = \"offline\"\n",
+    );
+    assert!(
+        e.contains("classify.rules[1].match") && e.contains("invalid regex"),
+        "{e}"
+    );
+    let e = error("[[classify.rules]]\nname = \"a\"\nmatch = \"x\"\nclass = \"sometimes\"\n");
+    assert!(
+        e.contains("classify.rules[0].class") && e.contains("unknown variant"),
+        "{e}"
+    );
+    let e = error("[daemon\ntick = 1\n");
+    assert!(e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn ladder_section() {
+    let c = parse(
+        "[ladder]\ncpu_trigger = 0.5\ncpu_recover = 0.4\nsustain = \"0s\"\nevict_after = \"1s\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.protection.ladder.cpu_trigger, 0.5);
+    assert_eq!(c.protection.ladder.sustain, Duration::ZERO);
+    assert_eq!(c.protection.ladder.evict_after, Duration::from_secs(1));
+    let e = error("[ladder]\ncpu_trigger = 0.5\n");
+    assert!(
+        e.contains("ladder.cpu_recover") && e.contains("flap"),
+        "{e}"
+    );
+    let e = error("[ladder]\ncpu_trigger = 1.5\n");
+    assert!(
+        e.contains("ladder.cpu_trigger") && e.contains("share"),
+        "{e}"
+    );
+    let e = error("[ladder]\nsustain = \"later\"\n");
+    assert!(
+        e.contains("ladder.sustain") && e.contains("invalid delay"),
+        "{e}"
+    );
+}
+
+#[test]
+fn capacity_section() {
+    let c = parse("[capacity]\npolicy = \"static\"\ncpu_share = 0.4\nmemory_share = 0.3\nreserved_daemons = \"40GiB\"\n").unwrap();
+    assert_eq!(
+        c.capacity.rule.policy,
+        Policy::Static {
+            cpu_share: 0.4,
+            memory_share: 0.3
+        }
+    );
+    assert_eq!(c.capacity.rule.reserved_daemons_bytes, 40 << 30);
+    let c = parse("[capacity]\npolicy = \"time_of_day\"\n[[capacity.schedule]]\nstart = \"09:00\"\ncpu_share = 0.2\nmemory_share = 0.2\n[[capacity.schedule]]\nstart = \"03:00\"\ncpu_share = 0.6\nmemory_share = 0.5\n").unwrap();
+    match c.capacity.rule.policy {
+        Policy::TimeOfDay(s) => assert_eq!(
+            s.iter().map(|e| e.start_minute).collect::<Vec<_>>(),
+            [180, 540]
+        ),
+        p => panic!("{p:?}"),
+    }
+    let e = error("[capacity]\npolicy = \"static\"\ncpu_share = 0.4\n");
+    assert!(
+        e.contains("capacity.memory_share") && e.contains("required"),
+        "{e}"
+    );
+    let e = error(
+        "[capacity]\npolicy = \"time_of_day\"\n[[capacity.schedule]]\nstart = \"25:00\"\ncpu_share = 0.2\nmemory_share = 0.2\n",
+    );
+    assert!(e.contains("capacity.schedule[0].start"), "{e}");
+    let e = error("[capacity]\nreserved_daemons = \"lots\"\n");
+    assert!(
+        e.contains("capacity.reserved_daemons") && e.contains("invalid size"),
+        "{e}"
+    );
+    let e = error("[capacity]\npolicy = \"greedy\"\n");
+    assert!(e.contains("capacity.policy"), "{e}");
+    assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
+    assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
+    for bad in ["", "ms", "10", "-1s", "1 parsec", "0ms", "1e3s"] {
+        assert_eq!(parse_duration(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn unreadable_file_is_one_line() {
+    let e = Config::load(Path::new("/nonexistent/enforcer.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/enforcer.toml: cannot read:"),
+        "{e}"
+    );
+}
