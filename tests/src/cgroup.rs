@@ -71,6 +71,25 @@ impl TestCgroup {
         TestCgroup { dir }
     }
 
+    /// Creates `mount/rel`, where `rel` may have several components: the guard is for the
+    /// first component that did not exist yet, so everything created is removed on drop.
+    /// Used to give a test cgroup the same relative path in every hierarchy (as kubelet
+    /// does), e.g. a cpu twin of a child of the test's own memory cgroup.
+    pub fn create_path(mount: &Path, rel: &str) -> TestCgroup {
+        let mut first_new = None;
+        let mut dir = mount.to_path_buf();
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            dir.push(part);
+            if first_new.is_none() && !dir.exists() {
+                first_new = Some(dir.clone());
+            }
+        }
+        let top = first_new.unwrap_or_else(|| panic!("{} already exists", dir.display()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
+        TestCgroup { dir: top }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -98,7 +98,7 @@ priority = "P3"
 
 [ladder]
 cpu_trigger = 0.45
-cpu_recover = 0.20
+cpu_recover = 0.30
 sustain = "300ms"
 throttle_after = "0s"
 freeze_after = "1500ms"
@@ -281,7 +281,8 @@ fn recovery_steps_back_down_to_the_capacity_rules_limits() {
             quota_cores(&s.p3).is_some_and(|q| q < 0.1)
         });
     } // the hogs are killed here: load stops
-    wait_for(Duration::from_secs(15), "the ladder back at normal", || {
+    // Two steps down of recover_hold (1.5 s) each once the window shows the node idle.
+    wait_for(Duration::from_secs(30), "the ladder back at normal", || {
         !applied(&daemon.journal(), "open_scheduling").is_empty()
     });
     let journal = daemon.journal();

@@ -46,6 +46,8 @@ use isolate::Isolator;
 use protect::{NodeView, Protector};
 use state::{NodeState, unix_now};
 
+use crate::surfaces::snapshot::{ClassMemory, ClassReclaim};
+
 /// Unknown cgroup ids still unknown after this many rescans are gone for good (created and
 /// removed between two scans); their time is counted as system.
 const UNKNOWN_RESCANS_BEFORE_FORGET: u32 = 2;
@@ -193,6 +195,9 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         health: Default::default(),
         protection: protector.view.clone(),
         capacity: Default::default(),
+        memory: Vec::new(),
+        pressure: Default::default(),
+        reclaim_by_class: Vec::new(),
         reclaim: Default::default(),
         reclaim_kswapd_wakeups: 0,
     }));
@@ -207,6 +212,15 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             reclaim,
             isolator: Isolator::new(config.protection.isolation, &root),
             capacity: CapacityController::new(config.capacity.clone(), layout.clone()),
+            memory_root: match memory_mode {
+                CgroupMode::V1Cpu => layout.v1_mount("memory").map(Path::to_path_buf),
+                CgroupMode::Unified if mode == CgroupMode::Unified => None,
+                CgroupMode::Unified => layout.unified_mount().map(Path::to_path_buf),
+            },
+            memory_index: CgroupIndex::new(),
+            memcg_stall: HashMap::new(),
+            window_ns: d.window.as_nanos() as u64,
+            reclaim_stall_trigger: config.protection.ladder.reclaim_stall_trigger,
             online_memory_bytes: 0,
             memory_total_bytes: memory_total_bytes(),
             protector,
@@ -279,6 +293,14 @@ struct SamplerLoop {
     protector: Protector,
     isolator: Isolator,
     capacity: CapacityController,
+    /// The memory hierarchy's own index when it is not the CPU one (v1 and hybrid hosts):
+    /// reclaim is charged to memory cgroup ids.
+    memory_root: Option<PathBuf>,
+    memory_index: CgroupIndex,
+    /// memcg reclaim stall per class, for the per-class memory-pressure signal.
+    memcg_stall: HashMap<Class, crate::policy::window::RateWindow>,
+    window_ns: u64,
+    reclaim_stall_trigger: f64,
     /// Online memory (hierarchical use of the online class roots), refreshed at rescans.
     online_memory_bytes: u64,
     memory_total_bytes: u64,
@@ -363,6 +385,84 @@ impl SamplerLoop {
         Ok(())
     }
 
+    /// Reclaim per class, and the per-class memory-pressure signal: memcg reclaim stall
+    /// (seconds per second over the window) above the configured stall threshold.
+    fn reclaim_by_class(
+        &mut self,
+        at_ns: u64,
+        reclaim: &crate::sampling::reclaim::ReclaimReading,
+    ) -> Vec<ClassReclaim> {
+        let st = self.state.lock().unwrap();
+        let index = if self.memory_root.is_some() {
+            &self.memory_index
+        } else {
+            &st.index
+        };
+        let mut totals: HashMap<Class, enforcer_common::ReclaimStats> = HashMap::new();
+        for (id, stats) in &reclaim.per_cgroup {
+            let class = index.get(*id).map_or(Class::System, |e| e.class);
+            let t = totals.entry(class).or_default();
+            t.direct_episodes += stats.direct_episodes;
+            t.direct_stall_ns += stats.direct_stall_ns;
+            t.memcg_episodes += stats.memcg_episodes;
+            t.memcg_stall_ns += stats.memcg_stall_ns;
+        }
+        drop(st);
+        Class::ALL
+            .into_iter()
+            .map(|class| {
+                let stats = totals.get(&class).copied().unwrap_or_default();
+                let window_ns = self.window_ns;
+                let w = self
+                    .memcg_stall
+                    .entry(class)
+                    .or_insert_with(|| crate::policy::window::RateWindow::new(window_ns));
+                w.push(at_ns, stats.memcg_stall_ns);
+                let ratio = w.rate();
+                ClassReclaim {
+                    class,
+                    stats: stats.into(),
+                    memcg_stall_ratio: ratio,
+                    memory_pressure: ratio > self.reclaim_stall_trigger,
+                }
+            })
+            .collect()
+    }
+
+    /// Memory per class from cgroupfs; system is what the node uses beyond online and
+    /// offline (the OS, kubelet, HDFS, the NodeManager, page cache of no cgroup of ours).
+    fn class_memory(&self, class_roots: &[(Class, Vec<String>)]) -> Vec<ClassMemory> {
+        use crate::{actuators::cgroupfs::CgroupDirs, sampling::memory};
+        let mut out: Vec<ClassMemory> = class_roots
+            .iter()
+            .map(|(class, roots)| {
+                let mut usage = memory::MemoryUsage::default();
+                for root in roots {
+                    let dirs = CgroupDirs::resolve(&self.layout, root);
+                    if let Some(dir) = &dirs.memory
+                        && let Some(u) = memory::read(dir, dirs.memory_is_v2)
+                    {
+                        usage += u;
+                    }
+                }
+                ClassMemory {
+                    class: *class,
+                    usage,
+                }
+            })
+            .collect();
+        let used = (protect::node_memory_used() * self.memory_total_bytes as f64) as u64;
+        let accounted: u64 = out.iter().map(|m| m.usage.usage_bytes).sum();
+        out.push(ClassMemory {
+            class: Class::System,
+            usage: memory::MemoryUsage {
+                usage_bytes: used.saturating_sub(accounted),
+                ..Default::default()
+            },
+        });
+        out
+    }
+
     /// Reads reclaim and runs one step of the protection ladder. The state lock is taken
     /// only to capture what the ladder needs; actions run without it.
     fn protect(&mut self, at_ns: u64, stop: &AtomicBool) -> anyhow::Result<()> {
@@ -373,8 +473,10 @@ impl SamplerLoop {
                 Default::default()
             }
         };
+        let by_class = self.reclaim_by_class(at_ns, &reclaim);
         let (node_cpu, cpus) = {
             let mut st = self.state.lock().unwrap();
+            st.reclaim_by_class = by_class;
             st.reclaim = reclaim.total;
             st.reclaim_kswapd_wakeups = reclaim.kswapd_wakeups;
             (st.usage.node_utilisation(st.online_cpus), st.online_cpus)
@@ -447,10 +549,13 @@ impl SamplerLoop {
         let cpus = online_cpus();
         let mut st = self.state.lock().unwrap();
         let diff = st.index.refresh(dirs, &self.rules);
-        // Online memory for the capacity rule: hierarchical use of the online class roots.
-        let online_roots: Vec<String> = protect::class_roots(&st.index, Class::Online)
-            .iter()
-            .map(|e| e.path.to_string())
+        // Memory per class: hierarchical use of each class's top cgroups.
+        let class_roots: Vec<(Class, Vec<String>)> = [Class::Online, Class::Offline]
+            .into_iter()
+            .map(|class| {
+                let roots = protect::class_roots(&st.index, class);
+                (class, roots.iter().map(|e| e.path.to_string()).collect())
+            })
             .collect();
         st.online_cpus = cpus;
         for &id in &diff.removed {
@@ -474,15 +579,27 @@ impl SamplerLoop {
         st.health.rescans_total += 1;
         st.health.rescan_seconds = started.elapsed().as_secs_f64();
         drop(st);
-        self.online_memory_bytes = online_roots
+        if let Some(root) = &self.memory_root {
+            match walk(root) {
+                Ok(dirs) => {
+                    let gone = self.memory_index.refresh(dirs, &self.rules).removed;
+                    self.reclaim.forget(gone);
+                }
+                Err(e) => {
+                    tracing::error!("{}: cannot scan the memory hierarchy: {e}", root.display())
+                }
+            }
+        }
+        let memory = self.class_memory(&class_roots);
+        self.online_memory_bytes = memory
             .iter()
-            .filter_map(|r| {
-                protect::memory_usage(&crate::actuators::cgroupfs::CgroupDirs::resolve(
-                    &self.layout,
-                    r,
-                ))
-            })
-            .sum();
+            .find(|m| m.class == Class::Online)
+            .map_or(0, |m| m.usage.usage_bytes);
+        let pressure = crate::sampling::psi::read();
+        let mut st = self.state.lock().unwrap();
+        st.memory = memory;
+        st.pressure = pressure;
+        drop(st);
         if !diff.added.is_empty() || !diff.removed.is_empty() {
             tracing::debug!(
                 added = diff.added.len(),
@@ -508,6 +625,7 @@ impl SamplerLoop {
                     .set_rules(config.rules.clone());
                 let mut st = self.state.lock().unwrap();
                 st.index.reclassify(&self.rules);
+                self.memory_index.reclassify(&self.rules);
                 st.top_n = config.daemon.top_n;
                 tracing::info!(path = %path.display(), "SIGHUP: configuration reloaded (classification rules, top_n)");
             }

@@ -9,7 +9,10 @@ use super::{capacity::CapacityView, protect::ProtectionView};
 use crate::{
     model::{Class, index::CgroupIndex},
     policy::usage::UsageTracker,
-    surfaces::snapshot::{CgroupUsage, ClassUsage, ReclaimTotals, SamplerHealth, Snapshot},
+    sampling::psi::NodePressure,
+    surfaces::snapshot::{
+        CgroupUsage, ClassMemory, ClassReclaim, ClassUsage, ReclaimTotals, SamplerHealth, Snapshot,
+    },
 };
 
 pub struct NodeState {
@@ -27,6 +30,9 @@ pub struct NodeState {
     pub health: SamplerHealth,
     pub protection: ProtectionView,
     pub capacity: CapacityView,
+    pub memory: Vec<ClassMemory>,
+    pub pressure: NodePressure,
+    pub reclaim_by_class: Vec<ClassReclaim>,
     /// Node-wide reclaim totals from the vmscan programs.
     pub reclaim: ReclaimStats,
     pub reclaim_kswapd_wakeups: u64,
@@ -119,6 +125,9 @@ impl NodeState {
             sampler: self.health.clone(),
             protection: self.protection.clone(),
             capacity: self.capacity.clone(),
+            memory: self.memory.clone(),
+            pressure: self.pressure,
+            reclaim_by_class: self.reclaim_by_class.clone(),
             reclaim: ReclaimTotals {
                 direct_episodes: self.reclaim.direct_episodes,
                 direct_stall_seconds: self.reclaim.direct_stall_ns as f64 / 1e9,

@@ -3,5 +3,7 @@
 pub mod batch;
 pub mod btf;
 pub mod cpu;
+pub mod memory;
 pub mod programs;
+pub mod psi;
 pub mod reclaim;

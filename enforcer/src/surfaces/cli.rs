@@ -56,6 +56,32 @@ pub fn render_status(s: &Snapshot) -> String {
             c.cpu_seconds_total
         );
     }
+    if !s.memory.is_empty() {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let parts: Vec<String> = s
+            .memory
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {:.2} GiB (shmem {:.2})",
+                    m.class,
+                    gib(m.usage.usage_bytes),
+                    gib(m.usage.shmem_bytes)
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "memory: {}", parts.join(", "));
+    }
+    if s.pressure.available {
+        let _ = writeln!(
+            out,
+            "pressure (avg10): cpu some {:.1}%, memory some {:.1}% full {:.1}%, io some {:.1}%",
+            s.pressure.cpu.some_avg10 * 100.0,
+            s.pressure.memory.some_avg10 * 100.0,
+            s.pressure.memory.full_avg10 * 100.0,
+            s.pressure.io.some_avg10 * 100.0
+        );
+    }
     let c = &s.capacity;
     if c.enabled {
         let _ = writeln!(

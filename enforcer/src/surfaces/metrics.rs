@@ -307,25 +307,92 @@ impl Collector for SnapshotCollector {
                 (which("applied"), c.applied_memory_bytes as f64),
             ],
         )?;
+        let mut mem_rows: Vec<(Labels, f64)> = Vec::new();
+        for m in &s.memory {
+            for (kind, v) in [
+                ("usage", m.usage.usage_bytes),
+                ("rss", m.usage.rss_bytes),
+                ("cache", m.usage.cache_bytes),
+                ("shmem", m.usage.shmem_bytes),
+            ] {
+                mem_rows.push((
+                    vec![("class", m.class.to_string()), ("kind", kind.to_string())],
+                    v as f64,
+                ));
+            }
+        }
+        gauge(
+            &mut enc,
+            "enforcer_memory_bytes",
+            "Memory per class from cgroupfs (shmem/tmpfs broken out; system is the rest of the node).",
+            &mem_rows,
+        )?;
+        if s.pressure.available {
+            let mut avg = Vec::new();
+            let mut total = Vec::new();
+            for (resource, p) in [
+                ("cpu", &s.pressure.cpu),
+                ("memory", &s.pressure.memory),
+                ("io", &s.pressure.io),
+            ] {
+                for (kind, a, t) in [
+                    ("some", p.some_avg10, p.some_seconds_total),
+                    ("full", p.full_avg10, p.full_seconds_total),
+                ] {
+                    let labels = vec![
+                        ("resource", resource.to_string()),
+                        ("kind", kind.to_string()),
+                    ];
+                    avg.push((labels.clone(), a));
+                    total.push((labels, t));
+                }
+            }
+            gauge(
+                &mut enc,
+                "enforcer_psi_avg10_ratio",
+                "Pressure stall information: share of the last 10 s stalled.",
+                &avg,
+            )?;
+            counter(
+                &mut enc,
+                "enforcer_psi_stall_seconds",
+                "Pressure stall information: cumulative stall time.",
+                &total,
+            )?;
+        }
         let r = &s.reclaim;
-        let kind = |k: &str| vec![("kind", k.to_string())];
+        let mut episodes = Vec::new();
+        let mut stalls = Vec::new();
+        let mut pressure = Vec::new();
+        for c in &s.reclaim_by_class {
+            let labels =
+                |kind: &str| vec![("kind", kind.to_string()), ("class", c.class.to_string())];
+            episodes.push((labels("direct"), c.stats.direct_episodes as f64));
+            episodes.push((labels("memcg"), c.stats.memcg_episodes as f64));
+            stalls.push((labels("direct"), c.stats.direct_stall_ns as f64 / 1e9));
+            stalls.push((labels("memcg"), c.stats.memcg_stall_ns as f64 / 1e9));
+            pressure.push((
+                vec![("class", c.class.to_string())],
+                flag(c.memory_pressure),
+            ));
+        }
         counter(
             &mut enc,
             "enforcer_reclaim_episodes",
-            "Memory reclaim episodes seen by eBPF (direct: global pressure; memcg: a cgroup at its limit).",
-            &[
-                (kind("direct"), r.direct_episodes as f64),
-                (kind("memcg"), r.memcg_episodes as f64),
-            ],
+            "Memory reclaim episodes seen by eBPF, by the class of the stalled task's memory cgroup (direct: global pressure; memcg: a cgroup at its limit).",
+            &episodes,
         )?;
         counter(
             &mut enc,
             "enforcer_reclaim_stall_seconds",
             "Time tasks stalled in memory reclaim.",
-            &[
-                (kind("direct"), r.direct_stall_seconds),
-                (kind("memcg"), r.memcg_stall_seconds),
-            ],
+            &stalls,
+        )?;
+        gauge(
+            &mut enc,
+            "enforcer_memory_pressure",
+            "1 while a class stalls in memcg reclaim above ladder.reclaim_stall_trigger (seconds per second).",
+            &pressure,
         )?;
         counter(
             &mut enc,
@@ -405,6 +472,9 @@ pub(crate) mod tests_support {
             sampler: SamplerHealth::default(),
             protection: Default::default(),
             capacity: Default::default(),
+            memory: Vec::new(),
+            pressure: Default::default(),
+            reclaim_by_class: Vec::new(),
             reclaim: Default::default(),
         }
     }

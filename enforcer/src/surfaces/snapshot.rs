@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::daemon::{capacity::CapacityView, protect::ProtectionView};
-use crate::model::{Class, Priority};
+use crate::{
+    model::{Class, Priority},
+    sampling::{memory::MemoryUsage, psi::NodePressure},
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -33,7 +36,48 @@ pub struct Snapshot {
     pub sampler: SamplerHealth,
     pub protection: ProtectionView,
     pub capacity: CapacityView,
+    /// Memory per class (online and offline from cgroupfs, system the rest of the node).
+    pub memory: Vec<ClassMemory>,
+    pub pressure: NodePressure,
+    /// Reclaim per class (memory cgroup of the stalled task).
+    pub reclaim_by_class: Vec<ClassReclaim>,
     pub reclaim: ReclaimTotals,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassReclaim {
+    pub class: Class,
+    pub stats: ReclaimStatsView,
+    /// Seconds stalled in memcg reclaim per second, over the window.
+    pub memcg_stall_ratio: f64,
+    /// The class is under memory pressure: memcg stall above the ladder's stall threshold.
+    pub memory_pressure: bool,
+}
+
+/// Serialisable copy of the kernel-side [`enforcer_common::ReclaimStats`].
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ReclaimStatsView {
+    pub direct_episodes: u64,
+    pub direct_stall_ns: u64,
+    pub memcg_episodes: u64,
+    pub memcg_stall_ns: u64,
+}
+
+impl From<enforcer_common::ReclaimStats> for ReclaimStatsView {
+    fn from(s: enforcer_common::ReclaimStats) -> Self {
+        ReclaimStatsView {
+            direct_episodes: s.direct_episodes,
+            direct_stall_ns: s.direct_stall_ns,
+            memcg_episodes: s.memcg_episodes,
+            memcg_stall_ns: s.memcg_stall_ns,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassMemory {
+    pub class: Class,
+    pub usage: MemoryUsage,
 }
 
 /// Node-wide memory reclaim since the daemon started.
