@@ -2,6 +2,7 @@
 //! never asserted: `cargo xtask bench` (as root).
 
 mod idle;
+mod latency;
 mod overhead;
 mod tick;
 
@@ -25,6 +26,10 @@ enum Which {
     Tick,
     /// Daemon RSS and CPU on an idle machine at the default tick.
     Idle,
+    /// Protection ladder detection-to-action latency: eBPF vs cgroupfs polling at 1 s.
+    Latency,
+    /// Overhead per event of the memory reclaim programs under memcg pressure.
+    Reclaim,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,12 +39,19 @@ fn main() -> anyhow::Result<()> {
     let all = cli.which.is_none();
     if all || matches!(cli.which, Some(Which::Overhead)) {
         results.insert("sched_switch_overhead".into(), overhead::run()?);
+        results.insert("reclaim_overhead".into(), overhead::reclaim()?);
     }
     if all || matches!(cli.which, Some(Which::Tick)) {
         results.insert("tick_cost".into(), tick::run()?);
     }
     if all || matches!(cli.which, Some(Which::Idle)) {
         results.insert("daemon_idle".into(), idle::run()?);
+    }
+    if matches!(cli.which, Some(Which::Reclaim)) {
+        results.insert("reclaim_overhead".into(), overhead::reclaim()?);
+    }
+    if all || matches!(cli.which, Some(Which::Latency)) {
+        results.insert("detection_to_action".into(), latency::run()?);
     }
     if let Some(path) = cli.json {
         std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;

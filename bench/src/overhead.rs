@@ -74,3 +74,60 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
     }
     Ok(out.into())
 }
+
+/// Nanoseconds per event of the reclaim programs under real memcg pressure: a bounded
+/// allocator in a small memory cgroup (a child of this process's own memory cgroup).
+pub fn reclaim() -> anyhow::Result<serde_json::Value> {
+    use enforcer::sampling::programs::{ProgramOptions, Programs};
+    use enforcer_tests::{
+        cgroup::{TestCgroup, own_cgroup_dir, spawn_in},
+        unique_name,
+    };
+    println!(
+        "== overhead per reclaim event (bpf_stats, stress-ng --vm 48M in a 32 MiB memcg, 5 s)"
+    );
+    let programs = Programs::load(&ProgramOptions {
+        cpu_mode: CgroupMode::V1Cpu,
+        memory_mode: CgroupMode::V1Cpu,
+        cgroup_map_entries: 16_384,
+    })?;
+    let cg = TestCgroup::create_at(&own_cgroup_dir("memory"), &unique_name("enf-bench-reclaim"));
+    std::fs::write(
+        cg.dir().join("memory.limit_in_bytes"),
+        (32u64 << 20).to_string(),
+    )?;
+    let names = [
+        "mm_vmscan_memcg_reclaim_begin",
+        "mm_vmscan_memcg_reclaim_end",
+    ];
+    let _stats = BpfStats::enable()?;
+    let before: Vec<_> = names
+        .iter()
+        .map(|n| programs.program_stats(n).unwrap_or_default())
+        .collect();
+    let mut stress = Command::new("stress-ng");
+    stress.args([
+        "--vm",
+        "1",
+        "--vm-bytes",
+        "48M",
+        "--timeout",
+        "5s",
+        "--quiet",
+    ]);
+    let mut child = spawn_in(&[&cg], stress);
+    child.wait_timeout(std::time::Duration::from_secs(20));
+    let mut out = serde_json::Map::new();
+    for (name, (t0, n0)) in names.iter().zip(before) {
+        let (t1, n1) = programs.program_stats(name).unwrap_or_default();
+        let runs = n1 - n0;
+        anyhow::ensure!(runs > 0, "{name}: no events");
+        let ns = (t1 - t0).as_nanos() as f64 / runs as f64;
+        println!("   {name:<32} {ns:6.1} ns/event  ({runs} events)");
+        out.insert(
+            (*name).into(),
+            json!({ "ns_per_event": ns, "events": runs }),
+        );
+    }
+    Ok(out.into())
+}

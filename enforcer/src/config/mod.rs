@@ -39,6 +39,17 @@ pub enum ConfigError {
     },
 }
 
+/// Where CPU figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerChoice {
+    /// The eBPF sched_switch sampler (the default).
+    Ebpf,
+    /// Polling cpuacct/cpu.stat and /proc/stat every tick, as polling agents do: a baseline
+    /// for benchmarks and a fallback where the programs cannot load.
+    Cgroupfs,
+}
+
 /// Which cgroup identity the CPU sampler charges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,6 +71,7 @@ pub struct DaemonConfig {
     pub top_n: usize,
     pub hierarchy: HierarchyChoice,
     pub cgroup_map_entries: u32,
+    pub sampler: SamplerChoice,
     /// Append-only action journal.
     pub journal: PathBuf,
     /// Node-local state for other agents (the scheduling gate file).
@@ -164,6 +176,7 @@ impl Default for DaemonConfig {
             top_n: 20,
             hierarchy: HierarchyChoice::Auto,
             cgroup_map_entries: enforcer_common::CPU_NS_DEFAULT_ENTRIES,
+            sampler: SamplerChoice::Ebpf,
             journal: PathBuf::from(DEFAULT_JOURNAL),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             dry_run: false,
@@ -242,6 +255,7 @@ impl Config {
             top_n: r.top_n.unwrap_or(defaults.top_n),
             hierarchy: r.hierarchy.unwrap_or(defaults.hierarchy),
             cgroup_map_entries: r.cgroup_map_entries.unwrap_or(defaults.cgroup_map_entries),
+            sampler: r.sampler.unwrap_or(defaults.sampler),
             journal: r.journal.unwrap_or(defaults.journal),
             state_dir: r.state_dir.unwrap_or(defaults.state_dir),
             dry_run: r.dry_run.unwrap_or(defaults.dry_run),

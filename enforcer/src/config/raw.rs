@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
-use super::HierarchyChoice;
+use super::{HierarchyChoice, SamplerChoice};
 use crate::model::{Class, Priority};
 
 // The file's shape. Typed values (durations, addresses, regexes) are parsed during
@@ -146,6 +146,7 @@ pub(super) struct RawDaemon {
     pub(super) top_n: Option<usize>,
     pub(super) hierarchy: Option<HierarchyChoice>,
     pub(super) cgroup_map_entries: Option<u32>,
+    pub(super) sampler: Option<SamplerChoice>,
     pub(super) journal: Option<PathBuf>,
     pub(super) state_dir: Option<PathBuf>,
     pub(super) dry_run: Option<bool>,

@@ -25,7 +25,7 @@ use enforcer_common::CgroupMode;
 
 use crate::{
     actuators::Actuator,
-    config::{Config, HierarchyChoice},
+    config::{Config, HierarchyChoice, SamplerChoice},
     model::{
         Class,
         classify::RuleSet,
@@ -35,6 +35,7 @@ use crate::{
     policy::usage::UsageTracker,
     sampling::{
         cpu::CpuSampler,
+        poll::{CgroupfsPoller, UsageFiles},
         programs::{ProgramOptions, Programs},
         reclaim::ReclaimSampler,
     },
@@ -158,7 +159,24 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         memory_mode,
         cgroup_map_entries: d.cgroup_map_entries,
     })?;
-    let sampler = programs.cpu_sampler()?;
+    let sampler = match d.sampler {
+        SamplerChoice::Ebpf => CpuSource::Ebpf(Box::new(programs.cpu_sampler()?)),
+        SamplerChoice::Cgroupfs => {
+            let files = match mode {
+                CgroupMode::Unified => UsageFiles::CpuStat(root.clone()),
+                CgroupMode::V1Cpu => UsageFiles::Cpuacct(
+                    layout
+                        .v1_mount("cpuacct")
+                        .map(Path::to_path_buf)
+                        .ok_or_else(|| {
+                            anyhow!("daemon.sampler = \"cgroupfs\": no cpuacct hierarchy")
+                        })?,
+                ),
+            };
+            tracing::warn!(tick = ?d.tick, "CPU sampled by polling cgroupfs (daemon.sampler = \"cgroupfs\")");
+            CpuSource::Cgroupfs(CgroupfsPoller::new(files))
+        }
+    };
     let reclaim = programs.reclaim_sampler()?;
     tracing::info!(mode = ?mode, ?memory_mode, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
     let actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run);
@@ -287,8 +305,14 @@ async fn wait_for_shutdown(reload: &AtomicBool, stop: &AtomicBool) -> anyhow::Re
     }
 }
 
+/// Where the tick's CPU figures come from.
+enum CpuSource {
+    Ebpf(Box<CpuSampler>),
+    Cgroupfs(CgroupfsPoller),
+}
+
 struct SamplerLoop {
-    sampler: CpuSampler,
+    sampler: CpuSource,
     reclaim: ReclaimSampler,
     protector: Protector,
     isolator: Isolator,
@@ -336,7 +360,20 @@ impl SamplerLoop {
                 self.reload_rules();
             }
 
-            let reading = match self.sampler.read() {
+            let read = match &mut self.sampler {
+                CpuSource::Ebpf(s) => s.read(),
+                CpuSource::Cgroupfs(p) => {
+                    let cgroups: Vec<(u64, String)> = {
+                        let st = self.state.lock().unwrap();
+                        st.index
+                            .iter()
+                            .map(|e| (e.id, e.path.to_string()))
+                            .collect()
+                    };
+                    Ok(p.read(&cgroups))
+                }
+            };
+            let reading = match read {
                 Ok(r) => {
                     consecutive_failures = 0;
                     r
@@ -607,7 +644,9 @@ impl SamplerLoop {
                 "cgroup index changed"
             );
         }
-        self.sampler.forget(diff.removed.into_iter().chain(gone));
+        if let CpuSource::Ebpf(s) = &mut self.sampler {
+            s.forget(diff.removed.into_iter().chain(gone));
+        }
     }
 
     /// SIGHUP: re-read the config file and apply its classification rules. A bad file is
