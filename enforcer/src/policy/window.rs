@@ -33,21 +33,33 @@ impl RateWindow {
         }
     }
 
-    /// Increase per nanosecond over the window (or over what has been seen, if shorter):
-    /// for CPU nanoseconds this is the number of cores in use.
+    /// Increase per nanosecond over exactly the last window (or over what has been seen,
+    /// if less): for CPU nanoseconds, the number of cores in use. The counter's value at the
+    /// window's start is interpolated between the two points around it, so the figure
+    /// neither lags nor dilutes by up to a tick.
     pub fn rate(&self) -> f64 {
-        match (self.points.front(), self.points.back()) {
-            (Some(&(t0, v0)), Some(&(t1, v1))) if t1 > t0 => {
-                v1.saturating_sub(v0) as f64 / (t1 - t0) as f64
-            }
-            _ => 0.0,
+        let (Some(&(t0, v0)), Some(&(t1, v1))) = (self.points.front(), self.points.back()) else {
+            return 0.0;
+        };
+        if t1 <= t0 {
+            return 0.0;
         }
+        let start = t1.saturating_sub(self.window_ns);
+        if start <= t0 || self.points.len() < 2 {
+            return v1.saturating_sub(v0) as f64 / (t1 - t0) as f64;
+        }
+        // points[0] is at or before `start`, points[1] after it (see `push`).
+        let (ta, va) = self.points[0];
+        let (tb, vb) = self.points[1];
+        let at_start = va as f64
+            + (vb.saturating_sub(va)) as f64 * ((start - ta) as f64 / (tb - ta).max(1) as f64);
+        ((v1 as f64 - at_start) / self.window_ns as f64).max(0.0)
     }
 
     /// The span the rate is computed over, in nanoseconds.
     pub fn span_ns(&self) -> u64 {
         match (self.points.front(), self.points.back()) {
-            (Some(&(t0, _)), Some(&(t1, _))) => t1 - t0,
+            (Some(&(t0, _)), Some(&(t1, _))) => (t1 - t0).min(self.window_ns),
             _ => 0,
         }
     }
@@ -74,6 +86,24 @@ mod tests {
         }
         assert_eq!(w.span_ns(), 1000 * MS);
         assert!((w.rate() - 2.0).abs() < 1e-9, "{}", w.rate());
+    }
+
+    #[test]
+    fn rate_covers_exactly_the_window_when_points_do_not_line_up() {
+        // Idle for a long time, then two cores busy for the last 50 ms, ticks every 100 ms:
+        // a window of 100 ms must show one core on average, not be diluted over 200 ms.
+        let mut w = RateWindow::new(100 * MS);
+        w.push(0, 0);
+        w.push(1000 * MS, 0);
+        w.push(1100 * MS, 100 * MS);
+        assert!((w.rate() - 1.0).abs() < 1e-9, "{}", w.rate());
+        // Ticks that straddle the window start: value interpolated at the start.
+        let mut w = RateWindow::new(150 * MS);
+        w.push(0, 0);
+        w.push(100 * MS, 100 * MS); // one core
+        w.push(200 * MS, 300 * MS); // two cores
+        // Window [50, 200]: 50 ms at one core + 100 ms at two = 250 ms over 150 ms.
+        assert!((w.rate() - 250.0 / 150.0).abs() < 1e-9, "{}", w.rate());
     }
 
     #[test]

@@ -86,6 +86,11 @@ impl Programs {
                 .map_err(|e| program_error(name, e))?;
             program.attach().map_err(|e| program_error(name, e))?;
         }
+        // Parsing the kernel's BTF (twice: ours for the offsets, aya's for attaching) leaves
+        // tens of MiB of freed heap that glibc keeps; give it back, the daemon lives for weeks.
+        // SAFETY: malloc_trim has no preconditions.
+        drop(kernel_btf);
+        unsafe { libc::malloc_trim(0) };
         Ok(Programs {
             ebpf,
             options: *options,
