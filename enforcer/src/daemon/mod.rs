@@ -218,6 +218,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         reclaim_by_class: Vec::new(),
         reclaim: Default::default(),
         reclaim_kswapd_wakeups: 0,
+        reclaim_kswapd_by_node: Vec::new(),
     }));
     state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;
 
@@ -516,6 +517,7 @@ impl SamplerLoop {
             st.reclaim_by_class = by_class;
             st.reclaim = reclaim.total;
             st.reclaim_kswapd_wakeups = reclaim.kswapd_wakeups;
+            st.reclaim_kswapd_by_node = reclaim.kswapd_wakeups_by_node.clone();
             (st.usage.node_utilisation(st.online_cpus), st.online_cpus)
         };
         self.protector.restore_to = self.capacity.per_parent(self.capacity.view.offline_parents);

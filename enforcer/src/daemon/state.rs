@@ -36,6 +36,7 @@ pub struct NodeState {
     /// Node-wide reclaim totals from the vmscan programs.
     pub reclaim: ReclaimStats,
     pub reclaim_kswapd_wakeups: u64,
+    pub reclaim_kswapd_by_node: Vec<(u32, u64)>,
 }
 
 pub fn unix_now() -> f64 {
@@ -134,6 +135,7 @@ impl NodeState {
                 memcg_episodes: self.reclaim.memcg_episodes,
                 memcg_stall_seconds: self.reclaim.memcg_stall_ns as f64 / 1e9,
                 kswapd_wakeups: self.reclaim_kswapd_wakeups,
+                kswapd_wakeups_by_node: self.reclaim_kswapd_by_node.clone(),
             },
         }
     }

@@ -15,6 +15,8 @@ pub struct ReclaimReading {
     /// Node-wide totals.
     pub total: ReclaimStats,
     pub kswapd_wakeups: u64,
+    /// kswapd wake-ups per NUMA node id (nodes that never woke kswapd are left out).
+    pub kswapd_wakeups_by_node: Vec<(u32, u64)>,
 }
 
 pub struct ReclaimSampler {
@@ -60,9 +62,13 @@ impl ReclaimSampler {
             reading.total.memcg_stall_ns += sum.memcg_stall_ns;
             reading.per_cgroup.insert(id, sum);
         }
-        for per_cpu in self.kswapd.iter() {
+        for (node, per_cpu) in self.kswapd.iter().enumerate() {
             let per_cpu = per_cpu.map_err(|e| read_error(MAP_KSWAPD_WAKEUPS, e))?;
-            reading.kswapd_wakeups += per_cpu.iter().sum::<u64>();
+            let wakeups: u64 = per_cpu.iter().sum();
+            reading.kswapd_wakeups += wakeups;
+            if wakeups > 0 {
+                reading.kswapd_wakeups_by_node.push((node as u32, wakeups));
+            }
         }
         Ok(reading)
     }

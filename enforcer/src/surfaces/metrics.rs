@@ -394,11 +394,17 @@ impl Collector for SnapshotCollector {
             "1 while a class stalls in memcg reclaim above ladder.reclaim_stall_trigger (seconds per second).",
             &pressure,
         )?;
+        // Every node that ever woke kswapd; a node with no wake-up yet has no series.
+        let per_node: Vec<(Labels, f64)> = r
+            .kswapd_wakeups_by_node
+            .iter()
+            .map(|(node, n)| (vec![("numa_node", node.to_string())], *n as f64))
+            .collect();
         counter(
             &mut enc,
             "enforcer_kswapd_wakeups",
-            "kswapd wake-ups.",
-            &one(r.kswapd_wakeups as f64),
+            "kswapd wake-ups per NUMA node.",
+            &per_node,
         )?;
 
         // The two series the operators' dashboards use today (SPEC §5), so that replacing
@@ -483,6 +489,21 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::{tests_support::sample, *};
+
+    #[test]
+    fn kswapd_wakeups_are_per_numa_node() {
+        let mut s = sample();
+        s.reclaim.kswapd_wakeups_by_node = vec![(0, 3), (1, 5)];
+        let text = encode(s);
+        assert!(
+            text.contains("enforcer_kswapd_wakeups_total{numa_node=\"0\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("enforcer_kswapd_wakeups_total{numa_node=\"1\"} 5"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn encodes_class_counters_top_n_and_compatibility_series() {

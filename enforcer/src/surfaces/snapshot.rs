@@ -88,6 +88,8 @@ pub struct ReclaimTotals {
     pub memcg_episodes: u64,
     pub memcg_stall_seconds: f64,
     pub kswapd_wakeups: u64,
+    /// Per NUMA node id; nodes that never woke kswapd are left out.
+    pub kswapd_wakeups_by_node: Vec<(u32, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
