@@ -37,34 +37,28 @@ fn stat_field(stat: &str, name: &str) -> u64 {
 /// Hierarchical memory use of one memory cgroup directory; `None` when it has no memory
 /// controller files.
 pub fn read(dir: &Path, v2: bool) -> Option<MemoryUsage> {
-    if v2 {
-        let usage = std::fs::read_to_string(dir.join("memory.current"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let stat = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
-        Some(MemoryUsage {
-            usage_bytes: usage,
-            rss_bytes: stat_field(&stat, "anon"),
-            cache_bytes: stat_field(&stat, "file"),
-            shmem_bytes: stat_field(&stat, "shmem"),
-        })
+    // v1's total_* fields are hierarchical (the plain ones are the cgroup's own); cgroup2's
+    // memory.stat is hierarchical throughout.
+    let (usage_file, [rss, cache, shmem]) = if v2 {
+        ("memory.current", ["anon", "file", "shmem"])
     } else {
-        let usage = std::fs::read_to_string(dir.join("memory.usage_in_bytes"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let stat = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
-        // v1's total_* fields are hierarchical; the plain ones are the cgroup's own.
-        Some(MemoryUsage {
-            usage_bytes: usage,
-            rss_bytes: stat_field(&stat, "total_rss"),
-            cache_bytes: stat_field(&stat, "total_cache"),
-            shmem_bytes: stat_field(&stat, "total_shmem"),
-        })
-    }
+        (
+            "memory.usage_in_bytes",
+            ["total_rss", "total_cache", "total_shmem"],
+        )
+    };
+    let usage = std::fs::read_to_string(dir.join(usage_file))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
+    Some(MemoryUsage {
+        usage_bytes: usage,
+        rss_bytes: stat_field(&stat, rss),
+        cache_bytes: stat_field(&stat, cache),
+        shmem_bytes: stat_field(&stat, shmem),
+    })
 }
 
 #[cfg(test)]
