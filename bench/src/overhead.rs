@@ -80,7 +80,8 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
 pub fn reclaim() -> anyhow::Result<serde_json::Value> {
     use enforcer::sampling::programs::{ProgramOptions, Programs};
     use enforcer_tests::{
-        cgroup::{TestCgroup, own_cgroup_dir, spawn_in},
+        cgroup::{TestCgroup, own_cgroup_dir},
+        load::memcg_squeeze,
         unique_name,
     };
     println!(
@@ -92,10 +93,6 @@ pub fn reclaim() -> anyhow::Result<serde_json::Value> {
         cgroup_map_entries: 16_384,
     })?;
     let cg = TestCgroup::create_at(&own_cgroup_dir("memory"), &unique_name("enf-bench-reclaim"));
-    std::fs::write(
-        cg.dir().join("memory.limit_in_bytes"),
-        (32u64 << 20).to_string(),
-    )?;
     let names = [
         "mm_vmscan_memcg_reclaim_begin",
         "mm_vmscan_memcg_reclaim_end",
@@ -105,17 +102,7 @@ pub fn reclaim() -> anyhow::Result<serde_json::Value> {
         .iter()
         .map(|n| programs.program_stats(n).unwrap_or_default())
         .collect();
-    let mut stress = Command::new("stress-ng");
-    stress.args([
-        "--vm",
-        "1",
-        "--vm-bytes",
-        "48M",
-        "--timeout",
-        "5s",
-        "--quiet",
-    ]);
-    let mut child = spawn_in(&[&cg], stress);
+    let mut child = memcg_squeeze(&cg, 32, 48, 5);
     child.wait_timeout(std::time::Duration::from_secs(20));
     let mut out = serde_json::Map::new();
     for (name, (t0, n0)) in names.iter().zip(before) {

@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 pub mod daemon;
+pub mod load;
 pub mod netns;
 pub mod process;
 

@@ -6,6 +6,7 @@ use std::{process::Command, time::Duration};
 use enforcer_tests::{
     cgroup::{TestCgroup, mount_point, own_cgroup_dir, spawn_in},
     daemon::{Daemon, metric_value},
+    load::memcg_squeeze,
     require_root, unique_name,
 };
 
@@ -95,22 +96,7 @@ fn offline_memory_counts_tmpfs_and_memcg_pressure_is_attributed_to_offline() {
     assert!(shm.cpu_dir.exists());
 
     // A bounded allocator at its memcg limit: reclaim, attributed to the offline class.
-    std::fs::write(
-        squeezed.memory.dir().join("memory.limit_in_bytes"),
-        (32 * MIB).to_string(),
-    )
-    .unwrap();
-    let mut pressure = Command::new("stress-ng");
-    pressure.args([
-        "--vm",
-        "1",
-        "--vm-bytes",
-        "48M",
-        "--timeout",
-        "3s",
-        "--quiet",
-    ]);
-    let mut hog = spawn_in(&[&squeezed.memory], pressure);
+    let mut hog = memcg_squeeze(&squeezed.memory, 32, 48, 3);
     let mut fired = false;
     for _ in 0..40 {
         let text = daemon.scrape();

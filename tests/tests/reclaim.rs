@@ -7,6 +7,7 @@ use enforcer::sampling::programs::{ProgramOptions, Programs};
 use enforcer_common::{CgroupMode, PROGS_RECLAIM};
 use enforcer_tests::{
     cgroup::{TestCgroup, own_cgroup_dir, spawn_in},
+    load::memcg_squeeze,
     require_root, unique_name,
 };
 
@@ -28,27 +29,10 @@ fn memcg_reclaim_is_attributed_to_the_cgroup_under_pressure() {
     let own = own_cgroup_dir("memory");
     let squeezed = TestCgroup::create_at(&own, &unique_name("enf-reclaim"));
     let calm = TestCgroup::create_at(&own, &unique_name("enf-calm"));
-    std::fs::write(
-        squeezed.dir().join("memory.limit_in_bytes"),
-        (32u64 << 20).to_string(),
-    )
-    .unwrap();
-
-    // 48 MiB of anonymous memory into a 32 MiB cgroup, for 3 seconds: the kernel reclaims
-    // (and OOM-kills the worker, which stress-ng restarts) over and over.
-    let mut pressure = Command::new("stress-ng");
-    pressure.args([
-        "--vm",
-        "1",
-        "--vm-bytes",
-        "48M",
-        "--timeout",
-        "3s",
-        "--quiet",
-    ]);
+    // 48 MiB of anonymous memory into a 32 MiB cgroup, for 3 seconds; a sleeper beside it.
+    let mut a = memcg_squeeze(&squeezed, 32, 48, 3);
     let mut calm_work = Command::new("sleep");
     calm_work.arg("3");
-    let mut a = spawn_in(&[&squeezed], pressure);
     let mut b = spawn_in(&[&calm], calm_work);
     a.wait_timeout(Duration::from_secs(15))
         .expect("stress-ng exits");
