@@ -6,6 +6,7 @@
 
 pub mod cgroupfs;
 pub mod isolation;
+pub mod tc;
 
 use std::{sync::Arc, time::Duration};
 
