@@ -26,6 +26,57 @@ pub(super) struct RawConfig {
     pub(super) isolation: RawIsolation,
     #[serde(default)]
     pub(super) capacity: RawCapacity,
+    #[serde(default)]
+    pub(super) network: RawNetwork,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNetwork {
+    pub(super) enabled: Option<bool>,
+    pub(super) shaping: Option<bool>,
+    pub(super) interface: Option<String>,
+    pub(super) netns: Option<PathBuf>,
+    #[serde(default, deserialize_with = "rate")]
+    pub(super) capacity: Option<u64>,
+    #[serde(default, deserialize_with = "rate")]
+    pub(super) host_limit: Option<u64>,
+    /// "dynamic" (default) or "static".
+    pub(super) policy: Option<String>,
+    #[serde(default, deserialize_with = "rate")]
+    pub(super) offline_limit: Option<u64>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) watermark: Option<f64>,
+    #[serde(default, deserialize_with = "rate")]
+    pub(super) floor: Option<u64>,
+    #[serde(default, deserialize_with = "rate")]
+    pub(super) ceiling: Option<u64>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) raise_time: Option<Duration>,
+    #[serde(default, deserialize_with = "optional_regex")]
+    pub(super) offline_interfaces: Option<Regex>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) reconcile_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) over_share_tolerance: Option<f64>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) dead_band: Option<f64>,
+}
+
+/// A link rate in bits per second as `tc` writes it: "100mbit", "20gbit".
+pub(super) fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::model::tc::parse_rate(&text)
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid rate {text:?} (expected bits per second, e.g. \"100mbit\", \"20gbit\")"
+            ))
+        })
+}
+
+pub(super) fn optional_regex<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
+    regex(d).map(Some)
 }
 
 #[derive(Deserialize, Default)]

@@ -215,3 +215,37 @@ fn unreadable_file_is_one_line() {
         "{e}"
     );
 }
+
+#[test]
+fn the_network_section_is_read_and_checked() {
+    let c = parse(
+        "[network]\ninterface = \"bond1\"\npolicy = \"static\"\noffline_limit = \"100mbit\"\ncapacity = \"1gbit\"\nceiling = \"800mbit\"\noffline_interfaces = '^mvoff'\n",
+    )
+    .unwrap();
+    let n = &c.network;
+    assert_eq!(n.interface, "bond1");
+    assert_eq!(
+        n.rule.policy,
+        crate::policy::bandwidth::LimitPolicy::Static(12_500_000)
+    );
+    assert_eq!(n.rule.capacity, 125_000_000);
+    assert!(n.offline_interfaces.as_ref().unwrap().is_match("mvoff0"));
+    // Defaults: dynamic, 20 Gbit/s bond, host capped at 10 Gbit/s.
+    let d = parse("").unwrap().network;
+    assert_eq!(d.rule.capacity, 2_500_000_000);
+    assert_eq!(d.host_limit, 1_250_000_000);
+
+    let e = error("[network]\npolicy = \"static\"\n");
+    assert!(e.contains("network.offline_limit"), "{e}");
+    let e = error("[network]\ncapacity = \"10gigabit\"\n");
+    assert!(
+        e.contains("network.capacity") && e.contains("invalid rate"),
+        "{e}"
+    );
+    let e = error("[network]\ninterface = \"a-very-long-interface-name\"\n");
+    assert!(e.contains("network.interface"), "{e}");
+    let e = error("[network]\nfloor = \"2gbit\"\nceiling = \"1gbit\"\n");
+    assert!(e.contains("network.floor"), "{e}");
+    let e = error("[network]\nwatermark = 1.5\n");
+    assert!(e.contains("network.watermark"), "{e}");
+}

@@ -8,7 +8,7 @@
 
 use netlink_packet_core::{
     DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload, Nla, NlaBuffer, NlasIterator,
+    NetlinkMessage, NetlinkPayload, Nla, NlasIterator,
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
@@ -482,7 +482,7 @@ fn mirred_redirect_target(action: &TcAction) -> Option<u32> {
 pub(super) fn attributes(bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
     NlasIterator::new(bytes)
         .flatten()
-        .map(|n: NlaBuffer<&[u8]>| (n.kind(), n.value().to_vec()))
+        .map(|n: netlink_packet_core::NlaBuffer<&[u8]>| (n.kind(), n.value().to_vec()))
         .collect()
 }
 

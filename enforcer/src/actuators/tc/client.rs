@@ -1,0 +1,289 @@
+//! One rtnetlink connection inside one network namespace: link, qdisc, class and filter
+//! dumps, tc operations, IFB devices.
+//!
+//! A netlink socket belongs to the namespace its creating thread was in, for its whole life:
+//! [`NsConn::open`] enters the namespace with `setns` on the calling thread, creates the
+//! socket, and returns the thread to its own namespace before anything else runs. Sockets
+//! are not kept between passes: an open socket pins its namespace, which would keep a
+//! deleted pod's interfaces alive.
+
+use std::{fs::File, io, path::Path};
+
+use futures_util::{StreamExt, future::join_all};
+use netlink_packet_core::{NLM_F_DUMP, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+    tc::TcMessage,
+};
+use nix::sched::{CloneFlags, setns};
+use rtnetlink::{Handle, LinkIfb};
+use thiserror::Error;
+
+use super::codec::{QdiscInfo, TcOp, decode_class, decode_filter, decode_qdisc, request};
+use crate::model::tc::{Filter, HtbClass};
+
+#[derive(Debug, Error)]
+pub enum TcError {
+    #[error("network namespace {path}: {source}")]
+    Namespace { path: String, source: io::Error },
+    #[error("netlink: {0}")]
+    Netlink(io::Error),
+    #[error("{what}: {source}")]
+    Op { what: String, source: io::Error },
+}
+
+impl TcError {
+    /// The errno behind the error, when there is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            TcError::Namespace { source, .. }
+            | TcError::Netlink(source)
+            | TcError::Op { source, .. } => source.raw_os_error(),
+        }
+    }
+}
+
+/// A link as a dump reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub ifindex: u32,
+    pub name: String,
+    /// `macvlan`, `ifb`, `veth`, `bond`, ... (`None`: a physical device).
+    pub kind: Option<String>,
+    /// IFLA_LINK: the lower device's ifindex (a macvlan's parent).
+    pub parent: Option<u32>,
+    /// IFLA_LINK_NETNSID: set when the lower device lives in another namespace.
+    pub parent_netnsid: Option<i32>,
+    pub mac: Vec<u8>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub up: bool,
+}
+
+fn link_of(m: &LinkMessage) -> Link {
+    let mut link = Link {
+        ifindex: m.header.index,
+        name: String::new(),
+        kind: None,
+        parent: None,
+        parent_netnsid: None,
+        mac: Vec::new(),
+        rx_bytes: 0,
+        tx_bytes: 0,
+        up: m.header.flags.contains(LinkFlags::Up),
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Link(p) => link.parent = Some(*p),
+            LinkAttribute::LinkNetNsId(id) => link.parent_netnsid = Some(*id),
+            LinkAttribute::Address(mac) => link.mac = mac.clone(),
+            LinkAttribute::Stats64(s) => {
+                link.rx_bytes = s.rx_bytes;
+                link.tx_bytes = s.tx_bytes;
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        link.kind = Some(match k {
+                            InfoKind::MacVlan => "macvlan".into(),
+                            InfoKind::Ifb => "ifb".into(),
+                            other => other.to_string(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+/// A connection inside one namespace. Must be opened and used within a tokio runtime.
+pub struct NsConn {
+    handle: Handle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for NsConn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Sends one request and collects its answers; an error answer becomes the errno.
+async fn exchange(
+    mut handle: Handle,
+    message: NetlinkMessage<RouteNetlinkMessage>,
+) -> io::Result<Vec<RouteNetlinkMessage>> {
+    let mut answers = handle
+        .request(message)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut out = Vec::new();
+    while let Some(m) = answers.next().await {
+        match m.payload {
+            NetlinkPayload::InnerMessage(inner) => out.push(inner),
+            NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn dump(inner: RouteNetlinkMessage) -> NetlinkMessage<RouteNetlinkMessage> {
+    request(inner, NLM_F_DUMP)
+}
+
+fn tc_messages(answers: Vec<RouteNetlinkMessage>) -> impl Iterator<Item = TcMessage> {
+    answers.into_iter().filter_map(|m| match m {
+        RouteNetlinkMessage::NewQueueDiscipline(t)
+        | RouteNetlinkMessage::NewTrafficClass(t)
+        | RouteNetlinkMessage::NewTrafficFilter(t) => Some(t),
+        _ => None,
+    })
+}
+
+impl NsConn {
+    /// Opens a connection inside the namespace at `ns` (`/proc/PID/ns/net`,
+    /// `/run/netns/NAME`, ...). The calling thread is back in its own namespace on return.
+    pub fn open(ns: &Path) -> Result<NsConn, TcError> {
+        let ns_err = |source| TcError::Namespace {
+            path: ns.display().to_string(),
+            source,
+        };
+        let own = File::open("/proc/thread-self/ns/net").map_err(ns_err)?;
+        let target = File::open(ns).map_err(ns_err)?;
+        setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| ns_err(e.into()))?;
+        let created = rtnetlink::new_connection();
+        // Back to where this thread was; if that fails every later socket would be created
+        // in the wrong namespace, so there is no sane way to go on.
+        setns(&own, CloneFlags::CLONE_NEWNET)
+            .expect("returning to the daemon's own network namespace");
+        let (connection, handle, _) = created.map_err(TcError::Netlink)?;
+        Ok(NsConn {
+            handle,
+            task: tokio::spawn(connection),
+        })
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>, TcError> {
+        let answers = exchange(
+            self.handle.clone(),
+            dump(RouteNetlinkMessage::GetLink(LinkMessage::default())),
+        )
+        .await
+        .map_err(TcError::Netlink)?;
+        Ok(answers
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every qdisc of the namespace.
+    pub async fn qdiscs(&self) -> Result<Vec<QdiscInfo>, TcError> {
+        let answers = exchange(
+            self.handle.clone(),
+            dump(RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default())),
+        )
+        .await
+        .map_err(TcError::Netlink)?;
+        Ok(tc_messages(answers).map(|t| decode_qdisc(&t)).collect())
+    }
+
+    /// The HTB classes of each interface, all dumps in flight together.
+    pub async fn classes(&self, ifindexes: &[u32]) -> Result<Vec<Vec<HtbClass>>, TcError> {
+        let dumps = ifindexes.iter().map(|&i| {
+            exchange(
+                self.handle.clone(),
+                dump(RouteNetlinkMessage::GetTrafficClass(TcMessage::with_index(
+                    i as i32,
+                ))),
+            )
+        });
+        join_all(dumps)
+            .await
+            .into_iter()
+            .map(|r| {
+                r.map(|a| tc_messages(a).filter_map(|t| decode_class(&t)).collect())
+                    .map_err(TcError::Netlink)
+            })
+            .collect()
+    }
+
+    /// The filters under `(ifindex, parent qdisc)` for each pair, all dumps in flight
+    /// together.
+    pub async fn filters(&self, slots: &[(u32, u32)]) -> Result<Vec<Vec<Filter>>, TcError> {
+        let dumps = slots.iter().map(|&(ifindex, parent)| {
+            let mut m = TcMessage::with_index(ifindex as i32);
+            m.header.parent = parent.into();
+            exchange(
+                self.handle.clone(),
+                dump(RouteNetlinkMessage::GetTrafficFilter(m)),
+            )
+        });
+        join_all(dumps)
+            .await
+            .into_iter()
+            .map(|r| {
+                r.map(|a| tc_messages(a).filter_map(|t| decode_filter(&t)).collect())
+                    .map_err(TcError::Netlink)
+            })
+            .collect()
+    }
+
+    pub async fn apply(&self, op: &TcOp) -> Result<(), TcError> {
+        exchange(self.handle.clone(), op.message())
+            .await
+            .map(drop)
+            .map_err(|source| TcError::Op {
+                what: format!("{op:?}"),
+                source,
+            })
+    }
+
+    /// Creates an IFB device named `name`, up. Returns its ifindex.
+    pub async fn add_ifb(&self, name: &str) -> Result<u32, TcError> {
+        let message = LinkIfb::new(name).up().build();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(|e| TcError::Op {
+                what: format!("creating IFB {name}"),
+                source: rtnetlink_io(e),
+            })?;
+        let links = self.links().await?;
+        links
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.ifindex)
+            .ok_or_else(|| TcError::Op {
+                what: format!("creating IFB {name}"),
+                source: io::Error::other("created but not listed"),
+            })
+    }
+
+    pub async fn delete_link(&self, ifindex: u32) -> Result<(), TcError> {
+        self.handle
+            .link()
+            .del(ifindex)
+            .execute()
+            .await
+            .map_err(|e| TcError::Op {
+                what: format!("deleting link {ifindex}"),
+                source: rtnetlink_io(e),
+            })
+    }
+}
+
+fn rtnetlink_io(e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io(),
+        other => io::Error::other(other.to_string()),
+    }
+}
