@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod index;
 pub mod layout;
+pub mod netns;
 pub mod tc;
 
 use serde::{Deserialize, Serialize};

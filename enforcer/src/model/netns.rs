@@ -1,0 +1,230 @@
+//! The node's network namespaces and whose they are. A pod's macvlan lives in the pod's
+//! namespace; the namespace belongs to the processes inside it (`/proc/PID/ns/net`), and
+//! those processes to cgroups, which the classification rules name online or offline.
+//!
+//! A namespace counts as offline only when every process sampled in it is in an offline
+//! cgroup: one online process is enough to keep enforcer's hands off its interfaces.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Class, Priority, classify::RuleSet};
+
+/// Processes read per namespace to decide whose it is.
+const PIDS_SAMPLED: usize = 32;
+
+/// Which line of `/proc/PID/cgroup` names a process's cgroup in the hierarchy the index
+/// uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupLine {
+    /// The cgroup2 line (`0::/path`).
+    Unified,
+    /// The v1 hierarchy holding this controller (`N:cpu,cpuacct:/path`).
+    V1(String),
+}
+
+/// The cgroup path (relative, no leading `/`) of `line` in a `/proc/PID/cgroup` text.
+pub fn cgroup_path(text: &str, line: &CgroupLine) -> Option<String> {
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = match line {
+            CgroupLine::Unified => controllers.is_empty(),
+            CgroupLine::V1(c) => controllers.split(',').any(|x| x == c),
+        };
+        hit.then(|| path.trim_start_matches('/').to_string())
+    })
+}
+
+/// The longest common path prefix, by whole components.
+pub fn common_prefix<'a>(paths: impl IntoIterator<Item = &'a str>) -> String {
+    let mut prefix: Option<Vec<&str>> = None;
+    for p in paths {
+        let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+        prefix = Some(match prefix {
+            None => parts,
+            Some(pre) => pre
+                .iter()
+                .zip(&parts)
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| *a)
+                .collect(),
+        });
+    }
+    prefix.unwrap_or_default().join("/")
+}
+
+/// A network namespace other than the host's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    /// The namespace's inode (`stat -L /proc/PID/ns/net`).
+    pub inode: u64,
+    /// A path that enters it (`/proc/PID/ns/net` of one of its processes).
+    pub path: PathBuf,
+    /// The cgroup common to the processes sampled (a pod's cgroup).
+    pub owner: String,
+    pub class: Class,
+    pub priority: Option<Priority>,
+    pub processes: usize,
+}
+
+/// Decides whose a namespace is from its members' cgroup paths.
+pub fn owner_of(paths: &[String], rules: &RuleSet) -> (String, Class, Option<Priority>) {
+    let owner = common_prefix(paths.iter().map(String::as_str));
+    let all_offline = !paths.is_empty()
+        && paths
+            .iter()
+            .all(|p| rules.classify(p).class == Class::Offline);
+    let c = rules.classify(&owner);
+    if all_offline {
+        (owner, Class::Offline, c.priority)
+    } else if paths
+        .iter()
+        .any(|p| rules.classify(p).class == Class::Online)
+    {
+        (owner, Class::Online, None)
+    } else {
+        (owner, Class::System, None)
+    }
+}
+
+/// The inode of a namespace file.
+pub fn inode(path: &Path) -> std::io::Result<u64> {
+    std::fs::metadata(path).map(|m| m.ino())
+}
+
+/// Every network namespace that has a process in it, except `host_inode`, with its owner.
+/// Processes that vanish while being read are skipped.
+pub fn scan(
+    proc_root: &Path,
+    host_inode: u64,
+    line: &CgroupLine,
+    rules: &RuleSet,
+) -> Vec<Namespace> {
+    let mut members: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // `net:[4026531840]`: the inode, without a stat.
+        let Ok(link) = std::fs::read_link(entry.path().join("ns/net")) else {
+            continue;
+        };
+        let Some(ino) = link
+            .to_str()
+            .and_then(|s| s.strip_prefix("net:["))
+            .and_then(|s| s.strip_suffix(']'))
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if ino != host_inode {
+            members.entry(ino).or_default().push(pid);
+        }
+    }
+    members
+        .into_iter()
+        .filter_map(|(ino, pids)| {
+            let mut paths = Vec::new();
+            let mut entry_pid = None;
+            for &pid in pids.iter().take(PIDS_SAMPLED) {
+                let dir = proc_root.join(pid.to_string());
+                if let Some(p) = std::fs::read_to_string(dir.join("cgroup"))
+                    .ok()
+                    .and_then(|t| cgroup_path(&t, line))
+                {
+                    paths.push(p);
+                    entry_pid.get_or_insert(pid);
+                }
+            }
+            let pid = entry_pid?;
+            let (owner, class, priority) = owner_of(&paths, rules);
+            Some(Namespace {
+                inode: ino,
+                path: proc_root.join(pid.to_string()).join("ns/net"),
+                owner,
+                class,
+                priority,
+                processes: pids.len(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROC_CGROUP: &str = "12:memory:/kubepods.slice/pod1\n\
+        4:cpu,cpuacct:/kubepods.slice/kubepods-besteffort.slice/pod1/c1\n\
+        0::/kubepods.slice/kubepods-besteffort.slice/pod1/c1\n";
+
+    #[test]
+    fn the_right_line_of_proc_cgroup_is_read() {
+        assert_eq!(
+            cgroup_path(PROC_CGROUP, &CgroupLine::V1("cpu".into())).as_deref(),
+            Some("kubepods.slice/kubepods-besteffort.slice/pod1/c1")
+        );
+        assert_eq!(
+            cgroup_path(PROC_CGROUP, &CgroupLine::V1("memory".into())).as_deref(),
+            Some("kubepods.slice/pod1")
+        );
+        assert!(cgroup_path(PROC_CGROUP, &CgroupLine::Unified).is_some());
+        assert_eq!(
+            cgroup_path("1:name=systemd:/x\n", &CgroupLine::Unified),
+            None
+        );
+    }
+
+    #[test]
+    fn the_owner_is_the_common_cgroup_of_the_members() {
+        assert_eq!(common_prefix(["a/b/c", "a/b/d", "a/b"]), "a/b");
+        assert_eq!(common_prefix(["a/b", "x"]), "");
+        let rules = RuleSet::defaults();
+        let pod = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice";
+        let (owner, class, _) = owner_of(&[format!("{pod}/pause"), format!("{pod}/app")], &rules);
+        assert_eq!((owner.as_str(), class), (pod, Class::Offline));
+    }
+
+    #[test]
+    fn one_online_member_keeps_a_namespace_online() {
+        let rules = RuleSet::defaults();
+        let offline = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/c";
+        let online = "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod2.slice/c";
+        let (_, class, _) = owner_of(&[offline.into(), online.into()], &rules);
+        assert_eq!(class, Class::Online);
+        let (_, class, _) = owner_of(
+            &[offline.into(), "system.slice/sshd.service".into()],
+            &rules,
+        );
+        assert_eq!(class, Class::System, "not all offline: not shaped");
+        assert_eq!(owner_of(&[], &rules).1, Class::System);
+    }
+
+    #[test]
+    fn scanning_this_host_finds_no_namespace_twice() {
+        let host = inode(Path::new("/proc/self/ns/net")).unwrap();
+        let found = scan(
+            Path::new("/proc"),
+            host,
+            &CgroupLine::Unified,
+            &RuleSet::defaults(),
+        );
+        let mut inodes: Vec<u64> = found.iter().map(|n| n.inode).collect();
+        inodes.dedup();
+        assert_eq!(inodes.len(), found.len());
+        assert!(found.iter().all(|n| n.inode != host && n.path.exists()));
+    }
+}
