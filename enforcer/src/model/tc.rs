@@ -146,11 +146,17 @@ pub fn xmit_ticks(rate: u64, bytes: u64) -> u32 {
     (usec * TICKS_PER_USEC).min(f64::from(u32::MAX)) as u32
 }
 
+/// The burst enforcer gives a class at `rate` bytes/s: 5 ms worth, at least 64 KiB (one GSO
+/// packet, or a shaped TCP flow stalls on its first super-packet).
+pub fn burst_for(rate: u64) -> u64 {
+    (rate / 200).max(65_536)
+}
+
 /// An HTB class with the buffers and quantum enforcer uses for a rate: bursts of 5 ms at
 /// the rate (at least 64 KiB, one GSO packet), quantum rate/10 clamped to 1514..=200000 as
 /// the kernel would for r2q 10.
 pub fn htb_class(classid: u32, parent: u32, rate: u64, ceil: u64, prio: u32) -> HtbClass {
-    let burst = |r: u64| (r / 200).max(65_536);
+    let burst = burst_for;
     HtbClass {
         classid,
         parent,

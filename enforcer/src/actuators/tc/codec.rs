@@ -188,6 +188,66 @@ impl TcOp {
         }
     }
 
+    /// The same operation as `tc` arguments (what an operator would type), with `dev` the
+    /// interface's name, `name_of` naming other interfaces (a redirect's IFB), and `bpf` how
+    /// `tc` finds the classifier program (`object-pinned /sys/fs/bpf/...`).
+    pub fn tc_args(&self, dev: &str, name_of: &dyn Fn(u32) -> String, bpf: &str) -> Vec<String> {
+        use crate::model::tc::handle_str as h;
+        let class = |verb: &str, c: &HtbClass| {
+            format!(
+                "class {verb} dev {dev} parent {} classid {} htb rate {}bit ceil {}bit burst {} cburst {} quantum {} prio {}",
+                h(c.parent),
+                h(c.classid),
+                c.rate * 8,
+                c.ceil * 8,
+                crate::model::tc::burst_for(c.rate),
+                crate::model::tc::burst_for(c.ceil),
+                c.quantum,
+                c.prio
+            )
+        };
+        let line = match self {
+            TcOp::ReplaceRoot { default_minor, .. } => format!(
+                "qdisc replace dev {dev} root handle {} htb default {default_minor:x} r2q {HTB_R2Q}",
+                h(ROOT_HANDLE)
+            ),
+            TcOp::DeleteRoot { .. } => format!("qdisc del dev {dev} root"),
+            TcOp::AddIngress { .. } => format!("qdisc add dev {dev} ingress"),
+            TcOp::DeleteIngress { .. } => format!("qdisc del dev {dev} ingress"),
+            TcOp::AddClass { class: c, .. } => class("add", c),
+            TcOp::ChangeClass { class: c, .. } => class("change", c),
+            TcOp::DeleteClass { classid, .. } => {
+                format!("class del dev {dev} classid {}", h(*classid))
+            }
+            TcOp::SetClassifier {
+                parent,
+                prio,
+                handle,
+                replace,
+                ..
+            } => format!(
+                "filter {} dev {dev} parent {} protocol all prio {prio} handle {handle} {bpf}",
+                if *replace { "replace" } else { "add" },
+                h(*parent)
+            ),
+            TcOp::AddRedirect {
+                prio,
+                target_ifindex,
+                ..
+            } => format!(
+                "filter add dev {dev} parent ffff: protocol all prio {prio} u32 match u32 0 0 action mirred egress redirect dev {}",
+                name_of(*target_ifindex)
+            ),
+            TcOp::DeleteFilter { parent, prio, .. } => {
+                format!(
+                    "filter del dev {dev} parent {} protocol all prio {prio}",
+                    h(*parent)
+                )
+            }
+        };
+        line.split(' ').map(String::from).collect()
+    }
+
     /// The request, with the flags `tc` uses for the same command (acknowledged, so that
     /// every error comes back).
     pub fn message(&self) -> NetlinkMessage<RouteNetlinkMessage> {
