@@ -91,6 +91,7 @@ pub fn reclaim() -> anyhow::Result<serde_json::Value> {
         cpu_mode: CgroupMode::V1Cpu,
         memory_mode: CgroupMode::V1Cpu,
         cgroup_map_entries: 16_384,
+        network: None,
     })?;
     let cg = TestCgroup::create_at(&own_cgroup_dir("memory"), &unique_name("enf-bench-reclaim"));
     let names = [

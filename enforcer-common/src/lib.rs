@@ -112,6 +112,33 @@ pub const PROGS_RECLAIM: [&str; 5] = [
 /// Default capacity of [`MAP_CPU_NS`]; user space may override it at load time.
 pub const CPU_NS_DEFAULT_ENTRIES: u32 = 16_384;
 
+/// Bytes and packets one cgroup sent and received (loopback excluded).
+///
+/// Bytes are `skb->len` at the cgroup hooks: the IP packet, headers included, link layer
+/// excluded. A packet is one socket buffer, so a GSO/GRO aggregate counts once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+
+/// Name of the per-CPU hash `cgroup2 id (u64) -> NetCounters`.
+pub const MAP_NET: &str = "NET_BYTES";
+/// Name of the hash `cgroup2 id (u64) -> tc classid (u32)` the classifier consults.
+pub const MAP_NET_CLASS: &str = "NET_CLASS";
+/// Name of the `cgroup_skb/ingress` counting program.
+pub const PROG_NET_INGRESS: &str = "net_ingress";
+/// Name of the `cgroup_skb/egress` counting program.
+pub const PROG_NET_EGRESS: &str = "net_egress";
+/// Name of the `sched_cls` program for a cls_bpf filter in classic (not direct-action) mode:
+/// it returns the classid of the packet's socket cgroup, 0 for "no match".
+pub const PROG_NET_CLASSIFY: &str = "net_classify";
+/// Capacity of [`MAP_NET`] and [`MAP_NET_CLASS`].
+pub const NET_DEFAULT_ENTRIES: u32 = 16_384;
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `#[repr(C)]` integers, no padding, every bit pattern valid.
@@ -120,4 +147,6 @@ mod pod {
     unsafe impl aya::Pod for super::TaskOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ReclaimStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetCounters {}
 }

@@ -3,6 +3,7 @@
 #![no_main]
 
 mod cpu;
+mod net;
 mod reclaim;
 
 #[cfg(not(test))]

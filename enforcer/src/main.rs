@@ -86,10 +86,30 @@ enum Command {
         #[arg(long, short, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Traffic control: what is installed on the bond and the offline subinterfaces, what
+    /// the policy wants, and the difference.
+    Tc {
+        #[command(subcommand)]
+        command: TcCommand,
+    },
     /// Configuration file tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TcCommand {
+    /// Installed state, wanted state and the changes between them.
+    Show(Target),
+    /// Reconcile now (the daemon does so every second anyway).
+    Apply {
+        #[command(flatten)]
+        target: Target,
+        /// Show the changes without applying them.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -110,6 +130,7 @@ fn main() -> ExitCode {
                     println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
                 } else {
                     print!("{}", cli::render_status(&s));
+                    print!("{}", enforcer::surfaces::netcli::render_status(&s.network));
                 }
             }),
         Command::Cgroups(t) => control::snapshot(&t.socket, None)
@@ -148,6 +169,31 @@ fn main() -> ExitCode {
             last,
             output,
         } => journal(file, config, target, action, last, output),
+        Command::Tc { command } => {
+            let (t, req) = match command {
+                TcCommand::Show(t) => (
+                    t,
+                    control::TcRequest {
+                        apply: false,
+                        dry_run: true,
+                    },
+                ),
+                TcCommand::Apply { target, dry_run } => (
+                    target,
+                    control::TcRequest {
+                        apply: true,
+                        dry_run,
+                    },
+                ),
+            };
+            control::tc(&t.socket, req).map_err(Into::into).map(|r| {
+                if t.output == Output::Json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    print!("{}", enforcer::surfaces::netcli::render_tc(&r));
+                }
+            })
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => daemon::check_config(&file).map(|_| println!("{}: ok", file.display())),

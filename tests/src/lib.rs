@@ -9,6 +9,7 @@
 pub mod cgroup;
 pub mod daemon;
 pub mod load;
+pub mod net;
 pub mod netns;
 pub mod process;
 

@@ -17,6 +17,7 @@ fn load() -> Programs {
         // On this hybrid host memory is a v1 controller.
         memory_mode: CgroupMode::V1Cpu,
         cgroup_map_entries: 16_384,
+        network: None,
     })
     .expect("load programs")
 }

@@ -65,6 +65,9 @@ pub struct Actuator {
     journal: Journal,
     dry_run: bool,
     kill_timeout: Duration,
+    /// Sequence number of the tc pass authorised and not yet concluded: its outcome is
+    /// journaled under the same number as its intent.
+    network_seq: Option<u64>,
 }
 
 fn unix_now() -> f64 {
@@ -87,6 +90,7 @@ impl Actuator {
             journal,
             dry_run,
             kill_timeout: Duration::from_secs(5),
+            network_seq: None,
         }
     }
 
@@ -234,6 +238,145 @@ impl Actuator {
             }
         }
         self.node_entry("restore_isolation", Outcome::Applied, reason, detail)
+    }
+
+    /// The choke point for tc: every interface with pending changes is checked again, and
+    /// the pass is journaled (fsynced) before anything is sent to the kernel. An offline
+    /// subinterface is let through only if the cgroup owning its namespace still classifies
+    /// as offline under the rules in force (a name-pattern match is the operator's own
+    /// declaration); the bond is shaped as a whole (its online and host classes are only
+    /// ever guaranteed or capped per SPEC §3, never squeezed); releasing enforcer's own
+    /// objects is always allowed. Returns the `(netns, interface)` pairs that may be
+    /// applied, or `None` in dry-run mode (journaled, nothing applied).
+    pub fn authorize_network(
+        &mut self,
+        survey: &tc::reconcile::Survey,
+        reason: serde_json::Value,
+    ) -> Result<Option<std::collections::BTreeSet<(u64, String)>>, JournalError> {
+        use tc::reconcile::Role;
+        let pending: Vec<_> = survey
+            .interfaces
+            .iter()
+            .filter(|i| !i.changes.is_empty())
+            .collect();
+        let mut allowed = std::collections::BTreeSet::new();
+        let mut refused = Vec::new();
+        for i in &pending {
+            let ok = match &i.role {
+                Role::Offline { owner, by_pattern } => {
+                    *by_pattern || self.rules.classify(owner).class == Class::Offline
+                }
+                Role::Ifb { of } => survey.interfaces.iter().any(|s| {
+                    s.netns == i.netns
+                        && &s.name == of
+                        && match &s.role {
+                            Role::Offline { owner, by_pattern } => {
+                                *by_pattern || self.rules.classify(owner).class == Class::Offline
+                            }
+                            _ => false,
+                        }
+                }),
+                Role::Bond | Role::Released => true,
+            };
+            if ok {
+                allowed.insert((i.netns, i.name.clone()));
+            } else {
+                refused.push(i);
+            }
+        }
+        for i in &refused {
+            let seq = self.journal.next_seq();
+            let owner = match &i.role {
+                Role::Offline { owner, .. } => owner.clone(),
+                Role::Ifb { of } => of.clone(),
+                _ => String::new(),
+            };
+            let class = self.rules.classify(&owner);
+            self.journal.append(&Entry {
+                at: unix_now(),
+                seq,
+                stage: "network".into(),
+                action: "tc_reconcile".into(),
+                target: Some(i.name.clone()),
+                class: Some(class.class.to_string()),
+                priority: None,
+                reason: reason.clone(),
+                outcome: Outcome::Refused,
+                detail: Some(format!(
+                    "refused: interface {} belongs to {owner}, which is {} (rule {})",
+                    i.name, class.class, class.rule
+                )),
+            })?;
+        }
+        let changes: Vec<serde_json::Value> = pending
+            .iter()
+            .filter(|i| allowed.contains(&(i.netns, i.name.clone())))
+            .map(|i| serde_json::json!({"interface": i.name, "namespace": i.namespace, "changes": i.changes}))
+            .collect();
+        if changes.is_empty() {
+            return Ok(Some(allowed));
+        }
+        let reason = serde_json::json!({"trigger": reason, "interfaces": changes});
+        let detail = format!("{} interfaces", changes.len());
+        if self.dry_run {
+            self.network_entry(Outcome::DryRun, reason, detail, None)?;
+            return Ok(None);
+        }
+        let seq = self.network_entry(Outcome::Intent, reason, detail, None)?;
+        self.network_seq = Some(seq);
+        Ok(Some(allowed))
+    }
+
+    /// The outcome of a tc pass authorised by [`Actuator::authorize_network`].
+    pub fn network_outcome(
+        &mut self,
+        applied: &tc::reconcile::Applied,
+    ) -> Result<(), JournalError> {
+        let outcome = if applied.failures.is_empty() {
+            Outcome::Applied
+        } else {
+            Outcome::Failed
+        };
+        let detail = if applied.failures.is_empty() {
+            format!("{} changes", applied.changes.len())
+        } else {
+            format!(
+                "{} changes; failed: {}",
+                applied.changes.len(),
+                applied.failures.join("; ")
+            )
+        };
+        let seq = self.network_seq.take();
+        self.network_entry(
+            outcome,
+            serde_json::json!({"changes": applied.changes}),
+            detail,
+            seq,
+        )
+        .map(drop)
+    }
+
+    fn network_entry(
+        &mut self,
+        outcome: Outcome,
+        reason: serde_json::Value,
+        detail: String,
+        seq: Option<u64>,
+    ) -> Result<u64, JournalError> {
+        let seq = seq.unwrap_or_else(|| self.journal.next_seq());
+        self.journal.append(&Entry {
+            at: unix_now(),
+            seq,
+            stage: "network".into(),
+            action: "tc_reconcile".into(),
+            target: None,
+            class: Some("offline".into()),
+            priority: None,
+            reason,
+            outcome,
+            detail: Some(detail),
+        })?;
+        Ok(seq)
     }
 
     /// The choke point. Returns what happened; fails only if the journal cannot be

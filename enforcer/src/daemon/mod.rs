@@ -7,6 +7,7 @@
 
 pub mod capacity;
 pub mod isolate;
+pub mod network;
 pub mod protect;
 pub mod state;
 mod tick;
@@ -30,6 +31,7 @@ use crate::{
     model::{
         index::CgroupIndex,
         layout::{CgroupLayout, CpuHierarchy, KubeletDriver, detect_driver},
+        netns::CgroupLine,
     },
     policy::usage::UsageTracker,
     sampling::{
@@ -41,6 +43,7 @@ use crate::{
 };
 use capacity::CapacityController;
 use isolate::Isolator;
+use network::TcRequest;
 use protect::Protector;
 use state::{NodeState, unix_now};
 use tick::{CpuSource, SamplerLoop};
@@ -154,6 +157,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         cpu_mode: mode,
         memory_mode,
         cgroup_map_entries: d.cgroup_map_entries,
+        network: layout.unified_mount().map(Path::to_path_buf),
     })?;
     let sampler = match d.sampler {
         SamplerChoice::Ebpf => CpuSource::Ebpf(Box::new(programs.cpu_sampler()?)),
@@ -174,6 +178,26 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         }
     };
     let reclaim = programs.reclaim_sampler()?;
+    let network = if config.network.enabled {
+        let unified = layout.unified_mount().map(Path::to_path_buf);
+        let line = match mode {
+            CgroupMode::Unified => CgroupLine::Unified,
+            CgroupMode::V1Cpu => CgroupLine::V1("cpu".into()),
+        };
+        let own_index = (mode != CgroupMode::Unified).then_some(unified).flatten();
+        Some(network::NetworkController::new(
+            config.network.clone(),
+            &mut programs,
+            &d.state_dir,
+            own_index,
+            line,
+            d.window.as_nanos() as u64,
+            dry_run,
+        )?)
+    } else {
+        None
+    };
+    let (tc_requests, tc_inbox) = std::sync::mpsc::channel::<(TcRequest, network::TcReply)>();
     tracing::info!(mode = ?mode, ?memory_mode, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
     let actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run);
     let mut protector = Protector::new(
@@ -215,6 +239,8 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         reclaim: Default::default(),
         reclaim_kswapd_wakeups: 0,
         reclaim_kswapd_by_node: Vec::new(),
+        net: network::NetAccounting::new(d.window.as_nanos() as u64, mode != CgroupMode::Unified),
+        network: Default::default(),
     }));
     state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;
 
@@ -239,7 +265,9 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             online_memory_bytes: 0,
             memory_total_bytes: memory_total_bytes(),
             protector,
-            _programs: programs,
+            network,
+            tc_inbox,
+            programs,
             root,
             layout: layout.clone(),
             rules: config.rules.clone(),
@@ -265,11 +293,25 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         let state = state.clone();
         Arc::new(move || state.lock().unwrap().snapshot(None))
     };
+    let tc_source: control::TcSource = {
+        let requests = std::sync::Mutex::new(tc_requests);
+        Arc::new(move |req| {
+            let (reply, answer) = std::sync::mpsc::channel();
+            requests
+                .lock()
+                .unwrap()
+                .send((req, reply))
+                .map_err(|_| "the sampler thread has stopped".to_string())?;
+            answer
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|_| "no answer from the sampler thread within 10 s".to_string())?
+        })
+    };
     tracing::info!(metrics = %d.metrics_listen, socket = %d.socket.display(), "serving");
     let socket_path = d.socket.clone();
     let signal_result = runtime.block_on(async {
         let metrics_task = tokio::spawn(http::serve(metrics, snapshot_source));
-        let control_task = tokio::spawn(control::serve(control, full_source));
+        let control_task = tokio::spawn(control::serve(control, full_source, tc_source));
         let result = wait_for_shutdown(&reload, &stop).await;
         metrics_task.abort();
         control_task.abort();

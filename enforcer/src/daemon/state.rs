@@ -5,13 +5,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use enforcer_common::ReclaimStats;
 
-use super::{capacity::CapacityView, protect::ProtectionView};
+use super::{
+    capacity::CapacityView,
+    network::{NetAccounting, NetworkView},
+    protect::ProtectionView,
+};
 use crate::{
     model::{Class, index::CgroupIndex},
     policy::usage::UsageTracker,
     sampling::psi::NodePressure,
     surfaces::snapshot::{
-        CgroupUsage, ClassMemory, ClassReclaim, ClassUsage, ReclaimTotals, SamplerHealth, Snapshot,
+        CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage, NetworkSnapshot,
+        ReclaimTotals, SamplerHealth, Snapshot,
     },
 };
 
@@ -37,6 +42,9 @@ pub struct NodeState {
     pub reclaim: ReclaimStats,
     pub reclaim_kswapd_wakeups: u64,
     pub reclaim_kswapd_by_node: Vec<(u32, u64)>,
+    /// Bytes per cgroup2 cgroup and class (cgroup_skb).
+    pub net: NetAccounting,
+    pub network: NetworkView,
 }
 
 pub fn unix_now() -> f64 {
@@ -107,7 +115,9 @@ impl NodeState {
         if let Some(limit) = limit {
             cgroups.truncate(limit);
         }
+        let network = self.network_snapshot(limit);
         Snapshot {
+            network,
             node: self.node.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -137,6 +147,88 @@ impl NodeState {
                 kswapd_wakeups: self.reclaim_kswapd_wakeups,
                 kswapd_wakeups_by_node: self.reclaim_kswapd_by_node.clone(),
             },
+        }
+    }
+
+    /// Network bytes per class and the `limit` cgroups moving the most bytes.
+    fn network_snapshot(&self, limit: Option<usize>) -> NetworkSnapshot {
+        let (rx, tx) = (&self.net.rx, &self.net.tx);
+        let mut classes: Vec<ClassNet> = Vec::new();
+        for (key, t) in tx.classes() {
+            classes.push(ClassNet {
+                class: key.0,
+                priority: key.1,
+                tx_bytes_total: t.total_ns,
+                tx_bytes_per_second: t.window.rate(),
+                rx_bytes_total: 0,
+                rx_bytes_per_second: 0.0,
+            });
+        }
+        for (key, t) in rx.classes() {
+            let c = match classes.iter_mut().find(|c| (c.class, c.priority) == *key) {
+                Some(c) => c,
+                None => {
+                    classes.push(ClassNet {
+                        class: key.0,
+                        priority: key.1,
+                        tx_bytes_total: 0,
+                        tx_bytes_per_second: 0.0,
+                        rx_bytes_total: 0,
+                        rx_bytes_per_second: 0.0,
+                    });
+                    classes.last_mut().expect("just pushed")
+                }
+            };
+            c.rx_bytes_total = t.total_ns;
+            c.rx_bytes_per_second = t.window.rate();
+        }
+        for class in Class::ALL {
+            if !classes.iter().any(|c| c.class == class) {
+                classes.push(ClassNet {
+                    class,
+                    priority: None,
+                    tx_bytes_total: 0,
+                    tx_bytes_per_second: 0.0,
+                    rx_bytes_total: 0,
+                    rx_bytes_per_second: 0.0,
+                });
+            }
+        }
+        classes.sort_by_key(|c| (c.class, c.priority));
+        let index = self.net.index.as_ref().unwrap_or(&self.index);
+        let mut cgroups: Vec<CgroupNet> = index
+            .iter()
+            .filter_map(|e| {
+                let (rx_total, rx_rate) = rx.cgroup(e.id).unwrap_or((0, 0.0));
+                let (tx_total, tx_rate) = tx.cgroup(e.id).unwrap_or((0, 0.0));
+                (rx_total + tx_total > 0).then(|| CgroupNet {
+                    id: e.id,
+                    path: e.path.to_string(),
+                    class: e.class,
+                    priority: e.priority,
+                    rx_bytes_total: rx_total,
+                    tx_bytes_total: tx_total,
+                    rx_bytes_per_second: rx_rate,
+                    tx_bytes_per_second: tx_rate,
+                })
+            })
+            .collect();
+        cgroups.sort_by(|a, b| {
+            (b.rx_bytes_per_second + b.tx_bytes_per_second)
+                .total_cmp(&(a.rx_bytes_per_second + a.tx_bytes_per_second))
+                .then(
+                    (b.rx_bytes_total + b.tx_bytes_total)
+                        .cmp(&(a.rx_bytes_total + a.tx_bytes_total)),
+                )
+                .then(a.path.cmp(&b.path))
+        });
+        if let Some(limit) = limit {
+            cgroups.truncate(limit);
+        }
+        NetworkSnapshot {
+            view: self.network.clone(),
+            classes,
+            cgroups,
         }
     }
 }

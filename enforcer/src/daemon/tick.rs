@@ -58,8 +58,12 @@ pub(super) struct SamplerLoop {
     /// Online memory (hierarchical use of the online class roots), refreshed at rescans.
     pub(super) online_memory_bytes: u64,
     pub(super) memory_total_bytes: u64,
+    pub(super) network: Option<super::network::NetworkController>,
+    /// `enforcer tc show|apply` requests from the control socket.
+    pub(super) tc_inbox:
+        std::sync::mpsc::Receiver<(super::network::TcRequest, super::network::TcReply)>,
     // Keeps the programs attached; dropped (detached) when the loop ends.
-    pub(super) _programs: Programs,
+    pub(super) programs: Programs,
     pub(super) root: PathBuf,
     pub(super) layout: CgroupLayout,
     pub(super) rules: Arc<RuleSet>,
@@ -140,6 +144,7 @@ impl SamplerLoop {
             };
 
             self.protect(reading.at_ns, stop)?;
+            self.network(reading.at_ns, stop)?;
 
             let due = last_rescan.is_none_or(|t| t.elapsed() >= self.rescan_interval);
             // A cgroup the index does not know yet triggers a scan at once, so new cgroups
@@ -148,6 +153,30 @@ impl SamplerLoop {
                 last_rescan = Some(Instant::now());
                 self.rescan(&unknown, &mut unknown_for);
             }
+        }
+        if let Some(network) = &mut self.network
+            && let Err(e) = network.shutdown(self.protector.actuator_mut())
+        {
+            tracing::error!("removing enforcer's tc objects: {e}");
+        }
+        Ok(())
+    }
+
+    /// One tick of the network controller, and the operator's tc requests.
+    fn network(&mut self, at_ns: u64, stop: &AtomicBool) -> anyhow::Result<()> {
+        let actuator = self.protector.actuator_mut();
+        if let Some(network) = &mut self.network
+            && let Err(e) = network.tick(at_ns, &self.state, actuator, &self.programs, &self.rules)
+        {
+            stop.store(true, Ordering::Relaxed);
+            return Err(anyhow!("{e}; stopping: no action may be taken unjournaled"));
+        }
+        while let Ok((req, reply)) = self.tc_inbox.try_recv() {
+            let answer = match &mut self.network {
+                Some(n) => n.request(req, self.protector.actuator_mut(), &self.programs),
+                None => Err("network is off (network.enabled = false)".into()),
+            };
+            let _ = reply.send(answer);
         }
         Ok(())
     }
@@ -397,6 +426,9 @@ impl SamplerLoop {
                 st.index.reclassify(&self.rules);
                 self.memory_index.reclassify(&self.rules);
                 st.top_n = config.daemon.top_n;
+                if let Some(n) = &mut self.network {
+                    n.reload(&config.network);
+                }
                 tracing::info!(path = %path.display(), "SIGHUP: configuration reloaded (classification rules, top_n)");
             }
             Err(e) => tracing::error!("SIGHUP: {e}; keeping the running configuration"),

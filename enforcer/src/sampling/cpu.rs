@@ -50,6 +50,7 @@ impl CpuSampler {
             cpu_mode: mode,
             memory_mode: CgroupMode::Unified,
             cgroup_map_entries: map_entries,
+            network: None,
         })?;
         let mut sampler = programs.cpu_sampler()?;
         sampler.programs = Some(programs);

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod btf;
 pub mod cpu;
 pub mod memory;
+pub mod net;
 pub mod poll;
 pub mod programs;
 pub mod psi;

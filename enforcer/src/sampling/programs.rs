@@ -1,19 +1,32 @@
 //! Loading enforcer's kernel programs: offsets from the running kernel's BTF, one object
 //! (embedded in the binary), every program attached, and the maps handed to the samplers.
 
-use std::time::Duration;
+use std::{
+    os::fd::{AsFd, BorrowedFd},
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
-    programs::{BtfTracePoint, ProgramError},
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError,
+        SchedClassifier,
+    },
 };
 use enforcer_common::{
-    CgroupMode, GLOBAL_OFFSETS, MAP_CPU_NS, MAP_CPU_SLOT, MAP_KSWAPD_WAKEUPS, MAP_RECLAIM,
-    PROG_CGROUP_ATTACH, PROG_SCHED_SWITCH, PROGS_RECLAIM,
+    CgroupMode, GLOBAL_OFFSETS, MAP_CPU_NS, MAP_CPU_SLOT, MAP_KSWAPD_WAKEUPS, MAP_NET,
+    MAP_NET_CLASS, MAP_RECLAIM, NET_DEFAULT_ENTRIES, PROG_CGROUP_ATTACH, PROG_NET_CLASSIFY,
+    PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROGS_RECLAIM,
 };
 use thiserror::Error;
 
-use super::{btf::Btf, cpu::CpuSampler, reclaim::ReclaimSampler};
+use super::{
+    btf::Btf,
+    cpu::CpuSampler,
+    net::{NetClassifier, NetSampler},
+    reclaim::ReclaimSampler,
+};
 
 /// The kernel programs, built by `build.rs` and embedded so that one file is all a node needs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));
@@ -36,10 +49,17 @@ pub enum SamplerError {
         map: &'static str,
         source: std::io::Error,
     },
+    #[error("writing eBPF map {map}: {source}")]
+    Write {
+        map: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the network programs are not loaded (ProgramOptions::network is None)")]
+    NetworkDisabled,
 }
 
 /// What to load.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ProgramOptions {
     /// Which cgroup CPU time is charged to.
     pub cpu_mode: CgroupMode,
@@ -47,6 +67,9 @@ pub struct ProgramOptions {
     pub memory_mode: CgroupMode,
     /// Capacity of the per-cgroup CPU map.
     pub cgroup_map_entries: u32,
+    /// The cgroup2 mount (its root directory) to attach the per-cgroup network counters to;
+    /// `None` loads none of the network programs, the classifier included.
+    pub network: Option<PathBuf>,
 }
 
 /// The loaded and attached programs. Dropping this detaches and unloads them (nothing is
@@ -63,9 +86,18 @@ impl Programs {
         let mut offsets = btf.task_offsets(options.cpu_mode)?;
         offsets.css_set_memory_subsys = btf.css_set_subsys_offset("memory_cgrp_id")?;
         offsets.memory_mode = options.memory_mode as u32;
+        // Without the network programs their maps still exist (one object): keep them tiny,
+        // a preallocated per-CPU hash of 16k entries is tens of MiB on a large node.
+        let net_entries = if options.network.is_some() {
+            NET_DEFAULT_ENTRIES
+        } else {
+            1
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_OFFSETS, &offsets, true)
             .map_max_entries(MAP_CPU_NS, options.cgroup_map_entries)
+            .map_max_entries(MAP_NET, net_entries)
+            .map_max_entries(MAP_NET_CLASS, net_entries)
             .load(EBPF_OBJECT)
             .map_err(|e| SamplerError::Object(one_line(&e.to_string())))?;
         let kernel_btf = AyaBtf::from_sys_fs().map_err(|e| SamplerError::Program {
@@ -86,6 +118,9 @@ impl Programs {
                 .map_err(|e| program_error(name, e))?;
             program.attach().map_err(|e| program_error(name, e))?;
         }
+        if let Some(mount) = &options.network {
+            attach_network(&mut ebpf, mount)?;
+        }
         // Parsing the kernel's BTF (twice: ours for the offsets, aya's for attaching) leaves
         // tens of MiB of freed heap that glibc keeps; give it back, the daemon lives for weeks.
         // SAFETY: malloc_trim has no preconditions.
@@ -93,7 +128,7 @@ impl Programs {
         unsafe { libc::malloc_trim(0) };
         Ok(Programs {
             ebpf,
-            options: *options,
+            options: options.clone(),
         })
     }
 
@@ -115,11 +150,117 @@ impl Programs {
         ReclaimSampler::from_maps(stats, kswapd)
     }
 
+    /// The per-cgroup network counters (once).
+    pub fn net_sampler(&mut self) -> Result<NetSampler, SamplerError> {
+        if self.options.network.is_none() {
+            return Err(SamplerError::NetworkDisabled);
+        }
+        NetSampler::from_map(self.take_map(MAP_NET)?)
+    }
+
+    /// The cgroup -> classid map `net_classify` consults (once).
+    pub fn net_classifier(&mut self) -> Result<NetClassifier, SamplerError> {
+        if self.options.network.is_none() {
+            return Err(SamplerError::NetworkDisabled);
+        }
+        NetClassifier::from_map(self.take_map(MAP_NET_CLASS)?)
+    }
+
+    /// The loaded (never attached by us) `net_classify` program, for a cls_bpf filter made
+    /// by netlink; valid while `self` lives. `None` without the network programs.
+    pub fn classifier_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.options.network.as_ref()?;
+        let fd = self.ebpf.program(PROG_NET_CLASSIFY)?.fd().ok()?;
+        Some(fd.as_fd())
+    }
+
+    /// The kernel's id of the loaded `net_classify` program (what `tc filter show` and
+    /// `bpftool` print), to recognise our own filters. `None` without the network programs.
+    pub fn classifier_id(&self) -> Option<u32> {
+        self.options.network.as_ref()?;
+        Some(self.ebpf.program(PROG_NET_CLASSIFY)?.info().ok()?.id())
+    }
+
     /// `(run_time, run_count)` of a program as the kernel counts them; zero unless
     /// `kernel.bpf_stats_enabled` is 1.
     pub fn program_stats(&self, name: &str) -> Option<(Duration, u64)> {
         let info = self.ebpf.program(name)?.info().ok()?;
         Some((info.run_time(), info.run_count()))
+    }
+}
+
+/// Loads and attaches the two counting programs at the cgroup2 root `mount`, and loads the
+/// classifier for whoever makes the tc filter.
+///
+/// `Single` is the only mode aya's `bpf_link` path accepts (the kernel refuses flags on a
+/// cgroup link); a link is always attached as one of many, so programs other agents attached
+/// with `multi` stay in place and run beside ours.
+fn attach_network(ebpf: &mut Ebpf, mount: &Path) -> Result<(), SamplerError> {
+    let cgroup = std::fs::File::open(mount).map_err(|e| SamplerError::Program {
+        program: PROG_NET_INGRESS,
+        detail: format!("opening cgroup {}: {e}", mount.display()),
+    })?;
+    for (name, attach_type) in [
+        (PROG_NET_INGRESS, CgroupSkbAttachType::Ingress),
+        (PROG_NET_EGRESS, CgroupSkbAttachType::Egress),
+    ] {
+        let at_cgroup = |e| with_cgroup(program_error(name, e), mount);
+        let program: &mut CgroupSkb = ebpf
+            .program_mut(name)
+            .ok_or(SamplerError::Missing(name))?
+            .try_into()
+            .map_err(at_cgroup)?;
+        program.load().map_err(at_cgroup)?;
+        program
+            .attach(&cgroup, attach_type, CgroupAttachMode::Single)
+            .map_err(|e| {
+                if is_eperm(&e) && euid_is_root() {
+                    // Root and still refused: the kernel lets a bpf_link join only programs
+                    // attached with BPF_F_ALLOW_MULTI.
+                    SamplerError::Program {
+                        program: name,
+                        detail: format!(
+                            "at cgroup {}: the kernel refused the attach (EPERM as root): most \
+                             likely another program is attached there without \
+                             BPF_F_ALLOW_MULTI (exclusive or override mode), which a bpf_link \
+                             cannot join; see `bpftool cgroup tree {}`",
+                            mount.display(),
+                            mount.display()
+                        ),
+                    }
+                } else {
+                    at_cgroup(e)
+                }
+            })?;
+    }
+    let classify: &mut SchedClassifier = ebpf
+        .program_mut(PROG_NET_CLASSIFY)
+        .ok_or(SamplerError::Missing(PROG_NET_CLASSIFY))?
+        .try_into()
+        .map_err(|e| program_error(PROG_NET_CLASSIFY, e))?;
+    classify
+        .load()
+        .map_err(|e| program_error(PROG_NET_CLASSIFY, e))?;
+    Ok(())
+}
+
+fn is_eperm(e: &ProgramError) -> bool {
+    matches!(e, ProgramError::SyscallError(e) if e.io_error.raw_os_error() == Some(libc::EPERM))
+}
+
+fn euid_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Names the cgroup in a program error: "eBPF program net_egress at cgroup /sys/...: ...".
+fn with_cgroup(e: SamplerError, cgroup: &Path) -> SamplerError {
+    match e {
+        SamplerError::Program { program, detail } => SamplerError::Program {
+            program,
+            detail: format!("at cgroup {}: {detail}", cgroup.display()),
+        },
+        other => other,
     }
 }
 

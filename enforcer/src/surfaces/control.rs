@@ -15,19 +15,30 @@ use tokio::{
     net::UnixListener,
 };
 
-use super::{http::SnapshotSource, snapshot::Snapshot};
+use super::{
+    http::SnapshotSource,
+    snapshot::{Snapshot, TcReport},
+};
+pub use crate::daemon::network::TcRequest;
+
+/// Answers tc requests (the network controller, on the sampler thread).
+pub type TcSource = std::sync::Arc<dyn Fn(TcRequest) -> Result<TcReport, String> + Send + Sync>;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     /// The daemon's state with at most `limit` cgroups (all when absent).
     Snapshot { limit: Option<usize> },
+    /// What tc has and what the policy wants (`enforcer tc show`), optionally applied now
+    /// (`enforcer tc apply [--dry-run]`).
+    Tc(TcRequest),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     Snapshot(Box<Snapshot>),
+    Tc(Box<TcReport>),
     Error(String),
 }
 
@@ -72,13 +83,14 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 /// Answers requests until the task is dropped.
-pub async fn serve(listener: UnixListener, source: SnapshotSource) {
+pub async fn serve(listener: UnixListener, source: SnapshotSource, tc: TcSource) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let source = source.clone();
+        let tc = tc.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -99,6 +111,14 @@ pub async fn serve(listener: UnixListener, source: SnapshotSource) {
                     .await;
                     match snapshot {
                         Ok(s) => Response::Snapshot(Box::new(s)),
+                        Err(e) => Response::Error(e.to_string()),
+                    }
+                }
+                Ok(Request::Tc(req)) => {
+                    let tc = tc.clone();
+                    match tokio::task::spawn_blocking(move || tc(req)).await {
+                        Ok(Ok(report)) => Response::Tc(Box::new(report)),
+                        Ok(Err(e)) => Response::Error(e),
                         Err(e) => Response::Error(e.to_string()),
                     }
                 }
@@ -144,9 +164,29 @@ pub fn request(path: &Path, request: &Request) -> Result<Response, ControlError>
 }
 
 /// Fetches a snapshot from the daemon.
+/// `enforcer tc show|apply`: the daemon's tc report. The timeout is longer than a
+/// snapshot's: a pass enters every pod namespace.
+pub fn tc(path: &Path, req: TcRequest) -> Result<TcReport, ControlError> {
+    match request(path, &Request::Tc(req))? {
+        Response::Tc(r) => Ok(*r),
+        Response::Snapshot(_) => Err(ControlError::Protocol {
+            path: path.to_path_buf(),
+            detail: "answered a tc request with a snapshot".into(),
+        }),
+        Response::Error(detail) => Err(ControlError::Protocol {
+            path: path.to_path_buf(),
+            detail,
+        }),
+    }
+}
+
 pub fn snapshot(path: &Path, limit: Option<usize>) -> Result<Snapshot, ControlError> {
     match request(path, &Request::Snapshot { limit })? {
         Response::Snapshot(s) => Ok(*s),
+        Response::Tc(_) => Err(ControlError::Protocol {
+            path: path.to_path_buf(),
+            detail: "answered a snapshot request with a tc report".into(),
+        }),
         Response::Error(detail) => Err(ControlError::Protocol {
             path: path.to_path_buf(),
             detail,

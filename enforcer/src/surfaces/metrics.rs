@@ -29,9 +29,14 @@ pub fn encode(snapshot: Snapshot) -> String {
 #[derive(Debug)]
 struct SnapshotCollector(Snapshot);
 
-type Labels = Vec<(&'static str, String)>;
+pub(super) type Labels = Vec<(&'static str, String)>;
 
-fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, rows: &[(Labels, f64)]) -> Fmt {
+pub(super) fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, f64)],
+) -> Fmt {
     let mut metric = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, value) in rows {
         metric.encode_family(labels)?.encode_gauge(value)?;
@@ -40,7 +45,12 @@ fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, rows: &[(Labels, f
 }
 
 /// `name` without the `_total` suffix, which the encoder appends for counters.
-fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, rows: &[(Labels, f64)]) -> Fmt {
+pub(super) fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, f64)],
+) -> Fmt {
     let mut metric = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, value) in rows {
         metric
@@ -50,9 +60,9 @@ fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, rows: &[(Labels,
     Ok(())
 }
 
-type Fmt = Result<(), std::fmt::Error>;
+pub(super) type Fmt = Result<(), std::fmt::Error>;
 
-fn one(value: f64) -> Vec<(Labels, f64)> {
+pub(super) fn one(value: f64) -> Vec<(Labels, f64)> {
     vec![(Vec::new(), value)]
 }
 
@@ -423,7 +433,7 @@ impl Collector for SnapshotCollector {
             "Cumulative CPU seconds of the offline cgroups (compatibility series).",
             &[(node, s.class_seconds(Class::Offline))],
         )?;
-        Ok(())
+        super::netmetrics::encode(&mut enc, &s.network)
     }
 }
 

@@ -6,5 +6,7 @@ pub mod control;
 pub mod http;
 pub mod journal;
 pub mod metrics;
+pub mod netcli;
+mod netmetrics;
 pub mod snapshot;
 pub mod top;

@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::daemon::{capacity::CapacityView, protect::ProtectionView};
+pub use crate::daemon::{
+    capacity::CapacityView,
+    network::{NetworkView, TcReport},
+    protect::ProtectionView,
+};
 use crate::{
     model::{Class, Priority},
     sampling::{memory::MemoryUsage, psi::NodePressure},
@@ -42,6 +46,42 @@ pub struct Snapshot {
     /// Reclaim per class (memory cgroup of the stalled task).
     pub reclaim_by_class: Vec<ClassReclaim>,
     pub reclaim: ReclaimTotals,
+    pub network: NetworkSnapshot,
+}
+
+/// Network sight and shaping.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkSnapshot {
+    #[serde(flatten)]
+    pub view: NetworkView,
+    /// Bytes per class and priority (cgroup_skb, loopback excluded).
+    pub classes: Vec<ClassNet>,
+    /// Cgroups that sent or received anything, most bytes per second first (possibly
+    /// truncated like `cgroups`).
+    pub cgroups: Vec<CgroupNet>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassNet {
+    pub class: Class,
+    pub priority: Option<Priority>,
+    pub rx_bytes_total: u64,
+    pub tx_bytes_total: u64,
+    pub rx_bytes_per_second: f64,
+    pub tx_bytes_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CgroupNet {
+    /// The cgroup2 id (the one `bpf_skb_cgroup_id` returns).
+    pub id: u64,
+    pub path: String,
+    pub class: Class,
+    pub priority: Option<Priority>,
+    pub rx_bytes_total: u64,
+    pub tx_bytes_total: u64,
+    pub rx_bytes_per_second: f64,
+    pub tx_bytes_per_second: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -441,9 +441,16 @@ pub fn decode_class(m: &TcMessage) -> Option<HtbClass> {
         .iter()
         .find(|(k, _)| *k == TCA_HTB_CEIL64)
         .and_then(|(_, v)| u64_of(v));
+    let classid: u32 = m.header.handle.into();
+    let parent: u32 = m.header.parent.into();
     Some(HtbClass {
-        classid: m.header.handle.into(),
-        parent: m.header.parent.into(),
+        classid,
+        // A top-level class is dumped with parent `root`; it was created under its qdisc.
+        parent: if parent == ROOT_PARENT {
+            classid & 0xffff_0000
+        } else {
+            parent
+        },
         rate: rate64.unwrap_or(u64::from(u32_at(parms, 8)?)),
         ceil: ceil64.unwrap_or(u64::from(u32_at(parms, 20)?)),
         buffer: u32_at(parms, 24)?,
@@ -453,7 +460,8 @@ pub fn decode_class(m: &TcMessage) -> Option<HtbClass> {
     })
 }
 
-/// A filter from a filter dump. u32 hash-table nodes (no selector) are skipped.
+/// A filter from a filter dump. Classifier heads and u32 hash-table nodes (no selector) are
+/// skipped.
 pub fn decode_filter(m: &TcMessage) -> Option<Filter> {
     let parent: u32 = m.header.parent.into();
     let handle: u32 = m.header.handle.into();
@@ -468,6 +476,11 @@ pub fn decode_filter(m: &TcMessage) -> Option<Filter> {
         })
         .flatten()
         .collect();
+    // A dump lists each priority's classifier head (no handle, no options) before its
+    // filters: not a filter.
+    if options.is_empty() {
+        return None;
+    }
     match kind.as_str() {
         "bpf" => {
             let mut prog_id = 0;

@@ -1,0 +1,277 @@
+//! Network shaping by the real daemon, in namespaces this test makes: `bond0` (a veth) with
+//! macvlan subinterfaces moved into pod namespaces, pods' processes in test cgroups that the
+//! configuration classifies as offline or online. `tc` and `ip` read back what the daemon
+//! installed; iperf3 measures what the shaping does. Every load is bounded in time.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use enforcer_tests::{
+    cgroup::{TestCgroup, spawn_in},
+    daemon::{Daemon, metric_value},
+    net::NetTopology,
+    netns::Netns,
+    process::ChildGuard,
+    require_root, unique_name,
+};
+
+/// A pod's cgroup, in the cpu hierarchy (the one the daemon's index uses on this host) and
+/// in cgroup2 (the one sockets are charged to), with the same name.
+struct PodCgroup {
+    name: String,
+    cpu: TestCgroup,
+    unified: TestCgroup,
+}
+
+impl PodCgroup {
+    fn new(prefix: &str) -> PodCgroup {
+        let name = unique_name(prefix);
+        PodCgroup {
+            cpu: TestCgroup::create("cpu", &name),
+            unified: TestCgroup::create("unified", &name),
+            name,
+        }
+    }
+
+    /// `program args` inside `ns`, in this cgroup.
+    fn spawn(&self, ns: &Netns, program: &str, args: &[&str]) -> ChildGuard {
+        let mut c = ns.command(program);
+        c.args(args);
+        spawn_in(&[&self.cpu, &self.unified], c)
+    }
+}
+
+/// Rules: `enf-off-*` cgroups are offline P3, `enf-on-*` online.
+fn rules(off: &PodCgroup, on: &PodCgroup) -> String {
+    format!(
+        "[classify]\nappend_defaults = true\n\
+         [[classify.rules]]\nname = \"test-offline\"\nmatch = '{}'\nclass = \"offline\"\npriority = \"P3\"\n\
+         [[classify.rules]]\nname = \"test-online\"\nmatch = '{}'\nclass = \"online\"\n",
+        off.name, on.name
+    )
+}
+
+fn network_section(t: &NetTopology, extra: &str) -> String {
+    format!(
+        "[network]\nnetns = \"{}\"\ncapacity = \"1gbit\"\nhost_limit = \"500mbit\"\nceiling = \"1gbit\"\nfloor = \"10mbit\"\n{extra}\n",
+        t.host_path().display()
+    )
+}
+
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+fn root_qdisc(ns: &Netns, dev: &str) -> serde_json::Value {
+    NetTopology::qdiscs(ns)
+        .into_iter()
+        .find(|q| q["dev"] == dev && q["root"] == true)
+        .unwrap_or_else(|| panic!("no root qdisc on {dev}"))
+}
+
+fn has_link(ns: &Netns, dev: &str) -> bool {
+    Command::new("ip")
+        .args(["-n", ns.name(), "link", "show", "dev", dev])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `class htb ef00:30 ... rate 100Mbit ceil 100Mbit` as `tc -d class show` prints it.
+fn class_line(ns: &Netns, dev: &str, classid: &str) -> String {
+    NetTopology::tc(ns, &["-d", "class", "show", "dev", dev])
+        .lines()
+        .find(|l| l.starts_with(&format!("class htb {classid} ")))
+        .unwrap_or_else(|| panic!("no class {classid} on {dev}"))
+        .to_string()
+}
+
+fn ifb_of(pod: &enforcer_tests::net::Pod) -> String {
+    let out = Command::new("ip")
+        .args(["-n", pod.ns.name(), "-j", "link", "show", "dev", &pod.dev])
+        .output()
+        .expect("ip link");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+    format!("eifb{}", links[0]["ifindex"])
+}
+
+#[test]
+fn the_daemon_programs_bond_and_offline_subinterfaces_reconciles_and_cleans_up() {
+    require_root();
+    let t = NetTopology::new(41, &["mvoff0", "mvon0"], &[]);
+    // An operator's qdisc on another interface, which enforcer must never touch.
+    t.host.ip(&[
+        "link", "add", "other0", "type", "veth", "peer", "name", "other1",
+    ]);
+    t.host.ip(&["link", "set", "other0", "up"]);
+    NetTopology::tc(
+        &t.host,
+        &[
+            "qdisc", "add", "dev", "other0", "root", "handle", "5:", "tbf", "rate", "1mbit",
+            "burst", "10k", "latency", "50ms",
+        ],
+    );
+    let untouched = NetTopology::tc(&t.host, &["qdisc", "show", "dev", "other0"]);
+
+    let off = PodCgroup::new("enf-off");
+    let on = PodCgroup::new("enf-on");
+    let _off_pod = off.spawn(&t.pods[0].ns, "sleep", &["120"]);
+    let _on_pod = on.spawn(&t.pods[1].ns, "sleep", &["120"]);
+    let daemon = Daemon::start(
+        "",
+        &format!(
+            "{}\n{}",
+            network_section(&t, "policy = \"static\"\noffline_limit = \"100mbit\""),
+            rules(&off, &on)
+        ),
+    );
+
+    let (off_pod, on_pod) = (&t.pods[0], &t.pods[1]);
+    let ifb = ifb_of(off_pod);
+    let programmed = wait_until(Duration::from_secs(10), || {
+        root_qdisc(&t.host, "bond0")["kind"] == "htb"
+            && has_link(&off_pod.ns, &ifb)
+            && root_qdisc(&off_pod.ns, &ifb)["kind"] == "htb"
+    });
+    assert!(programmed, "not programmed:\n{}", daemon.log());
+
+    // bond0: HTB ef00: (default: host), link / online / host / offline classes, the
+    // cgroup classifier.
+    let bond = root_qdisc(&t.host, "bond0");
+    assert_eq!(
+        (bond["handle"].as_str(), bond["options"]["default"].as_str()),
+        (Some("ef00:"), Some("0x20")),
+        "{bond}"
+    );
+    let link = class_line(&t.host, "bond0", "ef00:1");
+    assert!(link.contains("rate 1Gbit ceil 1Gbit"), "{link}");
+    let online = class_line(&t.host, "bond0", "ef00:10");
+    assert!(
+        online.contains("parent ef00:1 prio 0") && online.contains("ceil 1Gbit"),
+        "{online}"
+    );
+    let host = class_line(&t.host, "bond0", "ef00:20");
+    assert!(
+        host.contains("prio 1") && host.contains("ceil 500Mbit"),
+        "{host}"
+    );
+    let offline = class_line(&t.host, "bond0", "ef00:30");
+    assert!(
+        offline.contains("prio 2") && offline.contains("rate 100Mbit ceil 100Mbit"),
+        "{offline}"
+    );
+    let filters: serde_json::Value = serde_json::from_str(&NetTopology::tc(
+        &t.host,
+        &["-j", "filter", "show", "dev", "bond0", "parent", "ef00:"],
+    ))
+    .unwrap();
+    let bpf = filters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "bpf" && f["options"]["handle"].is_string())
+        .unwrap_or_else(|| panic!("no bpf filter: {filters}"));
+    assert!(
+        bpf["options"]["bpf_name"]
+            .as_str()
+            .is_some_and(|n| n.contains("net_classify"))
+            || bpf.to_string().contains("enforcer_classify"),
+        "{bpf}"
+    );
+    assert!(
+        bpf["options"]["direct-action"].is_null(),
+        "not direct-action: {bpf}"
+    );
+
+    // The offline pod's macvlan: egress class at the offline limit, ingress redirected to
+    // its IFB shaped the same.
+    let mv = root_qdisc(&off_pod.ns, "mvoff0");
+    assert_eq!(mv["kind"], "htb", "{mv}");
+    assert!(class_line(&off_pod.ns, "mvoff0", "ef00:1").contains("rate 100Mbit ceil 100Mbit"));
+    let qdiscs = NetTopology::qdiscs(&off_pod.ns);
+    assert!(
+        qdiscs
+            .iter()
+            .any(|q| q["dev"] == "mvoff0" && q["kind"] == "ingress"),
+        "{qdiscs:?}"
+    );
+    let redirect = NetTopology::tc(&off_pod.ns, &["filter", "show", "dev", "mvoff0", "ingress"]);
+    assert!(
+        redirect.contains(&format!("Egress Redirect to device {ifb}")),
+        "{redirect}"
+    );
+    assert!(class_line(&off_pod.ns, &ifb, "ef00:1").contains("rate 100Mbit ceil 100Mbit"));
+    // The online pod's macvlan is not enforcer's business.
+    assert_eq!(root_qdisc(&on_pod.ns, "mvon0")["kind"], "noqueue");
+    assert!(
+        !NetTopology::qdiscs(&on_pod.ns)
+            .iter()
+            .any(|q| q["kind"] == "ingress")
+    );
+
+    // Reconcile, not reapply: later passes change nothing.
+    let before: Vec<String> = [&t.host, &off_pod.ns, &on_pod.ns]
+        .iter()
+        .map(|n| NetTopology::tc_state(n))
+        .collect();
+    let changes =
+        |d: &Daemon| metric_value(&d.scrape(), "enforcer_tc_changes_total").unwrap_or(-1.0);
+    let changes_before = changes(&daemon);
+    std::thread::sleep(Duration::from_millis(2500));
+    let after: Vec<String> = [&t.host, &off_pod.ns, &on_pod.ns]
+        .iter()
+        .map(|n| NetTopology::tc_state(n))
+        .collect();
+    assert_eq!(before, after, "a pass changed what was already right");
+    assert_eq!(
+        changes(&daemon),
+        changes_before,
+        "{:#?}",
+        daemon.journal().iter().rev().take(2).collect::<Vec<_>>()
+    );
+    assert!(metric_value(&daemon.scrape(), "enforcer_tc_passes_total").unwrap() >= 2.0);
+    let dry = daemon.cli(&["tc", "apply", "--dry-run", "--output", "json"]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let pending: usize = report["survey"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["changes"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(pending, 0, "{report}");
+    let show = daemon.cli(&["tc", "show"]);
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("mvoff0") && show.contains("in sync"),
+        "{show}"
+    );
+
+    // Stopping removes exactly what enforcer installed.
+    let status = daemon.stop();
+    assert!(status.is_some_and(|s| s.success()), "clean exit");
+    assert_eq!(root_qdisc(&t.host, "bond0")["kind"], "noqueue");
+    assert_eq!(root_qdisc(&off_pod.ns, "mvoff0")["kind"], "noqueue");
+    assert!(
+        !NetTopology::qdiscs(&off_pod.ns)
+            .iter()
+            .any(|q| q["kind"] == "ingress")
+    );
+    assert!(!has_link(&off_pod.ns, &ifb), "the IFB is gone");
+    assert_eq!(
+        NetTopology::tc(&t.host, &["qdisc", "show", "dev", "other0"]),
+        untouched
+    );
+}
