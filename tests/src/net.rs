@@ -142,3 +142,73 @@ impl NetTopology {
         out
     }
 }
+
+/// An iperf3 server in `ns` on `port`, serving one test and gone after `seconds` at most;
+/// returns once it listens.
+pub fn iperf3_server(ns: &Netns, port: u16, seconds: u32) -> crate::process::ChildGuard {
+    let mut c = Command::new("timeout");
+    c.args([
+        &seconds.to_string(),
+        "ip",
+        "netns",
+        "exec",
+        ns.name(),
+        "iperf3",
+        "-s",
+        "-1",
+    ])
+    .args(["-p", &port.to_string()])
+    .stdout(std::process::Stdio::null());
+    let server = crate::process::ChildGuard::spawn(c);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "ss", "-Hltn"])
+            .arg(format!("sport = :{port}"))
+            .output()
+            .expect("ss");
+        if !out.stdout.is_empty() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("iperf3 server on port {port} did not start");
+}
+
+/// An iperf3 client command run in `ns` (bounded by `timeout`), JSON output on stdout.
+pub fn iperf3_client(ns: &Netns, server: &str, port: u16, seconds: u32, extra: &[&str]) -> Command {
+    let mut c = Command::new("timeout");
+    c.args([
+        &(seconds + 15).to_string(),
+        "ip",
+        "netns",
+        "exec",
+        ns.name(),
+        "iperf3",
+        "-J",
+    ])
+    .args([
+        "-c",
+        server,
+        "-p",
+        &port.to_string(),
+        "-t",
+        &seconds.to_string(),
+    ])
+    .args(extra)
+    .stdout(std::process::Stdio::piped());
+    c
+}
+
+/// Bits per second the receiver got, from iperf3's JSON.
+pub fn iperf3_received_bps(child: crate::process::ChildGuard) -> f64 {
+    let out = child
+        .into_inner()
+        .wait_with_output()
+        .expect("iperf3 output");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3 JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no end.sum_received in {json}"))
+}

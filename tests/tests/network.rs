@@ -11,7 +11,7 @@ use std::{
 use enforcer_tests::{
     cgroup::{TestCgroup, spawn_in},
     daemon::{Daemon, metric_value},
-    net::NetTopology,
+    net::{NetTopology, iperf3_client, iperf3_received_bps, iperf3_server},
     netns::Netns,
     process::ChildGuard,
     require_root, unique_name,
@@ -39,7 +39,12 @@ impl PodCgroup {
     fn spawn(&self, ns: &Netns, program: &str, args: &[&str]) -> ChildGuard {
         let mut c = ns.command(program);
         c.args(args);
-        spawn_in(&[&self.cpu, &self.unified], c)
+        self.run(c)
+    }
+
+    /// `command`, started in this cgroup.
+    fn run(&self, command: Command) -> ChildGuard {
+        spawn_in(&[&self.cpu, &self.unified], command)
     }
 }
 
@@ -274,4 +279,225 @@ fn the_daemon_programs_bond_and_offline_subinterfaces_reconciles_and_cleans_up()
         NetTopology::tc(&t.host, &["qdisc", "show", "dev", "other0"]),
         untouched
     );
+}
+
+const MBIT: f64 = 1e6;
+
+/// A rate as tc prints it (`401351Kbit`, `100Mbit`, `1Gbit`) in Mbit/s.
+fn tc_rate_mbit(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = text.split_at(split);
+    let scale = match unit {
+        "bit" => 1e-6,
+        "Kbit" => 1e-3,
+        "Mbit" => 1.0,
+        "Gbit" => 1e3,
+        _ => return None,
+    };
+    n.parse::<f64>().ok().map(|v| v * scale)
+}
+
+/// The limit in force, bytes per second, from the metrics.
+fn offline_limit(daemon: &Daemon) -> f64 {
+    metric_value(
+        &daemon.scrape(),
+        r#"enforcer_network_offline_limit_bytes_per_second{direction="egress"}"#,
+    )
+    .unwrap_or(0.0)
+}
+
+/// Offline and online iperf3 floods at the same time for `seconds`: bits per second each
+/// received.
+fn floods(t: &NetTopology, off: &PodCgroup, on: &PodCgroup, seconds: u32) -> (f64, f64) {
+    let _s1 = iperf3_server(&t.wire, 5201, seconds + 20);
+    let _s2 = iperf3_server(&t.wire, 5202, seconds + 20);
+    let offline = off.run(iperf3_client(
+        &t.pods[0].ns,
+        &t.wire_addr,
+        5201,
+        seconds,
+        &[],
+    ));
+    let online = on.run(iperf3_client(
+        &t.pods[1].ns,
+        &t.wire_addr,
+        5202,
+        seconds,
+        &[],
+    ));
+    (iperf3_received_bps(offline), iperf3_received_bps(online))
+}
+
+#[test]
+fn shaping_is_real_and_follows_a_raised_limit() {
+    require_root();
+    let t = NetTopology::new(42, &["mvoff0", "mvon0"], &[]);
+    let off = PodCgroup::new("enf-off");
+    let on = PodCgroup::new("enf-on");
+    let _off_pod = off.spawn(&t.pods[0].ns, "sleep", &["120"]);
+    let _on_pod = on.spawn(&t.pods[1].ns, "sleep", &["120"]);
+    let section = |limit: &str| {
+        format!(
+            "[network]\nnetns = \"{}\"\ncapacity = \"10gbit\"\nhost_limit = \"5gbit\"\nceiling = \"5gbit\"\npolicy = \"static\"\noffline_limit = \"{limit}\"\n{}",
+            t.host_path().display(),
+            rules(&off, &on)
+        )
+    };
+    let daemon = Daemon::start("", &section("100mbit"));
+    assert!(
+        wait_until(Duration::from_secs(10), || (offline_limit(&daemon)
+            - 12.5e6)
+            .abs()
+            < 1.0),
+        "limit never in force:\n{}",
+        daemon.log()
+    );
+    let (offline, online) = floods(&t, &off, &on, 5);
+    eprintln!(
+        "limit 100 Mbit/s: offline {:.1} Mbit/s, online {:.1} Mbit/s",
+        offline / MBIT,
+        online / MBIT
+    );
+    assert!(
+        (90.0 * MBIT..=110.0 * MBIT).contains(&offline),
+        "offline {offline} bit/s, wanted 100 Mbit/s ± 10%"
+    );
+    assert!(
+        online > 5.0 * offline,
+        "online starved: {online} bit/s next to offline {offline} bit/s"
+    );
+
+    // Raise the limit: a reloaded configuration, and the rate follows.
+    std::fs::write(
+        &daemon.config,
+        std::fs::read_to_string(&daemon.config)
+            .unwrap()
+            .replace(&section("100mbit"), &section("300mbit")),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || (offline_limit(&daemon) - 37.5e6)
+            .abs()
+            < 1.0),
+        "raised limit never in force:\n{}",
+        daemon.log()
+    );
+    assert!(class_line(&t.host, "bond0", "ef00:30").contains("rate 300Mbit ceil 300Mbit"));
+    assert!(class_line(&t.pods[0].ns, "mvoff0", "ef00:1").contains("rate 300Mbit ceil 300Mbit"));
+    let (offline, online) = floods(&t, &off, &on, 5);
+    eprintln!(
+        "limit 300 Mbit/s: offline {:.1} Mbit/s, online {:.1} Mbit/s",
+        offline / MBIT,
+        online / MBIT
+    );
+    assert!(
+        (270.0 * MBIT..=330.0 * MBIT).contains(&offline),
+        "offline {offline} bit/s, wanted 300 Mbit/s ± 10%"
+    );
+    assert!(
+        online > 2.0 * offline,
+        "online starved: {online} bit/s next to offline {offline} bit/s"
+    );
+}
+
+#[test]
+fn an_online_burst_shrinks_the_offline_share_within_a_second() {
+    require_root();
+    let t = NetTopology::new(43, &["mvoff0", "mvon0"], &[]);
+    let off = PodCgroup::new("enf-off");
+    let on = PodCgroup::new("enf-on");
+    let _off_pod = off.spawn(&t.pods[0].ns, "sleep", &["120"]);
+    let _on_pod = on.spawn(&t.pods[1].ns, "sleep", &["120"]);
+    // offline = 1 Gbit/s x 0.9 - online, between 50 Mbit/s and 900 Mbit/s.
+    let daemon = Daemon::start(
+        "",
+        &format!(
+            "{}\n{}",
+            format!(
+                "[network]\nnetns = \"{}\"\ncapacity = \"1gbit\"\npolicy = \"dynamic\"\nwatermark = 0.9\nceiling = \"900mbit\"\nfloor = \"50mbit\"\nhost_limit = \"500mbit\"\n",
+                t.host_path().display()
+            ),
+            rules(&off, &on)
+        ),
+    );
+    let idle = 900.0 * MBIT / 8.0;
+    assert!(
+        wait_until(Duration::from_secs(10), || (offline_limit(&daemon) - idle)
+            .abs()
+            < idle * 0.01),
+        "idle limit never in force ({}):\n{}",
+        offline_limit(&daemon),
+        daemon.log()
+    );
+    let _server = iperf3_server(&t.wire, 5202, 30);
+    // The clock starts when online bytes flow, as the online macvlan's own counter (an
+    // observer independent of enforcer) shows them: not when iperf3 is launched.
+    let tx_bytes = || -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                t.pods[1].ns.name(),
+                "-j",
+                "-s",
+                "link",
+                "show",
+                "dev",
+                "mvon0",
+            ])
+            .output()
+            .expect("ip -s link");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+        v[0]["stats64"]["tx"]["bytes"].as_u64().unwrap_or(0)
+    };
+    let base = tx_bytes();
+    let online = on.run(iperf3_client(
+        &t.pods[1].ns,
+        &t.wire_addr,
+        5202,
+        4,
+        &["-b", "500M"],
+    ));
+    assert!(
+        wait_until(Duration::from_secs(5), || tx_bytes() > base + 1_000_000),
+        "online traffic never started"
+    );
+    let started = Instant::now();
+    let dropped = wait_until(Duration::from_secs(3), || {
+        offline_limit(&daemon) < idle * 0.9
+    });
+    let elapsed = started.elapsed();
+    eprintln!(
+        "offline limit dropped below 90% of its idle value {elapsed:?} after online traffic started"
+    );
+    assert!(
+        dropped && elapsed < Duration::from_secs(1),
+        "limit still {} after {elapsed:?}",
+        offline_limit(&daemon)
+    );
+    // tc itself shows the smaller offline class.
+    let class = class_line(&t.host, "bond0", "ef00:30");
+    let ceil_mbit = class
+        .split_whitespace()
+        .skip_while(|w| *w != "ceil")
+        .nth(1)
+        .and_then(tc_rate_mbit)
+        .unwrap_or_else(|| panic!("no ceil in {class}"));
+    assert!(ceil_mbit < 810.0, "{class}");
+    // With the window full of online traffic: 900 - 500 = 400 Mbit/s (± 15%).
+    assert!(
+        wait_until(Duration::from_secs(3), || (offline_limit(&daemon) * 8.0
+            / MBIT
+            - 400.0)
+            .abs()
+            < 60.0),
+        "limit {} Mbit/s with 500 Mbit/s online",
+        offline_limit(&daemon) * 8.0 / MBIT
+    );
+    let online_bps = iperf3_received_bps(online);
+    eprintln!("online sent {:.0} Mbit/s", online_bps / MBIT);
 }

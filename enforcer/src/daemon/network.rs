@@ -246,7 +246,7 @@ impl NetworkController {
         let rate = |t: &UsageTracker, class: Class| -> f64 {
             t.classes()
                 .filter(|((c, _), _)| *c == class)
-                .map(|(_, totals)| totals.window.rate())
+                .map(|(_, totals)| totals.window.per_second())
                 .sum()
         };
         self.view.online_rate = Directions {
@@ -444,10 +444,6 @@ impl NetworkController {
         }
         tc.last_error = survey.errors.last().cloned().or(tc.last_error.take());
         self.view.interface_present = survey.bond_present;
-        self.view.offline_limit = Directions {
-            egress: self.applied.0.unwrap_or(0) as f64,
-            ingress: self.applied.1.unwrap_or(0) as f64,
-        };
         // Per-interface rates from the byte counters of this pass.
         let now_ns = crate::sampling::cpu::monotonic_ns();
         let managed: std::collections::BTreeSet<(u64, u32)> = survey
@@ -478,8 +474,8 @@ impl NetworkController {
                     shaped: managed.contains(&key),
                     rx_bytes_total: l.rx_bytes,
                     tx_bytes_total: l.tx_bytes,
-                    rx_bytes_per_second: rx.rate(),
-                    tx_bytes_per_second: tx.rate(),
+                    rx_bytes_per_second: rx.per_second(),
+                    tx_bytes_per_second: tx.per_second(),
                 }
             })
             .collect();
@@ -488,7 +484,11 @@ impl NetworkController {
         }
     }
 
-    fn publish(&self, state: &Mutex<NodeState>) {
+    fn publish(&mut self, state: &Mutex<NodeState>) {
+        self.view.offline_limit = Directions {
+            egress: self.applied.0.unwrap_or(0) as f64,
+            ingress: self.applied.1.unwrap_or(0) as f64,
+        };
         state.lock().unwrap().network = self.view.clone();
     }
 

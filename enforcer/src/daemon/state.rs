@@ -159,7 +159,7 @@ impl NodeState {
                 class: key.0,
                 priority: key.1,
                 tx_bytes_total: t.total_ns,
-                tx_bytes_per_second: t.window.rate(),
+                tx_bytes_per_second: t.window.per_second(),
                 rx_bytes_total: 0,
                 rx_bytes_per_second: 0.0,
             });
@@ -180,7 +180,7 @@ impl NodeState {
                 }
             };
             c.rx_bytes_total = t.total_ns;
-            c.rx_bytes_per_second = t.window.rate();
+            c.rx_bytes_per_second = t.window.per_second();
         }
         for class in Class::ALL {
             if !classes.iter().any(|c| c.class == class) {
@@ -199,8 +199,9 @@ impl NodeState {
         let mut cgroups: Vec<CgroupNet> = index
             .iter()
             .filter_map(|e| {
-                let (rx_total, rx_rate) = rx.cgroup(e.id).unwrap_or((0, 0.0));
-                let (tx_total, tx_rate) = tx.cgroup(e.id).unwrap_or((0, 0.0));
+                // The trackers' rates are per nanosecond.
+                let (rx_total, rx_rate) = rx.cgroup(e.id).map_or((0, 0.0), |(t, r)| (t, r * 1e9));
+                let (tx_total, tx_rate) = tx.cgroup(e.id).map_or((0, 0.0), |(t, r)| (t, r * 1e9));
                 (rx_total + tx_total > 0).then(|| CgroupNet {
                     id: e.id,
                     path: e.path.to_string(),

@@ -56,6 +56,11 @@ impl RateWindow {
         ((v1 as f64 - at_start) / self.window_ns as f64).max(0.0)
     }
 
+    /// Increase per second over the last window (bytes per second for a byte counter).
+    pub fn per_second(&self) -> f64 {
+        self.rate() * 1e9
+    }
+
     /// The span the rate is computed over, in nanoseconds.
     pub fn span_ns(&self) -> u64 {
         match (self.points.front(), self.points.back()) {
