@@ -447,6 +447,7 @@ pub(crate) mod tests_support {
 
     pub(crate) fn sample() -> Snapshot {
         Snapshot {
+            network: Default::default(),
             node: "node-1".into(),
             version: "0.1.0".into(),
             pid: 1,

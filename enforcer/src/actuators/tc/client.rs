@@ -10,17 +10,20 @@
 use std::{fs::File, io, path::Path};
 
 use futures_util::{StreamExt, future::join_all};
-use netlink_packet_core::{NLM_F_DUMP, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
     tc::TcMessage,
 };
 use nix::sched::{CloneFlags, setns};
-use rtnetlink::{Handle, LinkIfb};
+use rtnetlink::Handle;
 use thiserror::Error;
 
-use super::codec::{QdiscInfo, TcOp, decode_class, decode_filter, decode_qdisc, request};
+use super::codec::{
+    QdiscInfo, TcOp, class_dump, decode_class, decode_filter, decode_qdisc, filter_dump, ifb_add,
+    link_del, link_dump, qdisc_dump,
+};
 use crate::model::tc::{Filter, HtbClass};
 
 #[derive(Debug, Error)]
@@ -131,10 +134,6 @@ async fn exchange(
     Ok(out)
 }
 
-fn dump(inner: RouteNetlinkMessage) -> NetlinkMessage<RouteNetlinkMessage> {
-    request(inner, NLM_F_DUMP)
-}
-
 fn tc_messages(answers: Vec<RouteNetlinkMessage>) -> impl Iterator<Item = TcMessage> {
     answers.into_iter().filter_map(|m| match m {
         RouteNetlinkMessage::NewQueueDiscipline(t)
@@ -168,12 +167,9 @@ impl NsConn {
     }
 
     pub async fn links(&self) -> Result<Vec<Link>, TcError> {
-        let answers = exchange(
-            self.handle.clone(),
-            dump(RouteNetlinkMessage::GetLink(LinkMessage::default())),
-        )
-        .await
-        .map_err(TcError::Netlink)?;
+        let answers = exchange(self.handle.clone(), link_dump())
+            .await
+            .map_err(TcError::Netlink)?;
         Ok(answers
             .iter()
             .filter_map(|m| match m {
@@ -185,25 +181,17 @@ impl NsConn {
 
     /// Every qdisc of the namespace.
     pub async fn qdiscs(&self) -> Result<Vec<QdiscInfo>, TcError> {
-        let answers = exchange(
-            self.handle.clone(),
-            dump(RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default())),
-        )
-        .await
-        .map_err(TcError::Netlink)?;
+        let answers = exchange(self.handle.clone(), qdisc_dump())
+            .await
+            .map_err(TcError::Netlink)?;
         Ok(tc_messages(answers).map(|t| decode_qdisc(&t)).collect())
     }
 
     /// The HTB classes of each interface, all dumps in flight together.
     pub async fn classes(&self, ifindexes: &[u32]) -> Result<Vec<Vec<HtbClass>>, TcError> {
-        let dumps = ifindexes.iter().map(|&i| {
-            exchange(
-                self.handle.clone(),
-                dump(RouteNetlinkMessage::GetTrafficClass(TcMessage::with_index(
-                    i as i32,
-                ))),
-            )
-        });
+        let dumps = ifindexes
+            .iter()
+            .map(|&i| exchange(self.handle.clone(), class_dump(i)));
         join_all(dumps)
             .await
             .into_iter()
@@ -217,14 +205,9 @@ impl NsConn {
     /// The filters under `(ifindex, parent qdisc)` for each pair, all dumps in flight
     /// together.
     pub async fn filters(&self, slots: &[(u32, u32)]) -> Result<Vec<Vec<Filter>>, TcError> {
-        let dumps = slots.iter().map(|&(ifindex, parent)| {
-            let mut m = TcMessage::with_index(ifindex as i32);
-            m.header.parent = parent.into();
-            exchange(
-                self.handle.clone(),
-                dump(RouteNetlinkMessage::GetTrafficFilter(m)),
-            )
-        });
+        let dumps = slots
+            .iter()
+            .map(|&(ifindex, parent)| exchange(self.handle.clone(), filter_dump(ifindex, parent)));
         join_all(dumps)
             .await
             .into_iter()
@@ -247,15 +230,11 @@ impl NsConn {
 
     /// Creates an IFB device named `name`, up. Returns its ifindex.
     pub async fn add_ifb(&self, name: &str) -> Result<u32, TcError> {
-        let message = LinkIfb::new(name).up().build();
-        self.handle
-            .link()
-            .add(message)
-            .execute()
+        exchange(self.handle.clone(), ifb_add(name))
             .await
-            .map_err(|e| TcError::Op {
+            .map_err(|source| TcError::Op {
                 what: format!("creating IFB {name}"),
-                source: rtnetlink_io(e),
+                source,
             })?;
         let links = self.links().await?;
         links
@@ -269,21 +248,12 @@ impl NsConn {
     }
 
     pub async fn delete_link(&self, ifindex: u32) -> Result<(), TcError> {
-        self.handle
-            .link()
-            .del(ifindex)
-            .execute()
+        exchange(self.handle.clone(), link_del(ifindex))
             .await
-            .map_err(|e| TcError::Op {
+            .map(drop)
+            .map_err(|source| TcError::Op {
                 what: format!("deleting link {ifindex}"),
-                source: rtnetlink_io(e),
+                source,
             })
-    }
-}
-
-fn rtnetlink_io(e: rtnetlink::Error) -> io::Error {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.to_io(),
-        other => io::Error::other(other.to_string()),
     }
 }

@@ -7,11 +7,12 @@
 //! sends for the same command (captured with strace, see `fixtures.rs`).
 
 use netlink_packet_core::{
-    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload, Nla, NlasIterator,
+    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla, NlasIterator,
 };
 use netlink_packet_route::{
-    RouteNetlinkMessage,
+    AddressFamily, RouteNetlinkMessage,
+    link::LinkMessage,
     tc::{
         TcAction, TcActionAttribute, TcActionGeneric, TcActionMirrorOption, TcActionOption,
         TcActionType, TcAttribute, TcFilterBpfOption, TcFilterU32Option, TcHandle, TcMessage,
@@ -309,7 +310,9 @@ impl TcOp {
                     TcOption::Bpf(TcFilterBpfOption::ProgFd(*prog_fd)),
                     TcOption::Bpf(TcFilterBpfOption::ProgName(name.clone())),
                 ]));
-                let flags = if *replace { REPLACE } else { ADD };
+                // `tc filter replace` sends NLM_F_CREATE alone: without NLM_F_EXCL an
+                // existing filter with this handle is changed in place.
+                let flags = if *replace { NLM_F_CREATE } else { ADD };
                 (flags, RouteNetlinkMessage::NewTrafficFilter(m))
             }
             TcOp::AddRedirect {
@@ -339,6 +342,54 @@ impl TcOp {
         };
         request(inner, flags | NLM_F_ACK)
     }
+}
+
+/// `ip link add name NAME up type ifb`.
+pub fn ifb_add(name: &str) -> NetlinkMessage<RouteNetlinkMessage> {
+    let link = rtnetlink::LinkIfb::new(name).up().build();
+    request(
+        RouteNetlinkMessage::NewLink(link),
+        NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE,
+    )
+}
+
+/// `ip link del IFINDEX`.
+pub fn link_del(ifindex: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut link = LinkMessage::default();
+    link.header.index = ifindex;
+    request(RouteNetlinkMessage::DelLink(link), NLM_F_ACK)
+}
+
+/// Every link of the namespace, as `ip link show` asks (AF_PACKET) but without VF details
+/// (IFLA_EXT_MASK): enforcer has no use for them and they are large on SR-IOV NICs.
+pub fn link_dump() -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut link = LinkMessage::default();
+    link.header.interface_family = AddressFamily::Packet;
+    request(RouteNetlinkMessage::GetLink(link), NLM_F_DUMP)
+}
+
+/// Every qdisc of the namespace (`tc qdisc show`).
+pub fn qdisc_dump() -> NetlinkMessage<RouteNetlinkMessage> {
+    request(
+        RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
+        NLM_F_DUMP,
+    )
+}
+
+/// The classes of one interface (`tc class show dev X`).
+pub fn class_dump(ifindex: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+    request(
+        RouteNetlinkMessage::GetTrafficClass(TcMessage::with_index(ifindex as i32)),
+        NLM_F_DUMP,
+    )
+}
+
+/// The filters under one qdisc (`tc filter show dev X parent P`).
+pub fn filter_dump(ifindex: u32, parent: u32) -> NetlinkMessage<RouteNetlinkMessage> {
+    request(
+        RouteNetlinkMessage::GetTrafficFilter(header(ifindex, parent, 0, 0)),
+        NLM_F_DUMP,
+    )
 }
 
 /// Wraps a message in a netlink request header with `flags` (NLM_F_REQUEST added).

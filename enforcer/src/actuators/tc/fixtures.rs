@@ -42,6 +42,34 @@ const INGRESS_DEL: &str = "3000000025000500e2a5066b0000000000000000040000000000f
 /// `tc qdisc del dev dummy0 root`
 const ROOT_DEL: &str = "2400000025000500e2a5066b00000000000000000400000000000000ffffffff00000000";
 
+/// `ip link add name eifb9 up type ifb`
+const IFB_ADD: &str = "380000001000050628ab066b00000000000000000000000001000000010000000a00030065696662390000000c0012000700010069666200";
+
+/// `ip link del eifb9`
+const LINK_DEL: &str = "200000001100050021ab066b0000000000000000050000000000000000000000";
+
+/// `tc qdisc show`
+const QDISC_DUMP: &str = "240000002600010322ab066b000000000000000000000000000000000000000000000000";
+
+/// `tc class show dev dummy0`
+const CLASS_DUMP: &str = "240000002a00010322ab066b000000000000000004000000000000000000000000000000";
+
+/// `tc filter show dev dummy0 parent ef00:`
+const FILTER_DUMP: &str =
+    "240000002e00010322ab066b00000000000000000400000000000000000000ef00000000";
+
+///`iplinkshow`(RTM_GETLINKdumpwithIFLA_EXT_MASK=RTEXT_FILTER_VF),capturedwith
+///`-etrace=sendto`.
+const LINK_DUMP: &str =
+    "280000001200010328ab066b000000001100000000000000000000000000000008001d0001000000";
+
+/// `tc filter add dev dummy0 parent ef00: protocol all prio 1 handle 1 bpf object-pinned
+/// /tmp/bpffs-fx/enforcer_classify` (the pinned program opened as fd 4).
+const CLASSIFIER_ADD: &str = "580000002c0005061bab066b00000000000000000400000001000000000000ef0003010008000100627066002c00020008000600040000001f000700656e666f726365725f636c6173736966793a5b2a66736f626a5d0000";
+
+/// The same with `tc filter replace`.
+const CLASSIFIER_REPLACE: &str = "580000002c0005041bab066b00000000000000000400000001000000000000ef0003010008000100627066002c00020008000600040000001f000700656e666f726365725f636c6173736966793a5b2a66736f626a5d0000";
+
 const DEV: u32 = 4;
 const IFB: u32 = 2;
 
@@ -252,4 +280,57 @@ fn qdiscs_and_filters_decode() {
             target_ifindex: IFB
         })
     );
+}
+
+#[test]
+fn the_classifier_filter_is_what_tc_sends() {
+    for (replace, fixture) in [(false, CLASSIFIER_ADD), (true, CLASSIFIER_REPLACE)] {
+        assert_same_as_tc(
+            TcOp::SetClassifier {
+                ifindex: DEV,
+                parent: ROOT_HANDLE,
+                prio: 1,
+                handle: 1,
+                prog_fd: 4,
+                name: "enforcer_classify:[*fsobj]".into(),
+                replace,
+            },
+            fixture,
+        );
+    }
+}
+
+fn assert_bytes_as_captured(ours: NetlinkMessage<RouteNetlinkMessage>, captured: &str) {
+    let ours = to_bytes(&ours);
+    let mut theirs = hex(captured);
+    theirs[8..12].fill(0);
+    assert_eq!(ours, theirs, "\nours: {ours:02x?}\nip/tc: {theirs:02x?}");
+}
+
+#[test]
+fn links_are_created_and_deleted_as_ip_does() {
+    // ip sends IFLA_INFO_KIND "ifb" without its terminating NUL (length 7);
+    // netlink-packet-route includes it (length 8). The kernel compares kinds with
+    // nla_strcmp, which accepts both; otherwise the bytes are the same.
+    let mut ip = hex(IFB_ADD);
+    assert_eq!(&ip[48..52], &[7, 0, 1, 0]);
+    ip[48] = 8;
+    let mut ours = to_bytes(&ifb_add("eifb9"));
+    ours[8..12].fill(0);
+    ip[8..12].fill(0);
+    assert_eq!(ours, ip);
+    assert_bytes_as_captured(link_del(5), LINK_DEL);
+}
+
+#[test]
+fn dumps_ask_what_tc_and_ip_ask() {
+    assert_bytes_as_captured(qdisc_dump(), QDISC_DUMP);
+    assert_bytes_as_captured(class_dump(DEV), CLASS_DUMP);
+    assert_bytes_as_captured(filter_dump(DEV, ROOT_HANDLE), FILTER_DUMP);
+    // ip's link dump also asks for VF details (IFLA_EXT_MASK): enforcer does not.
+    let mut theirs = hex(LINK_DUMP);
+    theirs.truncate(32);
+    theirs[0] = 32;
+    theirs[8..12].fill(0);
+    assert_eq!(to_bytes(&link_dump()), theirs);
 }
