@@ -501,3 +501,127 @@ fn an_online_burst_shrinks_the_offline_share_within_a_second() {
     let online_bps = iperf3_received_bps(online);
     eprintln!("online sent {:.0} Mbit/s", online_bps / MBIT);
 }
+
+/// tc's view with program ids masked (a restarted daemon loads its classifier anew).
+fn masked_state(ns: &Netns) -> String {
+    let re = regex::Regex::new(r"\bid \d+|tag [0-9a-f]+").unwrap();
+    re.replace_all(&NetTopology::tc_state(ns), "<prog>")
+        .into_owned()
+}
+
+fn classifier_programs() -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show", "name", "net_classify"])
+        .output()
+        .expect("bpftool");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // One JSON object per program (or an array, depending on the bpftool version).
+    let values: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter::<serde_json::Value>()
+        .flatten()
+        .flat_map(|v| match v {
+            serde_json::Value::Array(a) => a,
+            other => vec![other],
+        })
+        .collect();
+    values.iter().filter_map(|v| v["id"].as_u64()).collect()
+}
+
+#[test]
+fn a_daemon_killed_with_sigkill_converges_without_duplicates_and_keeps_its_journal() {
+    require_root();
+    let t = NetTopology::new(44, &["mvoff0", "mvon0"], &[]);
+    let off = PodCgroup::new("enf-off");
+    let on = PodCgroup::new("enf-on");
+    let _off_pod = off.spawn(&t.pods[0].ns, "sleep", &["120"]);
+    let _on_pod = on.spawn(&t.pods[1].ns, "sleep", &["120"]);
+    let mut daemon = Daemon::start(
+        "",
+        &format!(
+            "{}\n{}",
+            network_section(&t, "policy = \"static\"\noffline_limit = \"100mbit\""),
+            rules(&off, &on)
+        ),
+    );
+    let ifb = ifb_of(&t.pods[0]);
+    assert!(
+        wait_until(Duration::from_secs(10), || has_link(&t.pods[0].ns, &ifb)
+            && root_qdisc(&t.pods[0].ns, &ifb)["kind"] == "htb"),
+        "not programmed:\n{}",
+        daemon.log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let before: Vec<String> = [&t.host, &t.pods[0].ns]
+        .iter()
+        .map(|n| masked_state(n))
+        .collect();
+    let journal_before = daemon.journal();
+    assert!(journal_before.iter().any(|e| e.action == "tc_reconcile"));
+    let old_programs = classifier_programs();
+    let filter_prog = || -> Option<u64> {
+        let f = NetTopology::tc(
+            &t.host,
+            &["filter", "show", "dev", "bond0", "parent", "ef00:"],
+        );
+        let id = f.split(" id ").nth(1)?.split_whitespace().next()?;
+        id.parse().ok()
+    };
+    let killed_prog = filter_prog().expect("the classifier filter names its program");
+
+    daemon.kill9_and_restart();
+    // The new daemon's first pass points the classifier at its own program and changes
+    // nothing else.
+    let new_programs = || {
+        classifier_programs()
+            .into_iter()
+            .filter(|id| !old_programs.contains(id))
+            .collect::<Vec<_>>()
+    };
+    let filter_on_new = || {
+        let f = NetTopology::tc(
+            &t.host,
+            &["filter", "show", "dev", "bond0", "parent", "ef00:"],
+        );
+        new_programs()
+            .iter()
+            .any(|id| f.contains(&format!(" id {id} ")))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), filter_on_new),
+        "the classifier still runs the old program:\n{}",
+        daemon.log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let after: Vec<String> = [&t.host, &t.pods[0].ns]
+        .iter()
+        .map(|n| masked_state(n))
+        .collect();
+    assert_eq!(before, after, "a restart changed (or duplicated) tc state");
+    assert_eq!(
+        NetTopology::qdiscs(&t.pods[0].ns)
+            .iter()
+            .filter(|q| q["kind"] == "ingress")
+            .count(),
+        1
+    );
+    // The killed daemon's program is gone with its last reference (the replaced filter).
+    assert!(
+        wait_until(Duration::from_secs(5), || !classifier_programs()
+            .contains(&killed_prog)),
+        "program {killed_prog} still loaded: {:?}",
+        classifier_programs()
+    );
+    assert_eq!(new_programs().len(), 1, "{:?}", classifier_programs());
+    // The journal kept everything and goes on after it.
+    let journal = daemon.journal();
+    assert_eq!(&journal[..journal_before.len()], &journal_before[..]);
+    let last_seq = journal_before.iter().map(|e| e.seq).max().unwrap();
+    let replaced = journal[journal_before.len()..]
+        .iter()
+        .find(|e| e.action == "tc_reconcile" && e.reason.to_string().contains("filter replace"))
+        .expect("the classifier replacement is journaled");
+    assert!(replaced.seq > last_seq);
+    assert!(daemon.stop().is_some_and(|s| s.success()));
+    assert_eq!(root_qdisc(&t.host, "bond0")["kind"], "noqueue");
+    assert!(!has_link(&t.pods[0].ns, &ifb));
+}
