@@ -625,3 +625,59 @@ fn a_daemon_killed_with_sigkill_converges_without_duplicates_and_keeps_its_journ
     assert_eq!(root_qdisc(&t.host, "bond0")["kind"], "noqueue");
     assert!(!has_link(&t.pods[0].ns, &ifb));
 }
+
+#[test]
+fn a_dry_run_daemon_shows_and_journals_the_shaping_but_installs_nothing() {
+    require_root();
+    let t = NetTopology::new(46, &["mvoff0"], &[]);
+    let off = PodCgroup::new("enf-off");
+    let on = PodCgroup::new("enf-on");
+    let _off_pod = off.spawn(&t.pods[0].ns, "sleep", &["120"]);
+    let before: Vec<String> = [&t.host, &t.pods[0].ns]
+        .iter()
+        .map(|n| NetTopology::tc_state(n))
+        .collect();
+    let daemon = Daemon::start_with_flags(
+        "",
+        &format!(
+            "{}\n{}",
+            network_section(&t, "policy = \"static\"\noffline_limit = \"100mbit\""),
+            rules(&off, &on)
+        ),
+        &["--dry-run"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || daemon.journal().iter().any(
+            |e| e.action == "tc_reconcile"
+                && e.outcome == enforcer::surfaces::journal::Outcome::DryRun
+                && e.reason.to_string().contains("mvoff0")
+        )),
+        "no dry-run pass journaled:\n{}",
+        daemon.log()
+    );
+    let show = daemon.cli(&["tc", "apply", "--dry-run"]);
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("tc qdisc replace dev bond0 root handle ef00: htb default 20"),
+        "{show}"
+    );
+    assert!(show.contains("dry run:"), "{show}");
+    let after: Vec<String> = [&t.host, &t.pods[0].ns]
+        .iter()
+        .map(|n| NetTopology::tc_state(n))
+        .collect();
+    assert_eq!(before, after, "a dry run installed something");
+    assert!(daemon.stop().is_some_and(|s| s.success()));
+    assert!(!daemon_left_anything(&t));
+}
+
+fn daemon_left_anything(t: &NetTopology) -> bool {
+    NetTopology::qdiscs(&t.host)
+        .iter()
+        .any(|q| q["kind"] == "htb")
+        || t.pods.iter().any(|p| {
+            NetTopology::qdiscs(&p.ns)
+                .iter()
+                .any(|q| q["kind"] == "htb" || q["kind"] == "ingress")
+        })
+}

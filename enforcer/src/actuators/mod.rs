@@ -446,3 +446,113 @@ impl Actuator {
         }
     }
 }
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+    use crate::model::classify::Rule;
+
+    fn actuator(dir: &std::path::Path, dry_run: bool) -> Actuator {
+        let rules = RuleSet::new(vec![
+            Rule {
+                name: "batch".into(),
+                pattern: regex::Regex::new("^batch/").unwrap(),
+                class: Class::Offline,
+                priority: None,
+            },
+            Rule {
+                name: "web".into(),
+                pattern: regex::Regex::new("^web/").unwrap(),
+                class: Class::Online,
+                priority: None,
+            },
+        ]);
+        let layout =
+            CgroupLayout::from_mountinfo("30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
+                .unwrap();
+        let journal = Journal::open(&dir.join("journal.jsonl")).unwrap();
+        Actuator::new(layout, Arc::new(rules), journal, dry_run)
+    }
+
+    /// A survey with the bond, an offline pod's macvlan and IFB, and a macvlan whose
+    /// namespace's owner the rules now call online.
+    fn survey() -> tc::reconcile::Survey {
+        let iface = |name: &str, role: serde_json::Value| {
+            let mut v = serde_json::json!({
+                "netns": 7, "namespace": "x", "ifindex": 3, "name": name,
+                "installed": {"root": {"kind": "default", "qdisc": "noqueue"}, "ingress": false, "classes": [], "filters": []},
+                "wanted": null, "changes": [format!("tc qdisc replace dev {name} root handle ef00: htb default 1 r2q 10")], "conflicts": []
+            });
+            v.as_object_mut()
+                .unwrap()
+                .extend(role.as_object().unwrap().clone());
+            v
+        };
+        serde_json::from_value(serde_json::json!({
+            "bond_present": true,
+            "interfaces": [
+                iface("bond0", serde_json::json!({"role": "bond"})),
+                iface("mvoff0", serde_json::json!({"role": "offline", "owner": "batch/pod1", "by_pattern": false})),
+                iface("eifb3", serde_json::json!({"role": "ifb", "of": "mvoff0"})),
+                iface("mvweb0", serde_json::json!({"role": "offline", "owner": "web/pod2", "by_pattern": false})),
+                iface("eifb4", serde_json::json!({"role": "ifb", "of": "mvweb0"})),
+            ],
+            "links": [], "errors": [], "seconds": 0.0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn interfaces_of_a_namespace_that_is_not_offline_are_refused_and_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = actuator(dir.path(), false);
+        let allowed = a
+            .authorize_network(&survey(), serde_json::json!({"why": "test"}))
+            .unwrap()
+            .expect("not a dry run");
+        let names: Vec<&str> = allowed.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, vec!["bond0", "eifb3", "mvoff0"]);
+        let journal = crate::surfaces::journal::read(&dir.path().join("journal.jsonl")).unwrap();
+        let refused: Vec<&str> = journal
+            .iter()
+            .filter(|e| e.outcome == Outcome::Refused)
+            .filter_map(|e| e.target.as_deref())
+            .collect();
+        assert_eq!(refused, vec!["mvweb0", "eifb4"]);
+        let intent = journal
+            .iter()
+            .find(|e| e.outcome == Outcome::Intent)
+            .unwrap();
+        assert!(
+            !intent.reason.to_string().contains("mvweb0"),
+            "{:?}",
+            intent.reason
+        );
+        // The outcome is journaled under the intent's number.
+        a.network_outcome(&tc::reconcile::Applied::default())
+            .unwrap();
+        let journal = crate::surfaces::journal::read(&dir.path().join("journal.jsonl")).unwrap();
+        let applied = journal
+            .iter()
+            .find(|e| e.outcome == Outcome::Applied)
+            .unwrap();
+        assert_eq!(applied.seq, intent.seq);
+    }
+
+    #[test]
+    fn a_dry_run_journals_the_pass_and_allows_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = actuator(dir.path(), true);
+        let allowed = a
+            .authorize_network(&survey(), serde_json::json!({"why": "test"}))
+            .unwrap();
+        assert!(allowed.is_none());
+        let journal = crate::surfaces::journal::read(&dir.path().join("journal.jsonl")).unwrap();
+        assert!(
+            journal
+                .iter()
+                .any(|e| e.outcome == Outcome::DryRun && e.action == "tc_reconcile")
+        );
+        assert!(!journal.iter().any(|e| e.outcome == Outcome::Intent));
+    }
+}
