@@ -498,6 +498,15 @@ fn an_online_burst_shrinks_the_offline_share_within_a_second() {
         "limit {} Mbit/s with 500 Mbit/s online",
         offline_limit(&daemon) * 8.0 / MBIT
     );
+    // The operator sees it too: `enforcer top` lists the online cgroup's traffic.
+    let top = daemon.cli(&["top", "-n", "1"]);
+    let top = String::from_utf8_lossy(&top.stdout);
+    let row = top
+        .lines()
+        .skip_while(|l| !l.starts_with("network bond0"))
+        .find(|l| l.ends_with(&on.name) && l.contains("online"))
+        .unwrap_or_else(|| panic!("online cgroup not in top's network table:\n{top}"));
+    assert!(row.contains("Mbit"), "{row}");
     let online_bps = iperf3_received_bps(online);
     eprintln!("online sent {:.0} Mbit/s", online_bps / MBIT);
 }

@@ -9,6 +9,49 @@ fn rate(bytes_per_second: f64) -> String {
     rate_str(bytes_per_second.max(0.0) as u64)
 }
 
+/// The network part of `enforcer top`: the offline limit against online use, and the
+/// cgroups moving the most bytes.
+pub fn render_top(n: &NetworkSnapshot, rows: usize) -> String {
+    let mut out = String::new();
+    let v = &n.view;
+    if !v.enabled {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nnetwork {}: online tx {} rx {}   offline tx {} rx {}   offline limit {} / {}{}",
+        v.interface,
+        rate(v.online_rate.egress),
+        rate(v.online_rate.ingress),
+        rate(v.offline_rate.egress),
+        rate(v.offline_rate.ingress),
+        rate(v.offline_limit.egress),
+        rate(v.offline_limit.ingress),
+        if v.offline_over_share {
+            "   OVER SHARE"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:>12} {:>12} {:<8} {:<6}  PATH",
+        "RX/s", "TX/s", "CLASS", "PRIO"
+    );
+    for c in n.cgroups.iter().take(rows) {
+        let _ = writeln!(
+            out,
+            "{:>12} {:>12} {:<8} {:<6}  {}",
+            rate(c.rx_bytes_per_second),
+            rate(c.tx_bytes_per_second),
+            c.class.as_str(),
+            c.priority.map_or("-".to_string(), |p| p.to_string()),
+            if c.path.is_empty() { "/" } else { &c.path }
+        );
+    }
+    out
+}
+
 /// The network part of `enforcer status`.
 pub fn render_status(n: &NetworkSnapshot) -> String {
     let mut out = String::new();

@@ -59,6 +59,7 @@ fn frame(s: &Snapshot, rows: usize) -> String {
     );
     let shown = &s.cgroups[..s.cgroups.len().min(rows)];
     out.push_str(&render_cgroup_table(shown, true));
+    out.push_str(&super::netcli::render_top(&s.network, rows.div_ceil(3)));
     out
 }
 
