@@ -249,3 +249,19 @@ fn the_network_section_is_read_and_checked() {
     let e = error("[network]\nwatermark = 1.5\n");
     assert!(e.contains("network.watermark"), "{e}");
 }
+
+#[test]
+fn the_documented_example_states_the_network_defaults() {
+    let c = parse(include_str!("../../../deploy/enforcer.toml")).unwrap();
+    let (n, d) = (&c.network, NetworkConfig::default());
+    assert_eq!(n.rule, d.rule);
+    assert_eq!(
+        (n.enabled, n.shaping, &n.interface, &n.netns, n.host_limit),
+        (d.enabled, d.shaping, &d.interface, &d.netns, d.host_limit)
+    );
+    assert_eq!(
+        (n.reconcile_interval, n.over_share_tolerance, n.dead_band),
+        (d.reconcile_interval, d.over_share_tolerance, d.dead_band)
+    );
+    assert!(n.offline_interfaces.is_none());
+}
