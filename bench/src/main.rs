@@ -3,6 +3,7 @@
 
 mod idle;
 mod latency;
+mod net;
 mod overhead;
 mod tick;
 
@@ -30,6 +31,10 @@ enum Which {
     Latency,
     /// Overhead per event of the memory reclaim programs under memcg pressure.
     Reclaim,
+    /// Programming 10/100 macvlans: enforcer's netlink reconcile vs the tc CLI.
+    Tc,
+    /// Online ping RTT during an offline flood, shaped vs unshaped; shaped rate accuracy.
+    Rtt,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +57,12 @@ fn main() -> anyhow::Result<()> {
     }
     if all || matches!(cli.which, Some(Which::Latency)) {
         results.insert("detection_to_action".into(), latency::run()?);
+    }
+    if all || matches!(cli.which, Some(Which::Tc)) {
+        results.insert("tc_programming".into(), net::tc::run()?);
+    }
+    if all || matches!(cli.which, Some(Which::Rtt)) {
+        results.insert("online_rtt_under_offline_flood".into(), net::rtt::run()?);
     }
     if let Some(path) = cli.json {
         std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;

@@ -417,11 +417,8 @@ fn an_online_burst_shrinks_the_offline_share_within_a_second() {
     let daemon = Daemon::start(
         "",
         &format!(
-            "{}\n{}",
-            format!(
-                "[network]\nnetns = \"{}\"\ncapacity = \"1gbit\"\npolicy = \"dynamic\"\nwatermark = 0.9\nceiling = \"900mbit\"\nfloor = \"50mbit\"\nhost_limit = \"500mbit\"\n",
-                t.host_path().display()
-            ),
+            "[network]\nnetns = \"{}\"\ncapacity = \"1gbit\"\npolicy = \"dynamic\"\nwatermark = 0.9\nceiling = \"900mbit\"\nfloor = \"50mbit\"\nhost_limit = \"500mbit\"\n{}",
+            t.host_path().display(),
             rules(&off, &on)
         ),
     );

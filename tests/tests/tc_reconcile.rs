@@ -147,7 +147,7 @@ fn reconcile_follows_interfaces_appearing_renamed_and_disappearing() {
         .filter(|(_, c)| !c.iter().all(|c| c.starts_with("tc class change")))
         .map(|(n, _)| n.as_str())
         .collect();
-    assert_eq!(created, vec!["mvp2", ifb2.as_str()], "{pending:?}");
+    assert_eq!(created, vec![ifb2.as_str(), "mvp2"], "{pending:?}");
     for (name, changes) in pending.iter().filter(|(n, _)| *n == "mvp9" || *n == ifb1) {
         assert_eq!(changes.len(), 1, "{name}: {changes:?}");
         assert!(

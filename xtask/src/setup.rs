@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use crate::cmd::{self, cargo_bin_dir, command, output};
 
 /// Debian packages the tests and benchmarks use as independent observers and load.
-pub const PACKAGES: &[&str] = &["iproute2", "iperf3", "stress-ng", "bpftool"];
+pub const PACKAGES: &[&str] = &["iproute2", "iperf3", "stress-ng", "bpftool", "iputils-ping"];
 
 pub struct Setup {
     pub packages: bool,

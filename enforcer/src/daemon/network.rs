@@ -147,6 +147,7 @@ pub struct NetworkController {
     /// Limits in force in the kernel (set by the last pass that left nothing pending).
     applied: (Option<u64>, Option<u64>),
     namespaces: Vec<Namespace>,
+    scanner: netns::Scanner,
     last_pass: Option<Instant>,
     links: HashMap<(u64, u32), (RateWindow, RateWindow)>,
     window_ns: u64,
@@ -203,6 +204,7 @@ impl NetworkController {
             ingress: OfflineLimit::default(),
             applied: (None, None),
             namespaces: Vec::new(),
+            scanner: netns::Scanner::default(),
             last_pass: None,
             links: HashMap::new(),
             window_ns,
@@ -308,8 +310,11 @@ impl NetworkController {
         let due = self
             .last_pass
             .is_none_or(|t| t.elapsed() >= self.config.reconcile_interval);
-        let moved = needs_write(self.applied.0, egress, self.config.dead_band)
-            || needs_write(self.applied.1, ingress, self.config.dead_band);
+        // Without the bond there is nothing a moved limit could change before the next
+        // full pass looks for it again.
+        let moved = self.view.interface_present
+            && (needs_write(self.applied.0, egress, self.config.dead_band)
+                || needs_write(self.applied.1, ingress, self.config.dead_band));
         if due {
             self.rescan(state, rules);
         }
@@ -359,7 +364,8 @@ impl NetworkController {
         drop(guard);
         if let Some(r) = &self.reconciler {
             self.namespaces =
-                netns::scan(Path::new("/proc"), r.host_inode(), &self.cgroup_line, rules);
+                self.scanner
+                    .scan(Path::new("/proc"), r.host_inode(), &self.cgroup_line, rules);
         }
     }
 

@@ -98,69 +98,91 @@ pub fn inode(path: &Path) -> std::io::Result<u64> {
     std::fs::metadata(path).map(|m| m.ino())
 }
 
-/// Every network namespace that has a process in it, except `host_inode`, with its owner.
-/// Processes that vanish while being read are skipped.
-pub fn scan(
-    proc_root: &Path,
-    host_inode: u64,
-    line: &CgroupLine,
-    rules: &RuleSet,
-) -> Vec<Namespace> {
-    let mut members: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(proc_root) else {
-        return Vec::new();
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
+/// Finds every network namespace that has a process in it, with its owner.
+///
+/// A process's namespace is read once (`readlink /proc/PID/ns/net`) and remembered for as
+/// long as the pid is listed in /proc: on a node with thousands of processes a scan is then
+/// one directory listing plus the new processes, not a system call per process per scan.
+/// Pod processes do not change namespace; one that `setns`es elsewhere is seen in its
+/// first namespace until it exits (its pid cannot be reused while it is listed).
+#[derive(Debug, Default)]
+pub struct Scanner {
+    known: std::collections::HashMap<i32, u64>,
+}
+
+fn netns_of(proc_root: &Path, pid: i32) -> Option<u64> {
+    // `net:[4026531840]`: the inode, without a stat.
+    let link = std::fs::read_link(proc_root.join(pid.to_string()).join("ns/net")).ok()?;
+    link.to_str()?
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+impl Scanner {
+    /// Every namespace except `host_inode`. Processes that vanish while being read are
+    /// skipped.
+    pub fn scan(
+        &mut self,
+        proc_root: &Path,
+        host_inode: u64,
+        line: &CgroupLine,
+        rules: &RuleSet,
+    ) -> Vec<Namespace> {
+        let Ok(entries) = std::fs::read_dir(proc_root) else {
+            return Vec::new();
         };
-        // `net:[4026531840]`: the inode, without a stat.
-        let Ok(link) = std::fs::read_link(entry.path().join("ns/net")) else {
-            continue;
-        };
-        let Some(ino) = link
-            .to_str()
-            .and_then(|s| s.strip_prefix("net:["))
-            .and_then(|s| s.strip_suffix(']'))
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        if ino != host_inode {
-            members.entry(ino).or_default().push(pid);
-        }
-    }
-    members
-        .into_iter()
-        .filter_map(|(ino, pids)| {
-            let mut paths = Vec::new();
-            let mut entry_pid = None;
-            for &pid in pids.iter().take(PIDS_SAMPLED) {
-                let dir = proc_root.join(pid.to_string());
-                if let Some(p) = std::fs::read_to_string(dir.join("cgroup"))
-                    .ok()
-                    .and_then(|t| cgroup_path(&t, line))
-                {
-                    paths.push(p);
-                    entry_pid.get_or_insert(pid);
-                }
+        let listed: Vec<i32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        let mut known = std::collections::HashMap::with_capacity(listed.len());
+        for pid in listed {
+            let ns = match self.known.get(&pid) {
+                Some(&ns) => Some(ns),
+                None => netns_of(proc_root, pid),
+            };
+            if let Some(ns) = ns {
+                known.insert(pid, ns);
             }
-            let pid = entry_pid?;
-            let (owner, class, priority) = owner_of(&paths, rules);
-            Some(Namespace {
-                inode: ino,
-                path: proc_root.join(pid.to_string()).join("ns/net"),
-                owner,
-                class,
-                priority,
-                processes: pids.len(),
+        }
+        self.known = known;
+        let mut members: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
+        for (&pid, &ino) in &self.known {
+            if ino != host_inode {
+                members.entry(ino).or_default().push(pid);
+            }
+        }
+        members
+            .into_iter()
+            .filter_map(|(ino, mut pids)| {
+                pids.sort_unstable();
+                let mut paths = Vec::new();
+                let mut entry_pid = None;
+                for &pid in pids.iter().take(PIDS_SAMPLED) {
+                    let dir = proc_root.join(pid.to_string());
+                    if let Some(p) = std::fs::read_to_string(dir.join("cgroup"))
+                        .ok()
+                        .and_then(|t| cgroup_path(&t, line))
+                    {
+                        paths.push(p);
+                        entry_pid.get_or_insert(pid);
+                    }
+                }
+                let pid = entry_pid?;
+                let (owner, class, priority) = owner_of(&paths, rules);
+                Some(Namespace {
+                    inode: ino,
+                    path: proc_root.join(pid.to_string()).join("ns/net"),
+                    owner,
+                    class,
+                    priority,
+                    processes: pids.len(),
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -216,11 +238,14 @@ mod tests {
     #[test]
     fn scanning_this_host_finds_no_namespace_twice() {
         let host = inode(Path::new("/proc/self/ns/net")).unwrap();
-        let found = scan(
-            Path::new("/proc"),
-            host,
-            &CgroupLine::Unified,
-            &RuleSet::defaults(),
+        let rules = RuleSet::defaults();
+        let mut scanner = Scanner::default();
+        let found = scanner.scan(Path::new("/proc"), host, &CgroupLine::Unified, &rules);
+        // The second scan reads only new processes and finds the same namespaces.
+        let again = scanner.scan(Path::new("/proc"), host, &CgroupLine::Unified, &rules);
+        assert_eq!(
+            found.iter().map(|n| n.inode).collect::<Vec<_>>(),
+            again.iter().map(|n| n.inode).collect::<Vec<_>>()
         );
         let mut inodes: Vec<u64> = found.iter().map(|n| n.inode).collect();
         inodes.dedup();

@@ -22,7 +22,7 @@ use thiserror::Error;
 
 use super::codec::{
     QdiscInfo, TcOp, class_dump, decode_class, decode_filter, decode_qdisc, filter_dump, ifb_add,
-    link_del, link_dump, qdisc_dump,
+    link_del, link_dump, link_get, qdisc_dump,
 };
 use crate::model::tc::{Filter, HtbClass};
 
@@ -236,11 +236,20 @@ impl NsConn {
                 what: format!("creating IFB {name}"),
                 source,
             })?;
-        let links = self.links().await?;
-        links
+        // The new link alone, by name: listing every link after each creation would make
+        // creating N IFBs quadratic.
+        let answers = exchange(self.handle.clone(), link_get(name))
+            .await
+            .map_err(|source| TcError::Op {
+                what: format!("reading back IFB {name}"),
+                source,
+            })?;
+        answers
             .iter()
-            .find(|l| l.name == name)
-            .map(|l| l.ifindex)
+            .find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })
             .ok_or_else(|| TcError::Op {
                 what: format!("creating IFB {name}"),
                 source: io::Error::other("created but not listed"),

@@ -368,6 +368,17 @@ pub fn link_dump() -> NetlinkMessage<RouteNetlinkMessage> {
     request(RouteNetlinkMessage::GetLink(link), NLM_F_DUMP)
 }
 
+/// One link by name, as `ip link show dev NAME` asks (without VF details).
+pub fn link_get(name: &str) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut link = LinkMessage::default();
+    link.header.interface_family = AddressFamily::Packet;
+    link.attributes
+        .push(netlink_packet_route::link::LinkAttribute::IfName(
+            name.into(),
+        ));
+    request(RouteNetlinkMessage::GetLink(link), 0)
+}
+
 /// Every qdisc of the namespace (`tc qdisc show`).
 pub fn qdisc_dump() -> NetlinkMessage<RouteNetlinkMessage> {
     request(

@@ -70,6 +70,9 @@ const CLASSIFIER_ADD: &str = "580000002c0005061bab066b00000000000000000400000001
 /// The same with `tc filter replace`.
 const CLASSIFIER_REPLACE: &str = "580000002c0005041bab066b00000000000000000400000001000000000000ef0003010008000100627066002c00020008000600040000001f000700656e666f726365725f636c6173736966793a5b2a66736f626a5d0000";
 
+/// `ip link show dev eifb9` (with IFLA_EXT_MASK = RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS).
+const LINK_GET: &str = "3400000012000100ecad066b00000000110000000000000000000000000000000a000300656966623900000008001d0001000000";
+
 const DEV: u32 = 4;
 const IFB: u32 = 2;
 
@@ -333,4 +336,9 @@ fn dumps_ask_what_tc_and_ip_ask() {
     theirs[0] = 32;
     theirs[8..12].fill(0);
     assert_eq!(to_bytes(&link_dump()), theirs);
+    let mut theirs = hex(LINK_GET);
+    theirs.truncate(44);
+    theirs[0] = 44;
+    theirs[8..12].fill(0);
+    assert_eq!(to_bytes(&link_get("eifb9")), theirs);
 }

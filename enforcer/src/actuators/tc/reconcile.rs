@@ -388,7 +388,7 @@ impl Reconciler {
                         .link
                         .iter()
                         .map(|l| match l {
-                            LinkOp::CreateIfb => format!("ip link add {} type ifb", r.name),
+                            LinkOp::CreateIfb => format!("ip link add name {} up type ifb", r.name),
                             LinkOp::DeleteIfb => format!("ip link del {}", r.name),
                         })
                         .chain(ops.iter().map(|o| {
@@ -497,11 +497,11 @@ impl Reconciler {
                     let ifb_name = format!("{IFB_PREFIX}{}", link.ifindex);
                     let ifb = links.iter().find(|l| l.name == ifb_name);
                     let ifb_index = ifb.map_or(0, |l| l.ifindex);
-                    reports.push(report(
+                    let sub = report(
                         link,
                         role,
                         Some(shaping::shaped(sub_egress, Some(ifb_index))),
-                    ));
+                    );
                     wanted_ifbs.insert(ifb_name.clone());
                     let ifb_role = Role::Ifb {
                         of: link.name.clone(),
@@ -529,6 +529,8 @@ impl Reconciler {
                             reports.push(r);
                         }
                     }
+                    // The IFB first, as applying does: the subinterface's redirect names it.
+                    reports.push(sub);
                 }
                 None => {
                     let (root, ..) = root_of(qdiscs, link.ifindex);
@@ -620,7 +622,7 @@ impl Reconciler {
                             self.owned.ifbs.insert((r.netns, index, r.name.clone()));
                             applied
                                 .changes
-                                .push(format!("ip link add {} type ifb", r.name));
+                                .push(format!("ip link add name {} up type ifb", r.name));
                         }
                         Err(e) => applied.failures.push(format!("{}: {e}", r.name)),
                     }
