@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand, Clone, Copy)]
 enum Which {
-    /// Overhead per sched_switch event from kernel.bpf_stats_enabled, cgroup2 and v1 paths.
+    /// Overhead per event from kernel.bpf_stats_enabled: sched_switch (cgroup2 and v1 paths),
+    /// memcg reclaim, and per packet of the cgroup_skb counters.
     Overhead,
     /// Cost of one sampling tick: eBPF map read vs cgroupfs polling, 100/1,000/10,000 cgroups.
     Tick,
@@ -45,6 +46,7 @@ fn main() -> anyhow::Result<()> {
     if all || matches!(cli.which, Some(Which::Overhead)) {
         results.insert("sched_switch_overhead".into(), overhead::run()?);
         results.insert("reclaim_overhead".into(), overhead::reclaim()?);
+        results.insert("network_overhead".into(), overhead::network()?);
     }
     if all || matches!(cli.which, Some(Which::Tick)) {
         results.insert("tick_cost".into(), tick::run()?);

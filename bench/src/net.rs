@@ -17,7 +17,7 @@ use enforcer_tests::cgroup::mount_point;
 
 /// The real programs, network ones included (attached at the cgroup2 root), for the
 /// classifier's fd, id and map.
-fn load_programs() -> anyhow::Result<Programs> {
+pub(crate) fn load_programs() -> anyhow::Result<Programs> {
     let unified = mount_point("unified")
         .ok_or_else(|| anyhow::anyhow!("no cgroup2 hierarchy on this host"))?;
     // Which hierarchy CPU time and reclaim are charged to does not matter here; follow the

@@ -119,3 +119,45 @@ pub fn reclaim() -> anyhow::Result<serde_json::Value> {
     }
     Ok(out.into())
 }
+
+/// Nanoseconds per packet (socket buffer) of the cgroup_skb counting programs during an
+/// iperf3 transfer between namespaces the bench makes.
+pub fn network() -> anyhow::Result<serde_json::Value> {
+    use enforcer_common::{PROG_NET_EGRESS, PROG_NET_INGRESS};
+    use enforcer_tests::net::{NetTopology, iperf3_client, iperf3_received_bps, iperf3_server};
+    println!(
+        "== overhead per packet of the cgroup_skb programs (bpf_stats, iperf3 pod -> uplink, 5 s)"
+    );
+    let programs = crate::net::load_programs()?;
+    let t = NetTopology::new(47, &["mvb0"], &[]);
+    let _server = iperf3_server(&t.wire, 5201, 30);
+    let _stats = BpfStats::enable()?;
+    let names = [PROG_NET_EGRESS, PROG_NET_INGRESS];
+    let before: Vec<_> = names
+        .iter()
+        .map(|n| programs.program_stats(n).unwrap_or_default())
+        .collect();
+    let client = enforcer_tests::process::ChildGuard::spawn(iperf3_client(
+        &t.pods[0].ns,
+        &t.wire_addr,
+        5201,
+        5,
+        &[],
+    ));
+    let bps = iperf3_received_bps(client);
+    let mut out = serde_json::Map::new();
+    for (name, (t0, n0)) in names.iter().zip(before) {
+        let (t1, n1) = programs.program_stats(name).unwrap_or_default();
+        let runs = n1 - n0;
+        anyhow::ensure!(runs > 0, "no {name} runs counted (bpf_stats off?)");
+        let ns = (t1 - t0).as_nanos() as f64 / runs as f64;
+        println!("   {name:<12} {ns:6.1} ns/packet  ({runs} packets)");
+        out.insert(
+            name.to_string(),
+            json!({ "ns_per_packet": ns, "packets": runs }),
+        );
+    }
+    println!("   (iperf3 moved {:.0} Mbit/s meanwhile)", bps / 1e6);
+    out.insert("iperf3_bits_per_second".into(), json!(bps));
+    Ok(serde_json::Value::Object(out))
+}

@@ -130,11 +130,15 @@ fn the_daemon_programs_bond_and_offline_subinterfaces_reconciles_and_cleans_up()
     let on = PodCgroup::new("enf-on");
     let _off_pod = off.spawn(&t.pods[0].ns, "sleep", &["120"]);
     let _on_pod = on.spawn(&t.pods[1].ns, "sleep", &["120"]);
+    // The name pattern matches the online pod's macvlan too: it must not make it offline.
     let daemon = Daemon::start(
         "",
         &format!(
             "{}\n{}",
-            network_section(&t, "policy = \"static\"\noffline_limit = \"100mbit\""),
+            network_section(
+                &t,
+                "policy = \"static\"\noffline_limit = \"100mbit\"\noffline_interfaces = '^mv'"
+            ),
             rules(&off, &on)
         ),
     );
@@ -214,7 +218,7 @@ fn the_daemon_programs_bond_and_offline_subinterfaces_reconciles_and_cleans_up()
         "{redirect}"
     );
     assert!(class_line(&off_pod.ns, &ifb, "ef00:1").contains("rate 100Mbit ceil 100Mbit"));
-    // The online pod's macvlan is not enforcer's business.
+    // The online pod's macvlan is not enforcer's business, whatever its name.
     assert_eq!(root_qdisc(&on_pod.ns, "mvon0")["kind"], "noqueue");
     assert!(
         !NetTopology::qdiscs(&on_pod.ns)

@@ -261,21 +261,27 @@ impl Actuator {
             .collect();
         let mut allowed = std::collections::BTreeSet::new();
         let mut refused = Vec::new();
+        // An offline subinterface: its namespace's owner is offline; or the operator's name
+        // pattern says so and the interface is on the host or in a namespace of no online
+        // owner. A pattern never makes an online pod's interface offline.
+        let offline_sub = |role: &Role| match role {
+            Role::Offline { owner, by_pattern } => {
+                match (owner.is_empty(), self.rules.classify(owner).class) {
+                    (true, _) => *by_pattern,
+                    (false, Class::Offline) => true,
+                    (false, Class::Online) => false,
+                    (false, Class::System) => *by_pattern,
+                }
+            }
+            _ => false,
+        };
         for i in &pending {
             let ok = match &i.role {
-                Role::Offline { owner, by_pattern } => {
-                    *by_pattern || self.rules.classify(owner).class == Class::Offline
-                }
-                Role::Ifb { of } => survey.interfaces.iter().any(|s| {
-                    s.netns == i.netns
-                        && &s.name == of
-                        && match &s.role {
-                            Role::Offline { owner, by_pattern } => {
-                                *by_pattern || self.rules.classify(owner).class == Class::Offline
-                            }
-                            _ => false,
-                        }
-                }),
+                role @ Role::Offline { .. } => offline_sub(role),
+                Role::Ifb { of } => survey
+                    .interfaces
+                    .iter()
+                    .any(|s| s.netns == i.netns && &s.name == of && offline_sub(&s.role)),
                 Role::Bond | Role::Released => true,
             };
             if ok {
@@ -496,6 +502,8 @@ mod network_tests {
                 iface("eifb3", serde_json::json!({"role": "ifb", "of": "mvoff0"})),
                 iface("mvweb0", serde_json::json!({"role": "offline", "owner": "web/pod2", "by_pattern": false})),
                 iface("eifb4", serde_json::json!({"role": "ifb", "of": "mvweb0"})),
+                iface("mvoffweb", serde_json::json!({"role": "offline", "owner": "web/pod3", "by_pattern": true})),
+                iface("mvhost0", serde_json::json!({"role": "offline", "owner": "", "by_pattern": true})),
             ],
             "links": [], "errors": [], "seconds": 0.0
         }))
@@ -511,14 +519,15 @@ mod network_tests {
             .unwrap()
             .expect("not a dry run");
         let names: Vec<&str> = allowed.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(names, vec!["bond0", "eifb3", "mvoff0"]);
+        assert_eq!(names, vec!["bond0", "eifb3", "mvhost0", "mvoff0"]);
         let journal = crate::surfaces::journal::read(&dir.path().join("journal.jsonl")).unwrap();
         let refused: Vec<&str> = journal
             .iter()
             .filter(|e| e.outcome == Outcome::Refused)
             .filter_map(|e| e.target.as_deref())
             .collect();
-        assert_eq!(refused, vec!["mvweb0", "eifb4"]);
+        // A name pattern does not make an online pod's interface offline.
+        assert_eq!(refused, vec!["mvweb0", "eifb4", "mvoffweb"]);
         let intent = journal
             .iter()
             .find(|e| e.outcome == Outcome::Intent)

@@ -16,7 +16,7 @@ use std::{
     collections::{BTreeSet, HashMap},
     os::fd::RawFd,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use serde::{Deserialize, Serialize};
@@ -65,8 +65,9 @@ pub struct Limits {
 pub enum Role {
     /// The bond: online, host and offline classes.
     Bond,
-    /// An offline macvlan subinterface, and why it is offline: its namespace's owner
-    /// cgroup (`owner`) or the configured name pattern.
+    /// An offline macvlan subinterface: `owner` is the cgroup owning its pod namespace
+    /// (empty on the host), `by_pattern` says it is offline by the configured name pattern
+    /// rather than by its owner's class.
     Offline { owner: String, by_pattern: bool },
     /// The IFB carrying an offline subinterface's ingress.
     Ifb { of: String },
@@ -194,7 +195,8 @@ impl Owned {
 /// live only for the length of a pass.
 pub struct Reconciler {
     topology: Topology,
-    runtime: tokio::runtime::Runtime,
+    /// Taken out for the length of a pass (the pass borrows the rest of `self`).
+    runtime: Option<tokio::runtime::Runtime>,
     owned: Owned,
     state_path: Option<PathBuf>,
     /// Connections of the last survey, used by the apply that follows it.
@@ -254,7 +256,7 @@ impl Reconciler {
         let owned = state_path.as_deref().map(Owned::load).unwrap_or_default();
         Ok(Reconciler {
             topology,
-            runtime,
+            runtime: Some(runtime),
             owned,
             state_path,
             conns: HashMap::new(),
@@ -293,12 +295,7 @@ impl Reconciler {
             priority: None,
             processes: 0,
         };
-        let runtime = std::mem::replace(
-            &mut self.runtime,
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("an empty runtime"),
-        );
+        let runtime = self.runtime.take().expect("one pass at a time");
         let mut bond: Option<u32> = None;
         // The host first: the bond's ifindex tells which pod macvlans hang off it.
         let pods: Vec<&Namespace> = namespaces
@@ -405,7 +402,7 @@ impl Reconciler {
                 survey.interfaces.extend(reports);
             }
         });
-        self.runtime = runtime;
+        self.runtime = Some(runtime);
         survey.seconds = started.elapsed().as_secs_f64();
         survey
     }
@@ -417,14 +414,16 @@ impl Reconciler {
             .offline_interfaces
             .as_ref()
             .is_some_and(|p| p.is_match(&link.name));
-        let by_owner = ns.inode != self.host_inode && ns.class == Class::Offline;
-        (by_pattern || by_owner).then(|| Role::Offline {
-            owner: if by_owner {
+        let in_pod = ns.inode != self.host_inode;
+        let by_owner = in_pod && ns.class == Class::Offline;
+        // A pattern never overrides an online owner: the choke point refuses that too.
+        (by_owner || (by_pattern && ns.class != Class::Online)).then(|| Role::Offline {
+            owner: if in_pod {
                 ns.owner.clone()
             } else {
                 String::new()
             },
-            by_pattern,
+            by_pattern: by_pattern && !by_owner,
         })
     }
 
@@ -601,12 +600,7 @@ impl Reconciler {
         allowed: &dyn Fn(&InterfaceReport) -> bool,
     ) -> Applied {
         let mut applied = Applied::default();
-        let runtime = std::mem::replace(
-            &mut self.runtime,
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("an empty runtime"),
-        );
+        let runtime = self.runtime.take().expect("one pass at a time");
         let before = self.owned.clone();
         runtime.block_on(async {
             // IFBs first: the redirects point at them.
@@ -671,7 +665,7 @@ impl Reconciler {
                 }
             }
         });
-        self.runtime = runtime;
+        self.runtime = Some(runtime);
         self.conns.clear();
         // Objects on interfaces or namespaces that no longer exist are no longer owned.
         self.adopt(survey);
@@ -713,11 +707,6 @@ impl Reconciler {
                     .insert((r.netns, r.ifindex, r.name.clone()));
             }
         }
-    }
-
-    /// How long the last pass's connections may be kept around unused.
-    pub const fn max_pass() -> Duration {
-        Duration::from_secs(5)
     }
 }
 
