@@ -26,32 +26,34 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Reusable buffers for reading a `u64 -> per-CPU u64` hash map.
-pub struct PerCpuU64Reader {
+/// Reads a whole `u64 -> per-CPU V` hash map with `BPF_MAP_LOOKUP_BATCH`, thousands of
+/// entries per syscall, where aya's iteration costs two syscalls per entry.
+///
+/// `V` must be plain data whose size is a multiple of 8: the kernel lays out each CPU's
+/// value rounded up to 8 bytes, so the buffer is then exactly `[V; cpus]` per entry.
+pub struct PerCpuReader<V> {
     cpus: usize,
     chunk: usize,
     keys: Vec<u64>,
-    values: Vec<u64>,
+    values: Vec<V>,
 }
 
-impl PerCpuU64Reader {
-    /// `cpus` is the number of *possible* CPUs: the kernel lays out one value per possible
-    /// CPU (each rounded up to 8 bytes, which a u64 already is).
-    pub fn new(cpus: usize) -> Self {
-        Self::with_chunk(cpus, 4096)
-    }
+impl<V: aya::Pod + Default> PerCpuReader<V> {
+    const LAYOUT_OK: () = assert!(size_of::<V>().is_multiple_of(8) && size_of::<V>() > 0);
 
-    pub fn with_chunk(cpus: usize, chunk: usize) -> Self {
-        PerCpuU64Reader {
+    /// `cpus` is the number of *possible* CPUs.
+    pub fn new(cpus: usize, chunk: usize) -> Self {
+        let () = Self::LAYOUT_OK;
+        PerCpuReader {
             cpus,
             chunk,
             keys: vec![0; chunk],
-            values: vec![0; chunk * cpus],
+            values: vec![V::default(); chunk * cpus],
         }
     }
 
-    /// Calls `each(key, sum over CPUs)` for every entry of the map.
-    pub fn read(&mut self, map: BorrowedFd<'_>, mut each: impl FnMut(u64, u64)) -> io::Result<()> {
+    /// Calls `each(key, per-CPU values)` for every entry of the map.
+    pub fn read(&mut self, map: BorrowedFd<'_>, mut each: impl FnMut(u64, &[V])) -> io::Result<()> {
         let mut token: u64 = 0;
         let mut first = true;
         loop {
@@ -68,8 +70,9 @@ impl PerCpuU64Reader {
                 map_fd: map.as_raw_fd() as u32,
                 ..Default::default()
             };
-            // SAFETY: the attribute points at buffers sized for `count` entries of this
-            // map's key and per-CPU value layout; the kernel writes at most that much.
+            // SAFETY: the attribute points at buffers sized for `count` entries of a u64 key
+            // and `cpus` values of `V` (8-byte multiple, checked above) each; the kernel
+            // writes at most that much.
             let rc = unsafe {
                 libc::syscall(
                     libc::SYS_bpf,
@@ -78,27 +81,55 @@ impl PerCpuU64Reader {
                     size_of::<BatchAttr>() as u32,
                 )
             };
-            let err = (rc < 0).then(io::Error::last_os_error);
-            match err.as_ref().and_then(io::Error::raw_os_error) {
-                // A hash bucket holds more entries than fit: grow and retry the same batch.
-                Some(libc::ENOSPC) => {
-                    self.chunk *= 2;
-                    self.keys.resize(self.chunk, 0);
-                    self.values.resize(self.chunk * self.cpus, 0);
-                    continue;
+            let done = if rc < 0 {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    // A hash bucket holds more entries than fit: grow and retry the same batch.
+                    Some(libc::ENOSPC) => {
+                        self.chunk *= 2;
+                        self.keys.resize(self.chunk, 0);
+                        self.values.resize(self.chunk * self.cpus, V::default());
+                        continue;
+                    }
+                    // End of map; `count` still reports the entries of the last batch.
+                    Some(libc::ENOENT) => true,
+                    _ => return Err(err),
                 }
-                None | Some(libc::ENOENT) => {}
-                Some(_) => return Err(err.unwrap()),
-            }
-            // On ENOENT (end of map) `count` still reports the entries of the last batch.
+            } else {
+                false
+            };
             for i in 0..attr.count as usize {
-                let per_cpu = &self.values[i * self.cpus..(i + 1) * self.cpus];
-                each(self.keys[i], per_cpu.iter().sum());
+                each(
+                    self.keys[i],
+                    &self.values[i * self.cpus..(i + 1) * self.cpus],
+                );
             }
-            if err.is_some() {
+            if done {
                 return Ok(());
             }
             first = false;
         }
+    }
+}
+
+/// Reusable buffers for reading a `u64 -> per-CPU u64` hash map (the CPU sampler's), summed
+/// over CPUs.
+pub struct PerCpuU64Reader(PerCpuReader<u64>);
+
+impl PerCpuU64Reader {
+    /// `cpus` is the number of *possible* CPUs: the kernel lays out one value per possible
+    /// CPU (each rounded up to 8 bytes, which a u64 already is).
+    pub fn new(cpus: usize) -> Self {
+        Self::with_chunk(cpus, 4096)
+    }
+
+    pub fn with_chunk(cpus: usize, chunk: usize) -> Self {
+        PerCpuU64Reader(PerCpuReader::new(cpus, chunk))
+    }
+
+    /// Calls `each(key, sum over CPUs)` for every entry of the map.
+    pub fn read(&mut self, map: BorrowedFd<'_>, mut each: impl FnMut(u64, u64)) -> io::Result<()> {
+        self.0
+            .read(map, |key, per_cpu| each(key, per_cpu.iter().sum()))
     }
 }
