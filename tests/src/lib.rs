@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod load;
 pub mod net;
 pub mod netns;
+pub mod pods;
 pub mod process;
 
 use std::{

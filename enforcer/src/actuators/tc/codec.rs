@@ -8,7 +8,7 @@
 
 use netlink_packet_core::{
     DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla, NlasIterator,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
@@ -21,13 +21,13 @@ use netlink_packet_route::{
 };
 
 use crate::model::tc::{
-    ETH_P_ALL, Filter, HtbClass, INGRESS_HANDLE, INGRESS_PARENT, ROOT_HANDLE, ROOT_PARENT,
+    ETH_P_ALL, HtbClass, INGRESS_HANDLE, INGRESS_PARENT, ROOT_HANDLE, ROOT_PARENT,
 };
 
-const TCA_HTB_PARMS: u16 = 1;
-const TCA_HTB_INIT: u16 = 2;
-const TCA_HTB_RATE64: u16 = 6;
-const TCA_HTB_CEIL64: u16 = 7;
+pub(super) const TCA_HTB_PARMS: u16 = 1;
+pub(super) const TCA_HTB_INIT: u16 = 2;
+pub(super) const TCA_HTB_RATE64: u16 = 6;
+pub(super) const TCA_HTB_CEIL64: u16 = 7;
 /// `TC_HTB_PROTOVER`.
 const HTB_VERSION: u32 = 3;
 /// iproute2's default r2q; quantum is always given explicitly, so it only matters for
@@ -419,203 +419,10 @@ pub fn to_bytes(message: &NetlinkMessage<RouteNetlinkMessage>) -> Vec<u8> {
     buf
 }
 
-/// A qdisc as a dump reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QdiscInfo {
-    pub ifindex: u32,
-    pub parent: u32,
-    pub handle: u32,
-    pub kind: String,
-    /// HTB only: the minor of its default class.
-    pub htb_default: Option<u16>,
-}
-
-fn kind_of(m: &TcMessage) -> String {
-    m.attributes
-        .iter()
-        .find_map(|a| match a {
-            TcAttribute::Kind(k) => Some(k.clone()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-/// The nested attributes inside TCA_OPTIONS of a kind netlink-packet-route does not know
-/// (it keeps them as one opaque attribute).
-fn opaque_options(m: &TcMessage) -> Vec<(u16, Vec<u8>)> {
-    let mut out = Vec::new();
-    for a in &m.attributes {
-        let TcAttribute::Options(opts) = a else {
-            continue;
-        };
-        for o in opts {
-            let TcOption::Other(nla) = o else { continue };
-            let mut value = vec![0u8; nla.value_len()];
-            nla.emit_value(&mut value);
-            for inner in NlasIterator::new(&value[..]).flatten() {
-                out.push((inner.kind(), inner.value().to_vec()));
-            }
-        }
-    }
-    out
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_of(b: &[u8]) -> Option<u64> {
-    Some(u64::from_ne_bytes(b.get(..8)?.try_into().ok()?))
-}
-
-pub fn decode_qdisc(m: &TcMessage) -> QdiscInfo {
-    let kind = kind_of(m);
-    let htb_default = (kind == "htb")
-        .then(|| {
-            opaque_options(m)
-                .iter()
-                .find(|(k, _)| *k == TCA_HTB_INIT)
-                .and_then(|(_, v)| u32_at(v, 8))
-                .map(|d| d as u16)
-        })
-        .flatten();
-    QdiscInfo {
-        ifindex: m.header.index as u32,
-        parent: m.header.parent.into(),
-        handle: m.header.handle.into(),
-        kind,
-        htb_default,
-    }
-}
-
-/// An HTB class from a class dump (`None` for classes of other qdiscs).
-pub fn decode_class(m: &TcMessage) -> Option<HtbClass> {
-    if kind_of(m) != "htb" {
-        return None;
-    }
-    let opts = opaque_options(m);
-    let parms = &opts.iter().find(|(k, _)| *k == TCA_HTB_PARMS)?.1;
-    let rate64 = opts
-        .iter()
-        .find(|(k, _)| *k == TCA_HTB_RATE64)
-        .and_then(|(_, v)| u64_of(v));
-    let ceil64 = opts
-        .iter()
-        .find(|(k, _)| *k == TCA_HTB_CEIL64)
-        .and_then(|(_, v)| u64_of(v));
-    let classid: u32 = m.header.handle.into();
-    let parent: u32 = m.header.parent.into();
-    Some(HtbClass {
-        classid,
-        // A top-level class is dumped with parent `root`; it was created under its qdisc.
-        parent: if parent == ROOT_PARENT {
-            classid & 0xffff_0000
-        } else {
-            parent
-        },
-        rate: rate64.unwrap_or(u64::from(u32_at(parms, 8)?)),
-        ceil: ceil64.unwrap_or(u64::from(u32_at(parms, 20)?)),
-        buffer: u32_at(parms, 24)?,
-        cbuffer: u32_at(parms, 28)?,
-        quantum: u32_at(parms, 32)?,
-        prio: u32_at(parms, 40)?,
-    })
-}
-
-/// A filter from a filter dump. Classifier heads and u32 hash-table nodes (no selector) are
-/// skipped.
-pub fn decode_filter(m: &TcMessage) -> Option<Filter> {
-    let parent: u32 = m.header.parent.into();
-    let handle: u32 = m.header.handle.into();
-    let prio = (m.header.info >> 16) as u16;
-    let kind = kind_of(m);
-    let options: Vec<&TcOption> = m
-        .attributes
-        .iter()
-        .filter_map(|a| match a {
-            TcAttribute::Options(o) => Some(o.iter()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    // A dump lists each priority's classifier head (no handle, no options) before its
-    // filters: not a filter.
-    if options.is_empty() {
-        return None;
-    }
-    match kind.as_str() {
-        "bpf" => {
-            let mut prog_id = 0;
-            let mut name = String::new();
-            for o in &options {
-                match o {
-                    TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => prog_id = *id,
-                    TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = n.clone(),
-                    _ => {}
-                }
-            }
-            Some(Filter::Classify {
-                parent,
-                prio,
-                handle,
-                prog_id,
-                name,
-            })
-        }
-        "u32" => {
-            if !options
-                .iter()
-                .any(|o| matches!(o, TcOption::U32(TcFilterU32Option::Selector(_))))
-            {
-                return None;
-            }
-            let target = options.iter().find_map(|o| match o {
-                TcOption::U32(TcFilterU32Option::Action(actions)) => {
-                    actions.iter().find_map(mirred_redirect_target)
-                }
-                _ => None,
-            });
-            Some(match target {
-                Some(target_ifindex) => Filter::Redirect {
-                    parent,
-                    prio,
-                    target_ifindex,
-                },
-                None => Filter::Other {
-                    parent,
-                    prio,
-                    handle,
-                    filter: kind,
-                },
-            })
-        }
-        _ => Some(Filter::Other {
-            parent,
-            prio,
-            handle,
-            filter: kind,
-        }),
-    }
-}
-
-fn mirred_redirect_target(action: &TcAction) -> Option<u32> {
-    action.attributes.iter().find_map(|a| match a {
-        TcActionAttribute::Options(opts) => opts.iter().find_map(|o| match o {
-            TcActionOption::Mirror(TcActionMirrorOption::Parms(p))
-                if p.eaction == TcMirrorActionType::EgressRedir =>
-            {
-                Some(p.ifindex)
-            }
-            _ => None,
-        }),
-        _ => None,
-    })
-}
-
 /// Walks netlink attributes (for the tests' comparisons with `tc`'s own messages).
 #[cfg(test)]
 pub(super) fn attributes(bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
-    NlasIterator::new(bytes)
+    netlink_packet_core::NlasIterator::new(bytes)
         .flatten()
         .map(|n: netlink_packet_core::NlaBuffer<&[u8]>| (n.kind(), n.value().to_vec()))
         .collect()
@@ -624,3 +431,5 @@ pub(super) fn attributes(bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
 #[cfg(test)]
 #[path = "fixtures.rs"]
 mod tests;
+
+pub use super::decode::{QdiscInfo, decode_class, decode_filter, decode_qdisc};

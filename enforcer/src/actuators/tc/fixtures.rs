@@ -7,7 +7,7 @@
 //! comparison drops them from `tc`'s message.
 
 use super::*;
-use crate::model::tc::{classid, xmit_ticks};
+use crate::model::tc::{Filter, classid, xmit_ticks};
 
 /// `tc qdisc replace dev dummy0 root handle ef00: htb default 20 r2q 10`
 const HTB_QDISC: &str = "4800000024000505e2a5066b000000000000000004000000000000efffffffff0000000008000100687462001c00020018000200030000000a000000200000000000000000000000";

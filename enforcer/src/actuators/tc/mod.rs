@@ -3,4 +3,7 @@
 
 pub mod client;
 pub mod codec;
+mod decode;
+mod owned;
 pub mod reconcile;
+mod report;

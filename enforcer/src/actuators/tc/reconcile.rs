@@ -15,27 +15,27 @@
 use std::{
     collections::{BTreeSet, HashMap},
     os::fd::RawFd,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::Instant,
 };
-
-use serde::{Deserialize, Serialize};
 
 use super::{
     client::{Link, NsConn, TcError},
     codec::{QdiscInfo, TcOp},
+    owned::record,
+    report::LinkOp,
+};
+mod discover;
+
+pub use super::{
+    owned::Owned,
+    report::{Applied, InterfaceReport, LinkSample, Role, Survey},
 };
 use crate::{
-    model::{
-        Class,
-        netns::Namespace,
-        tc::{
-            Filter, HANDLE_MAJOR, INGRESS_HANDLE, INGRESS_PARENT, InterfaceTc, ROOT_HANDLE,
-            ROOT_PARENT, RootQdisc,
-        },
-    },
+    model::{Class, netns::Namespace, tc::RootQdisc},
     policy::shaping::{self, BondShape, Plan},
 };
+use discover::{is_sub, read_installed};
 
 /// Prefix of the IFB devices enforcer creates (`eifb<ifindex of the subinterface>`).
 pub const IFB_PREFIX: &str = "eifb";
@@ -59,138 +59,6 @@ pub struct Limits {
     pub offline_ingress: u64,
 }
 
-/// Why enforcer manages an interface.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
-pub enum Role {
-    /// The bond: online, host and offline classes.
-    Bond,
-    /// An offline macvlan subinterface: `owner` is the cgroup owning its pod namespace
-    /// (empty on the host), `by_pattern` says it is offline by the configured name pattern
-    /// rather than by its owner's class.
-    Offline { owner: String, by_pattern: bool },
-    /// The IFB carrying an offline subinterface's ingress.
-    Ifb { of: String },
-    /// enforcer's objects on an interface it no longer wants to shape.
-    Released,
-}
-
-/// One interface of a pass: what is installed, what is wanted, the plan between.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InterfaceReport {
-    pub netns: u64,
-    /// `host`, or the cgroup owning the pod namespace.
-    pub namespace: String,
-    /// 0 for an IFB still to be created.
-    pub ifindex: u32,
-    pub name: String,
-    #[serde(flatten)]
-    pub role: Role,
-    pub installed: InterfaceTc,
-    pub wanted: Option<InterfaceTc>,
-    /// The planned changes, as `tc` commands.
-    pub changes: Vec<String>,
-    /// Why parts of it are left alone.
-    pub conflicts: Vec<String>,
-    #[serde(skip)]
-    ops: Vec<TcOp>,
-    #[serde(skip)]
-    link: Option<LinkOp>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum LinkOp {
-    CreateIfb,
-    DeleteIfb,
-}
-
-/// A link seen in a pass, for per-interface byte rates.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LinkSample {
-    pub netns: u64,
-    pub namespace: String,
-    pub name: String,
-    pub ifindex: u32,
-    /// `bond`, `macvlan`.
-    pub kind: String,
-    /// Whose traffic it carries: `node` for the bond, else the namespace owner's class.
-    pub class: String,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-}
-
-/// The result of a survey.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Survey {
-    pub bond_present: bool,
-    pub interfaces: Vec<InterfaceReport>,
-    pub links: Vec<LinkSample>,
-    /// Namespaces that could not be read (gone between the scan and the pass, ...).
-    pub errors: Vec<String>,
-    pub seconds: f64,
-}
-
-impl Survey {
-    /// Planned operations (tc and link), over all interfaces.
-    pub fn pending(&self) -> usize {
-        self.interfaces
-            .iter()
-            .map(|i| i.ops.len() + usize::from(i.link.is_some()))
-            .sum()
-    }
-
-    pub fn conflicts(&self) -> usize {
-        self.interfaces.iter().map(|i| i.conflicts.len()).sum()
-    }
-}
-
-/// What applying did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Applied {
-    pub changes: Vec<String>,
-    pub failures: Vec<String>,
-}
-
-/// What enforcer installed, persisted so that it survives a restart.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Owned {
-    /// `(netns inode, ifindex)` with enforcer's `ingress` qdisc.
-    pub ingress: BTreeSet<(u64, u32)>,
-    /// `(netns inode, ifindex, name)` of IFBs enforcer created.
-    pub ifbs: BTreeSet<(u64, u32, String)>,
-    /// `(netns inode, ifindex, name)` with enforcer's HTB root.
-    pub roots: BTreeSet<(u64, u32, String)>,
-}
-
-impl Owned {
-    fn load(path: &Path) -> Owned {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(
-                    "{}: unreadable ({e}); starting without a record",
-                    path.display()
-                );
-                Owned::default()
-            }),
-            Err(_) => Owned::default(),
-        }
-    }
-
-    /// Written to a temporary file, fsynced and renamed: a crash leaves the old record or
-    /// the new one, never half of one.
-    fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    }
-}
-
 /// Runs passes. Holds a private single-threaded runtime for the netlink connections, which
 /// live only for the length of a pass.
 pub struct Reconciler {
@@ -210,35 +78,6 @@ pub enum Mode {
     Shape,
     /// Remove everything enforcer owns (shutdown).
     RemoveAll,
-}
-
-fn root_of(qdiscs: &[QdiscInfo], ifindex: u32) -> (RootQdisc, bool, bool) {
-    let mut root = RootQdisc::Default {
-        qdisc: "noqueue".into(),
-    };
-    let (mut ingress, mut clsact) = (false, false);
-    for q in qdiscs.iter().filter(|q| q.ifindex == ifindex) {
-        if q.parent == ROOT_PARENT {
-            root = match (q.handle, q.kind.as_str(), q.htb_default) {
-                (0, kind, _) => RootQdisc::Default { qdisc: kind.into() },
-                (ROOT_HANDLE, "htb", Some(d)) => RootQdisc::Htb { default_minor: d },
-                (handle, kind, _) => RootQdisc::Foreign {
-                    qdisc: kind.into(),
-                    handle,
-                },
-            };
-        } else if q.parent == INGRESS_PARENT {
-            ingress = true;
-            clsact = q.kind == "clsact";
-        }
-    }
-    (root, ingress, clsact)
-}
-
-fn is_sub(link: &Link, bond: u32, in_host: bool) -> bool {
-    link.kind.as_deref() == Some("macvlan")
-        && link.parent == Some(bond)
-        && link.parent_netnsid.is_some() != in_host
 }
 
 impl Reconciler {
@@ -407,190 +246,6 @@ impl Reconciler {
         survey
     }
 
-    /// Why a subinterface is offline, if it is.
-    fn offline(&self, ns: &Namespace, link: &Link) -> Option<Role> {
-        let by_pattern = self
-            .topology
-            .offline_interfaces
-            .as_ref()
-            .is_some_and(|p| p.is_match(&link.name));
-        let in_pod = ns.inode != self.host_inode;
-        let by_owner = in_pod && ns.class == Class::Offline;
-        // A pattern never overrides an online owner: the choke point refuses that too.
-        (by_owner || (by_pattern && ns.class != Class::Online)).then(|| Role::Offline {
-            owner: if in_pod {
-                ns.owner.clone()
-            } else {
-                String::new()
-            },
-            by_pattern: by_pattern && !by_owner,
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn plan_namespace(
-        &self,
-        ns: &Namespace,
-        links: &[Link],
-        qdiscs: &[QdiscInfo],
-        bond: u32,
-        (sub_egress, sub_ingress): (u64, u64),
-        limits: &Limits,
-        prog_id: u32,
-        mode: Mode,
-        reports: &mut Vec<InterfaceReport>,
-        samples: &mut Vec<LinkSample>,
-    ) {
-        let in_host = ns.inode == self.host_inode;
-        let shape = mode == Mode::Shape;
-        let report = |link: &Link, role: Role, wanted: Option<InterfaceTc>| {
-            let (root, ingress, clsact) = root_of(qdiscs, link.ifindex);
-            let mut installed = InterfaceTc {
-                root,
-                ingress,
-                ..Default::default()
-            };
-            if clsact {
-                // Somebody's clsact (Cilium, ...): its ingress hook is not enforcer's.
-                installed.filters.push(Filter::Other {
-                    parent: INGRESS_HANDLE,
-                    prio: 0,
-                    handle: 0,
-                    filter: "clsact".into(),
-                });
-            }
-            InterfaceReport {
-                netns: ns.inode,
-                namespace: ns.owner.clone(),
-                ifindex: link.ifindex,
-                name: link.name.clone(),
-                role,
-                installed,
-                wanted,
-                changes: Vec::new(),
-                conflicts: Vec::new(),
-                ops: Vec::new(),
-                link: None,
-            }
-        };
-        let mut wanted_ifbs = BTreeSet::new();
-        for link in links {
-            if in_host && link.ifindex == bond {
-                samples.push(sample(ns, link, "bond", "node"));
-                let wanted = shape.then(|| shaping::bond(&limits.bond, prog_id));
-                reports.push(report(link, Role::Bond, wanted));
-                continue;
-            }
-            if !is_sub(link, bond, in_host) {
-                continue;
-            }
-            let role = self.offline(ns, link);
-            let class = if role.is_some() {
-                "offline"
-            } else {
-                ns.class.as_str()
-            };
-            samples.push(sample(ns, link, "macvlan", class));
-            match role.filter(|_| shape) {
-                Some(role) => {
-                    let ifb_name = format!("{IFB_PREFIX}{}", link.ifindex);
-                    let ifb = links.iter().find(|l| l.name == ifb_name);
-                    let ifb_index = ifb.map_or(0, |l| l.ifindex);
-                    let sub = report(
-                        link,
-                        role,
-                        Some(shaping::shaped(sub_egress, Some(ifb_index))),
-                    );
-                    wanted_ifbs.insert(ifb_name.clone());
-                    let ifb_role = Role::Ifb {
-                        of: link.name.clone(),
-                    };
-                    let wanted = Some(shaping::shaped(sub_ingress, None));
-                    match ifb {
-                        Some(l) => reports.push(report(l, ifb_role, wanted)),
-                        None => {
-                            let mut r = report(
-                                &Link {
-                                    ifindex: 0,
-                                    name: ifb_name,
-                                    kind: Some("ifb".into()),
-                                    parent: None,
-                                    parent_netnsid: None,
-                                    mac: Vec::new(),
-                                    rx_bytes: 0,
-                                    tx_bytes: 0,
-                                    up: false,
-                                },
-                                ifb_role,
-                                wanted,
-                            );
-                            r.link = Some(LinkOp::CreateIfb);
-                            reports.push(r);
-                        }
-                    }
-                    // The IFB first, as applying does: the subinterface's redirect names it.
-                    reports.push(sub);
-                }
-                None => {
-                    let (root, ..) = root_of(qdiscs, link.ifindex);
-                    let owns = self.owned.ingress.contains(&(ns.inode, link.ifindex));
-                    if matches!(root, RootQdisc::Htb { .. }) || owns {
-                        reports.push(report(link, Role::Released, None));
-                    }
-                }
-            }
-        }
-        // IFBs enforcer made that no subinterface needs any more.
-        for link in links {
-            let recorded = self
-                .owned
-                .ifbs
-                .contains(&(ns.inode, link.ifindex, link.name.clone()));
-            if recorded && !wanted_ifbs.contains(&link.name) {
-                let mut r = report(link, Role::Released, None);
-                r.link = Some(LinkOp::DeleteIfb);
-                reports.push(r);
-            }
-        }
-    }
-
-    /// The bond is gone (or was renamed): release whatever enforcer still has in the host
-    /// namespace.
-    fn plan_released(
-        &self,
-        ns: &Namespace,
-        links: &[Link],
-        qdiscs: &[QdiscInfo],
-        reports: &mut Vec<InterfaceReport>,
-    ) {
-        for link in links {
-            let (root, ingress, _) = root_of(qdiscs, link.ifindex);
-            let ifb = self
-                .owned
-                .ifbs
-                .contains(&(ns.inode, link.ifindex, link.name.clone()));
-            if matches!(root, RootQdisc::Htb { .. }) || ifb {
-                reports.push(InterfaceReport {
-                    netns: ns.inode,
-                    namespace: ns.owner.clone(),
-                    ifindex: link.ifindex,
-                    name: link.name.clone(),
-                    role: Role::Released,
-                    installed: InterfaceTc {
-                        root,
-                        ingress,
-                        ..Default::default()
-                    },
-                    wanted: None,
-                    changes: Vec::new(),
-                    conflicts: Vec::new(),
-                    ops: Vec::new(),
-                    link: ifb.then_some(LinkOp::DeleteIfb),
-                });
-            }
-        }
-    }
-
     /// Applies what the last survey planned. `prog_fd` is the classifier's fd; `allowed`
     /// says, per interface, whether the choke point let it through.
     pub fn apply(
@@ -708,70 +363,6 @@ impl Reconciler {
             }
         }
     }
-}
-
-fn record(owned: &mut Owned, r: &InterfaceReport, ifindex: u32, op: &TcOp) {
-    let key = (r.netns, ifindex);
-    match op {
-        TcOp::ReplaceRoot { .. } => {
-            owned.roots.insert((r.netns, ifindex, r.name.clone()));
-        }
-        TcOp::DeleteRoot { .. } => owned.roots.retain(|(n, i, _)| (*n, *i) != key),
-        TcOp::AddIngress { .. } => {
-            owned.ingress.insert(key);
-        }
-        TcOp::DeleteIngress { .. } => {
-            owned.ingress.remove(&key);
-        }
-        _ => {}
-    }
-}
-
-fn sample(ns: &Namespace, link: &Link, kind: &str, class: &str) -> LinkSample {
-    LinkSample {
-        netns: ns.inode,
-        namespace: ns.owner.clone(),
-        name: link.name.clone(),
-        ifindex: link.ifindex,
-        kind: kind.into(),
-        class: class.into(),
-        rx_bytes: link.rx_bytes,
-        tx_bytes: link.tx_bytes,
-    }
-}
-
-/// Reads classes and filters of the interfaces whose qdiscs are enforcer's kind.
-async fn read_installed(conn: &NsConn, reports: &mut [InterfaceReport]) -> Result<(), TcError> {
-    let with_htb: Vec<usize> = (0..reports.len())
-        .filter(|&i| matches!(reports[i].installed.root, RootQdisc::Htb { .. }))
-        .collect();
-    let indexes: Vec<u32> = with_htb.iter().map(|&i| reports[i].ifindex).collect();
-    let mut slots: Vec<(u32, u32)> = indexes.iter().map(|&i| (i, ROOT_HANDLE)).collect();
-    let with_ingress: Vec<usize> = (0..reports.len())
-        .filter(|&i| reports[i].installed.ingress && reports[i].ifindex != 0)
-        .collect();
-    slots.extend(
-        with_ingress
-            .iter()
-            .map(|&i| (reports[i].ifindex, INGRESS_HANDLE)),
-    );
-    let (classes, filters) =
-        futures_util::future::join(conn.classes(&indexes), conn.filters(&slots)).await;
-    let (classes, filters) = (classes?, filters?);
-    for (k, &i) in with_htb.iter().enumerate() {
-        reports[i].installed.classes = classes[k]
-            .iter()
-            .filter(|c| (c.classid >> 16) as u16 == HANDLE_MAJOR)
-            .copied()
-            .collect();
-    }
-    for (k, &i) in with_htb.iter().chain(with_ingress.iter()).enumerate() {
-        reports[i]
-            .installed
-            .filters
-            .extend(filters[k].iter().cloned());
-    }
-    Ok(())
 }
 
 /// An operation as planned, completed with what is known only when applying.
