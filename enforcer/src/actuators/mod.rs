@@ -108,18 +108,22 @@ impl Actuator {
         self.rules = rules;
     }
 
+    /// A node-wide journal entry (no cgroup target): isolation batches and tc passes.
+    /// `seq` ties an outcome to its intent; `None` takes the next number. Returns the number.
     fn node_entry(
         &mut self,
+        stage: &str,
         action: &str,
         outcome: Outcome,
         reason: serde_json::Value,
         detail: String,
-    ) -> Result<(), JournalError> {
-        let seq = self.journal.next_seq();
+        seq: Option<u64>,
+    ) -> Result<u64, JournalError> {
+        let seq = seq.unwrap_or_else(|| self.journal.next_seq());
         self.journal.append(&Entry {
             at: unix_now(),
             seq,
-            stage: "isolation".into(),
+            stage: stage.into(),
             action: action.into(),
             target: None,
             class: Some("offline".into()),
@@ -127,7 +131,8 @@ impl Actuator {
             reason,
             outcome,
             detail: Some(detail),
-        })
+        })?;
+        Ok(seq)
     }
 
     /// Isolates new processes of offline cgroups (SPEC §3): one journaled batch per call.
@@ -175,10 +180,24 @@ impl Actuator {
         });
         let detail = format!("{processes} processes in {} cgroups", accepted.len());
         if self.dry_run {
-            self.node_entry("isolate", Outcome::DryRun, reason, detail)?;
+            self.node_entry(
+                "isolation",
+                "isolate",
+                Outcome::DryRun,
+                reason,
+                detail,
+                None,
+            )?;
             return Ok(Vec::new());
         }
-        self.node_entry("isolate", Outcome::Intent, reason.clone(), detail.clone())?;
+        self.node_entry(
+            "isolation",
+            "isolate",
+            Outcome::Intent,
+            reason.clone(),
+            detail.clone(),
+            None,
+        )?;
         let mut done = Vec::new();
         let mut failures = Vec::new();
         for (rel, pids) in &accepted {
@@ -200,7 +219,7 @@ impl Actuator {
         } else {
             format!("{detail}; failed: {}", failures.join(", "))
         };
-        self.node_entry("isolate", outcome, reason, detail)?;
+        self.node_entry("isolation", "isolate", outcome, reason, detail, None)?;
         Ok(done)
     }
 
@@ -222,13 +241,24 @@ impl Actuator {
         });
         let detail = format!("{} processes", items.len());
         if self.dry_run {
-            return self.node_entry("restore_isolation", Outcome::DryRun, reason, detail);
+            return self
+                .node_entry(
+                    "isolation",
+                    "restore_isolation",
+                    Outcome::DryRun,
+                    reason,
+                    detail,
+                    None,
+                )
+                .map(drop);
         }
         self.node_entry(
+            "isolation",
             "restore_isolation",
             Outcome::Intent,
             reason.clone(),
             detail.clone(),
+            None,
         )?;
         for (pid, _, previous) in items {
             if let Err(e) = isolation::restore(*pid, *previous)
@@ -237,7 +267,15 @@ impl Actuator {
                 tracing::warn!(pid, "restoring isolation: {e}");
             }
         }
-        self.node_entry("restore_isolation", Outcome::Applied, reason, detail)
+        self.node_entry(
+            "isolation",
+            "restore_isolation",
+            Outcome::Applied,
+            reason,
+            detail,
+            None,
+        )
+        .map(drop)
     }
 
     /// The choke point for tc: every interface with pending changes is checked again, and
@@ -325,10 +363,24 @@ impl Actuator {
         let reason = serde_json::json!({"trigger": reason, "interfaces": changes});
         let detail = format!("{} interfaces", changes.len());
         if self.dry_run {
-            self.network_entry(Outcome::DryRun, reason, detail, None)?;
+            self.node_entry(
+                "network",
+                "tc_reconcile",
+                Outcome::DryRun,
+                reason,
+                detail,
+                None,
+            )?;
             return Ok(None);
         }
-        let seq = self.network_entry(Outcome::Intent, reason, detail, None)?;
+        let seq = self.node_entry(
+            "network",
+            "tc_reconcile",
+            Outcome::Intent,
+            reason,
+            detail,
+            None,
+        )?;
         self.network_seq = Some(seq);
         Ok(Some(allowed))
     }
@@ -353,36 +405,15 @@ impl Actuator {
             )
         };
         let seq = self.network_seq.take();
-        self.network_entry(
+        self.node_entry(
+            "network",
+            "tc_reconcile",
             outcome,
             serde_json::json!({"changes": applied.changes}),
             detail,
             seq,
         )
         .map(drop)
-    }
-
-    fn network_entry(
-        &mut self,
-        outcome: Outcome,
-        reason: serde_json::Value,
-        detail: String,
-        seq: Option<u64>,
-    ) -> Result<u64, JournalError> {
-        let seq = seq.unwrap_or_else(|| self.journal.next_seq());
-        self.journal.append(&Entry {
-            at: unix_now(),
-            seq,
-            stage: "network".into(),
-            action: "tc_reconcile".into(),
-            target: None,
-            class: Some("offline".into()),
-            priority: None,
-            reason,
-            outcome,
-            detail: Some(detail),
-        })?;
-        Ok(seq)
     }
 
     /// The choke point. Returns what happened; fails only if the journal cannot be
