@@ -2,11 +2,9 @@
 //! with an offline pod and an online pod, each pod's process in a cgroup the configuration
 //! classifies (offline P3 or online), and the helpers that read back what the daemon did.
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::process::Command;
 
+pub use crate::wait_until;
 use crate::{
     cgroup::{TestCgroup, spawn_in},
     daemon::{Daemon, metric_value},
@@ -95,17 +93,6 @@ impl CoLocated {
             self.on.name
         )
     }
-}
-
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 pub fn root_qdisc(ns: &Netns, dev: &str) -> serde_json::Value {

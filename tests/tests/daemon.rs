@@ -1,15 +1,12 @@
 //! The daemon as a real process: metrics over HTTP, the CLI over the control socket, the
 //! live cgroup index, clean shutdown.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use enforcer_tests::{
     cgroup::{TestCgroup, cpu_hog, spawn_in},
     daemon::{Daemon, enforcer, metric_value},
-    require_root, unique_name,
+    require_root, unique_name, wait_until,
 };
 
 const OFFLINE_P3: &str = r#"enforcer_cpu_seconds_total{class="offline",priority="P3"}"#;
@@ -36,17 +33,6 @@ fn find_cgroup<'a>(cgroups: &'a [serde_json::Value], name: &str) -> Option<&'a s
     cgroups
         .iter()
         .find(|c| c["path"].as_str().is_some_and(|p| p.ends_with(name)))
-}
-
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 #[test]
