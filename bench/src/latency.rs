@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use enforcer::surfaces::journal::Outcome;
+use enforcer::actuators::journal::Outcome;
 use enforcer_tests::{
     cgroup::{TestCgroup, cpu_hog, spawn_in},
     daemon::Daemon,

@@ -9,9 +9,11 @@
 //! - [`daemon`]: the tick loop that wires them together.
 
 pub mod actuators;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod model;
 pub mod policy;
 pub mod sampling;
 pub mod surfaces;
+pub mod text;

@@ -250,7 +250,7 @@ fn journal(
             path.display()
         );
     }
-    let mut entries: Vec<_> = enforcer::surfaces::journal::read(&path)
+    let mut entries: Vec<_> = enforcer::actuators::journal::read(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         .into_iter()
         .filter(|e| {
@@ -273,7 +273,7 @@ fn journal(
 
 fn explain(t: &Target) -> anyhow::Result<()> {
     let s = control::snapshot(&t.socket, Some(0))?;
-    let recent = enforcer::surfaces::journal::read(std::path::Path::new(&s.protection.journal))
+    let recent = enforcer::actuators::journal::read(std::path::Path::new(&s.protection.journal))
         .map(|mut e| e.split_off(e.len().saturating_sub(5)))
         .unwrap_or_default();
     if t.output == Output::Json {
@@ -290,6 +290,5 @@ fn explain(t: &Target) -> anyhow::Result<()> {
 }
 
 fn one_line(e: &anyhow::Error) -> String {
-    let text = format!("{e:#}");
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    enforcer::text::one_line(&format!("{e:#}"))
 }

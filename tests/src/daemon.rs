@@ -150,8 +150,8 @@ impl Daemon {
         self.child.as_ref().unwrap().pid()
     }
 
-    pub fn journal(&self) -> Vec<enforcer::surfaces::journal::Entry> {
-        enforcer::surfaces::journal::read(&self.dir.path().join("journal.jsonl"))
+    pub fn journal(&self) -> Vec<enforcer::actuators::journal::Entry> {
+        enforcer::actuators::journal::read(&self.dir.path().join("journal.jsonl"))
             .expect("read journal")
     }
 

@@ -10,13 +10,13 @@ use std::{
 };
 
 use enforcer::{
+    actuators::journal::{self, Journal, Outcome},
     actuators::{Actuator, Operation, Request, cgroupfs},
     model::{
         Class, Priority,
         classify::{Rule, RuleSet},
         layout::CgroupLayout,
     },
-    surfaces::journal::{self, Journal, Outcome},
 };
 use enforcer_tests::{
     TempDir,

@@ -117,8 +117,9 @@ fn offline_processes_are_isolated_and_restored_when_reclassified() {
             && oom_score_adj(later.pid()) == 0
     });
     let journal = daemon.journal();
-    assert!(journal.iter().any(
-        |e| e.action == "isolate" && e.outcome == enforcer::surfaces::journal::Outcome::Applied
-    ));
+    assert!(
+        journal.iter().any(|e| e.action == "isolate"
+            && e.outcome == enforcer::actuators::journal::Outcome::Applied)
+    );
     assert!(journal.iter().any(|e| e.action == "restore_isolation"));
 }

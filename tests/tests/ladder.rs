@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use enforcer::surfaces::journal::{Entry, Outcome};
+use enforcer::actuators::journal::{Entry, Outcome};
 use enforcer_tests::{
     cgroup::{TestCgroup, cpu_hog, spawn_in},
     daemon::{Daemon, enforcer},

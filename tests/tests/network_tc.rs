@@ -322,7 +322,7 @@ fn a_dry_run_daemon_shows_and_journals_the_shaping_but_installs_nothing() {
     assert!(
         wait_until(Duration::from_secs(10), || daemon.journal().iter().any(
             |e| e.action == "tc_reconcile"
-                && e.outcome == enforcer::surfaces::journal::Outcome::DryRun
+                && e.outcome == enforcer::actuators::journal::Outcome::DryRun
                 && e.reason.to_string().contains("mvoff0")
         )),
         "no dry-run pass journaled:\n{}",

@@ -6,6 +6,7 @@
 
 pub mod cgroupfs;
 pub mod isolation;
+pub mod journal;
 pub mod tc;
 
 use std::{sync::Arc, time::Duration};
@@ -13,8 +14,9 @@ use std::{sync::Arc, time::Duration};
 use serde::Serialize;
 
 use crate::{
+    actuators::journal::{Entry, Journal, JournalError, Outcome},
+    clock::unix_now,
     model::{Class, classify::RuleSet, layout::CgroupLayout},
-    surfaces::journal::{Entry, Journal, JournalError, Outcome},
 };
 use cgroupfs::CgroupDirs;
 
@@ -68,13 +70,6 @@ pub struct Actuator {
     /// Sequence number of the tc pass authorised and not yet concluded: its outcome is
     /// journaled under the same number as its intent.
     network_seq: Option<u64>,
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 impl Actuator {
@@ -551,7 +546,7 @@ mod network_tests {
             .expect("not a dry run");
         let names: Vec<&str> = allowed.iter().map(|(_, n)| n.as_str()).collect();
         assert_eq!(names, vec!["bond0", "eifb3", "mvhost0", "mvoff0"]);
-        let journal = crate::surfaces::journal::read(&dir.path().join("journal.jsonl")).unwrap();
+        let journal = crate::actuators::journal::read(&dir.path().join("journal.jsonl")).unwrap();
         let refused: Vec<&str> = journal
             .iter()
             .filter(|e| e.outcome == Outcome::Refused)
@@ -571,7 +566,7 @@ mod network_tests {
         // The outcome is journaled under the intent's number.
         a.network_outcome(&tc::reconcile::Applied::default())
             .unwrap();
-        let journal = crate::surfaces::journal::read(&dir.path().join("journal.jsonl")).unwrap();
+        let journal = crate::actuators::journal::read(&dir.path().join("journal.jsonl")).unwrap();
         let applied = journal
             .iter()
             .find(|e| e.outcome == Outcome::Applied)
@@ -587,7 +582,7 @@ mod network_tests {
             .authorize_network(&survey(), serde_json::json!({"why": "test"}))
             .unwrap();
         assert!(allowed.is_none());
-        let journal = crate::surfaces::journal::read(&dir.path().join("journal.jsonl")).unwrap();
+        let journal = crate::actuators::journal::read(&dir.path().join("journal.jsonl")).unwrap();
         assert!(
             journal
                 .iter()

@@ -200,11 +200,6 @@ impl Default for Config {
     }
 }
 
-/// Collapses a message onto one line.
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -223,7 +218,7 @@ impl Config {
         let invalid = |field: String, message: String| ConfigError::Invalid {
             file: file.clone(),
             field,
-            message: one_line(&message),
+            message: crate::text::one_line(&message),
         };
         let de = toml::de::Deserializer::parse(text).map_err(|e| {
             let field = e.span().map_or("syntax".to_string(), |s| {

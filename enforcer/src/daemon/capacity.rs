@@ -8,32 +8,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::{Deserialize, Serialize};
-
 use crate::{
+    actuators::journal::{JournalError, Outcome},
     actuators::{Actuator, Operation, Request, cgroupfs::CgroupDirs},
     config::CapacitySettings,
     model::layout::CgroupLayout,
     policy::capacity::{self, NodeUsage, OfflineCapacity},
-    surfaces::journal::{JournalError, Outcome},
+    surfaces::snapshot::CapacityView,
 };
 
 /// After a failed write (e.g. a memory limit the kernel cannot reclaim down to), leave that
 /// limit alone this long instead of failing every tick.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CapacityView {
-    pub enabled: bool,
-    pub policy: String,
-    pub target_cpu_cores: f64,
-    pub target_memory_bytes: u64,
-    pub applied_cpu_cores: f64,
-    pub applied_memory_bytes: u64,
-    pub offline_parents: usize,
-    /// True while the protection ladder holds the limits.
-    pub held: bool,
-}
 
 #[derive(Default)]
 struct Written {
@@ -49,19 +35,6 @@ pub struct CapacityController {
     applied: Option<OfflineCapacity>,
     written: HashMap<String, Written>,
     pub view: CapacityView,
-}
-
-/// Minutes since local midnight.
-pub fn local_minute_of_day() -> u32 {
-    // SAFETY: time/localtime_r on stack values.
-    unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
-            return 0;
-        }
-        (tm.tm_hour * 60 + tm.tm_min) as u32
-    }
 }
 
 impl CapacityController {
@@ -107,7 +80,7 @@ impl CapacityController {
             return Ok(());
         }
         let rule = &self.settings.rule;
-        let target = capacity::target(rule, node, local_minute_of_day());
+        let target = capacity::target(rule, node, crate::clock::local_minute_of_day());
         // Start from the whole node (what "no limit" amounts to) and come down gradually.
         let from = self.applied.unwrap_or(OfflineCapacity {
             cpu_cores: node.cpus,

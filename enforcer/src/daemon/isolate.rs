@@ -8,9 +8,9 @@ use std::{
 };
 
 use crate::{
+    actuators::journal::JournalError,
     actuators::{Actuator, isolation::Previous},
     config::IsolationConfig,
-    surfaces::journal::JournalError,
 };
 
 /// Dead processes are forgotten every this many ticks.

@@ -25,8 +25,10 @@ use std::{
 use anyhow::{Context, anyhow};
 use enforcer_common::CgroupMode;
 
+use crate::surfaces::snapshot::TcRequest;
 use crate::{
     actuators::Actuator,
+    actuators::journal::Journal,
     config::{Config, HierarchyChoice, SamplerChoice},
     model::{
         index::CgroupIndex,
@@ -38,14 +40,12 @@ use crate::{
         poll::{CgroupfsPoller, UsageFiles},
         programs::{ProgramOptions, Programs},
     },
-    surfaces::journal::Journal,
     surfaces::{control, http},
 };
 use capacity::CapacityController;
 use isolate::Isolator;
-use network::TcRequest;
 use protect::Protector;
-use state::{NodeState, unix_now};
+use state::NodeState;
 use tick::{CpuSource, SamplerLoop};
 
 /// Unknown cgroup ids still unknown after this many rescans are gone for good (created and
@@ -223,7 +223,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         }
         .to_string(),
         cpu_hierarchy: hierarchy_label,
-        started_at: unix_now(),
+        started_at: crate::clock::unix_now(),
         tick_seconds: d.tick.as_secs_f64(),
         window_seconds: d.window.as_secs_f64(),
         online_cpus: online_cpus(),

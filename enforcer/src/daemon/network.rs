@@ -11,10 +11,9 @@ use std::{
     time::Instant,
 };
 
-use serde::{Deserialize, Serialize};
-
 use super::state::NodeState;
 use crate::{
+    actuators::journal::JournalError,
     actuators::{
         Actuator,
         tc::reconcile::{Applied, Limits, Mode, Reconciler, Role, Survey, Topology},
@@ -36,7 +35,7 @@ use crate::{
         net::{NetClassifier, NetSampler},
         programs::Programs,
     },
-    surfaces::journal::JournalError,
+    surfaces::snapshot::{Directions, InterfaceTraffic, NetworkView, TcReport, TcRequest},
 };
 
 /// Per-cgroup and per-class bytes (cgroup2 ids), in the shared state so that views are
@@ -56,80 +55,6 @@ impl NetAccounting {
             index: own_index.then(CgroupIndex::new),
         }
     }
-}
-
-/// Both directions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Directions {
-    pub egress: f64,
-    pub ingress: f64,
-}
-
-/// An interface's traffic, from netlink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InterfaceTraffic {
-    pub name: String,
-    pub namespace: String,
-    pub kind: String,
-    pub class: String,
-    pub shaped: bool,
-    pub rx_bytes_total: u64,
-    pub tx_bytes_total: u64,
-    pub rx_bytes_per_second: f64,
-    pub tx_bytes_per_second: f64,
-}
-
-/// tc passes so far.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TcHealth {
-    pub passes_total: u64,
-    pub changes_total: u64,
-    pub failures_total: u64,
-    pub refused_total: u64,
-    pub last_pass_seconds: f64,
-    /// Interfaces enforcer shapes (bond, offline subinterfaces, their IFBs).
-    pub managed: usize,
-    pub conflicts: Vec<String>,
-    pub last_error: Option<String>,
-}
-
-/// What the surfaces show of the network, refreshed by the controller.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct NetworkView {
-    pub enabled: bool,
-    pub shaping: bool,
-    pub dry_run: bool,
-    pub interface: String,
-    pub interface_present: bool,
-    pub capacity_bytes_per_second: u64,
-    /// The limits the policy wants now.
-    pub offline_limit_target: Directions,
-    /// The limits in force in the kernel.
-    pub offline_limit: Directions,
-    pub online_rate: Directions,
-    pub offline_rate: Directions,
-    /// Offline traffic above its share (SPEC §5 "network traffic anomaly").
-    pub offline_over_share: bool,
-    pub offline_over_share_seconds_total: f64,
-    pub interfaces: Vec<InterfaceTraffic>,
-    pub tc: TcHealth,
-}
-
-/// `enforcer tc show` / `enforcer tc apply [--dry-run]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TcRequest {
-    pub apply: bool,
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TcReport {
-    pub interface: String,
-    pub limits: Directions,
-    pub survey: Survey,
-    /// What a non-dry-run apply did.
-    pub applied: Option<Applied>,
-    pub dry_run: bool,
 }
 
 pub type TcReply = std::sync::mpsc::Sender<Result<TcReport, String>>;
@@ -451,7 +376,7 @@ impl NetworkController {
         tc.last_error = survey.errors.last().cloned().or(tc.last_error.take());
         self.view.interface_present = survey.bond_present;
         // Per-interface rates from the byte counters of this pass.
-        let now_ns = crate::sampling::cpu::monotonic_ns();
+        let now_ns = crate::clock::monotonic_ns();
         let managed: std::collections::BTreeSet<(u64, u32)> = survey
             .interfaces
             .iter()

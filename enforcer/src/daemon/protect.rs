@@ -6,9 +6,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::{Deserialize, Serialize};
-
 use crate::{
+    actuators::journal::{Entry, JournalError, Outcome},
     actuators::{Actuator, Operation, Request, cgroupfs},
     config::ProtectionConfig,
     model::{
@@ -21,27 +20,8 @@ use crate::{
         usage::UsageTracker,
         window::RateWindow,
     },
-    surfaces::journal::{Entry, JournalError, Outcome},
+    surfaces::snapshot::ProtectionView,
 };
-
-/// What the surfaces show of the ladder.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProtectionView {
-    pub enabled: bool,
-    pub dry_run: bool,
-    pub stage: String,
-    pub frozen: bool,
-    pub scheduling_open: bool,
-    pub node_sick: bool,
-    pub node_memory_used_ratio: f64,
-    pub direct_reclaim_stall_ratio: f64,
-    pub explain: String,
-    pub offline_killed_total: u64,
-    pub actions_total: u64,
-    pub refused_total: u64,
-    pub journal: String,
-    pub thresholds: Option<crate::policy::ladder::LadderConfig>,
-}
 
 /// What the ladder needs of the model, captured under the state lock only when the
 /// ladder is engaged, so that actions (a kill waits for its cgroup to empty) run without it.
@@ -384,7 +364,7 @@ impl Protector {
         let journal = self.actuator.journal_mut();
         let seq = journal.next_seq();
         journal.append(&Entry {
-            at: crate::daemon::state::unix_now(),
+            at: crate::clock::unix_now(),
             seq,
             stage: format!("{:?}", d.stage).to_lowercase(),
             action: action.to_string(),

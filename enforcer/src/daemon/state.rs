@@ -1,22 +1,16 @@
 //! What the daemon knows between ticks, shared by the sampler thread (writer) and the
 //! surfaces (readers, which build views on request).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use enforcer_common::ReclaimStats;
 
-use super::{
-    capacity::CapacityView,
-    network::{NetAccounting, NetworkView},
-    protect::ProtectionView,
-};
+use super::network::NetAccounting;
 use crate::{
     model::{Class, index::CgroupIndex},
     policy::usage::UsageTracker,
     sampling::psi::NodePressure,
     surfaces::snapshot::{
-        CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage, NetworkSnapshot,
-        ReclaimTotals, SamplerHealth, Snapshot,
+        CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
+        NetworkSnapshot, NetworkView, ProtectionView, ReclaimTotals, SamplerHealth, Snapshot,
     },
 };
 
@@ -45,13 +39,6 @@ pub struct NodeState {
     /// Bytes per cgroup2 cgroup and class (cgroup_skb).
     pub net: NetAccounting,
     pub network: NetworkView,
-}
-
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 impl NodeState {
@@ -122,7 +109,7 @@ impl NodeState {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             started_at: self.started_at,
-            taken_at: unix_now(),
+            taken_at: crate::clock::unix_now(),
             layout: self.layout.clone(),
             kubelet_driver: self.kubelet_driver.clone(),
             cpu_hierarchy: self.cpu_hierarchy.clone(),

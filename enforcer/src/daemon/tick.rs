@@ -60,8 +60,10 @@ pub(super) struct SamplerLoop {
     pub(super) memory_total_bytes: u64,
     pub(super) network: Option<super::network::NetworkController>,
     /// `enforcer tc show|apply` requests from the control socket.
-    pub(super) tc_inbox:
-        std::sync::mpsc::Receiver<(super::network::TcRequest, super::network::TcReply)>,
+    pub(super) tc_inbox: std::sync::mpsc::Receiver<(
+        crate::surfaces::snapshot::TcRequest,
+        super::network::TcReply,
+    )>,
     // Keeps the programs attached; dropped (detached) when the loop ends.
     pub(super) programs: Programs,
     pub(super) root: PathBuf,

@@ -19,9 +19,8 @@
 //! to an IFB (`eifb<ifindex>`, in the same namespace) shaped to its share of the offline
 //! ingress limit.
 
-use crate::actuators::tc::codec::TcOp;
 use crate::model::tc::{
-    Filter, HtbClass, INGRESS_HANDLE, InterfaceTc, ROOT_HANDLE, RootQdisc, classid, htb_class,
+    Filter, HtbClass, INGRESS_HANDLE, InterfaceTc, ROOT_HANDLE, RootQdisc, TcOp, classid, htb_class,
 };
 
 pub const CLASS_LINK: u16 = 0x1;

@@ -109,7 +109,7 @@ impl CpuSampler {
             map: MAP_CPU_SLOT,
             source: std::io::Error::other(e.to_string()),
         })?;
-        let now = monotonic_ns();
+        let now = crate::clock::monotonic_ns();
         for slot in slots.iter() {
             reading.busy_ns += slot.busy_ns;
             reading.switches += slot.switches;
@@ -144,15 +144,4 @@ impl CpuSampler {
     pub fn map_len(&self) -> usize {
         self.per_cgroup.keys().count()
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` reads.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: plain syscall on a stack value; CLOCK_MONOTONIC cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

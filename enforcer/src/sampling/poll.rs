@@ -4,7 +4,8 @@
 
 use std::{collections::HashMap, path::PathBuf, time::Instant};
 
-use super::cpu::{CpuReading, monotonic_ns};
+use super::cpu::CpuReading;
+use crate::clock::monotonic_ns;
 
 /// Where per-cgroup CPU time is read.
 #[derive(Debug, Clone)]

@@ -99,7 +99,7 @@ impl Programs {
             .map_max_entries(MAP_NET, net_entries)
             .map_max_entries(MAP_NET_CLASS, net_entries)
             .load(EBPF_OBJECT)
-            .map_err(|e| SamplerError::Object(one_line(&e.to_string())))?;
+            .map_err(|e| SamplerError::Object(crate::text::one_line(&e.to_string())))?;
         let kernel_btf = AyaBtf::from_sys_fs().map_err(|e| SamplerError::Program {
             program: PROG_SCHED_SWITCH,
             detail: format!("reading kernel BTF: {e}"),
@@ -292,7 +292,7 @@ fn program_error(program: &'static str, e: ProgramError) -> SamplerError {
             format!("verifier rejected it ({io_error}): {last} (RUST_LOG=debug shows the full log)")
         }
         _ => {
-            let text = one_line(&format!("{e}: {}", source_chain(&e)));
+            let text = crate::text::one_line(&format!("{e}: {}", source_chain(&e)));
             if text.contains("Operation not permitted") || text.contains("EPERM") {
                 format!("{text}; enforcer must run as root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)")
             } else {
@@ -311,8 +311,4 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     parts.join(": ")
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

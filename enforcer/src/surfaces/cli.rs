@@ -2,10 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{
-    journal::Entry,
-    snapshot::{CgroupUsage, Snapshot},
-};
+use super::snapshot::{CgroupUsage, Snapshot};
+use crate::actuators::journal::Entry;
 
 fn priority(p: Option<crate::model::Priority>) -> &'static str {
     p.map(|p| p.as_str()).unwrap_or("-")
@@ -245,7 +243,7 @@ pub fn render_explain(s: &Snapshot, recent: &[Entry]) -> String {
 pub fn render_journal(entries: &[Entry]) -> String {
     let mut out = String::new();
     for e in entries {
-        let when = chrono_like(e.at);
+        let when = crate::clock::rfc3339(e.at);
         let _ = writeln!(
             out,
             "{when}  #{:<5} {:<15} {:<16} {:<9} {:<6} {:<8} {}{}  {}",
@@ -272,40 +270,8 @@ pub fn render_journal(entries: &[Entry]) -> String {
     out
 }
 
-/// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` without a date library.
-fn chrono_like(unix: f64) -> String {
-    let secs = unix.floor() as i64;
-    let millis = ((unix - secs as f64) * 1000.0) as u32;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn timestamps_are_utc() {
-        assert_eq!(super::chrono_like(0.0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            super::chrono_like(1_795_526_289.25),
-            "2026-11-24T13:18:09.250Z"
-        );
-    }
-
     use super::*;
 
     #[test]

@@ -15,11 +15,11 @@ use tokio::{
     net::UnixListener,
 };
 
+pub use super::snapshot::TcRequest;
 use super::{
     http::SnapshotSource,
     snapshot::{Snapshot, TcReport},
 };
-pub use crate::daemon::network::TcRequest;
 
 /// Answers tc requests (the network controller, on the sampler thread).
 pub type TcSource = std::sync::Arc<dyn Fn(TcRequest) -> Result<TcReport, String> + Send + Sync>;

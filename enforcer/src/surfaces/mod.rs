@@ -4,7 +4,6 @@
 pub mod cli;
 pub mod control;
 pub mod http;
-pub mod journal;
 pub mod metrics;
 pub mod netcli;
 mod netmetrics;

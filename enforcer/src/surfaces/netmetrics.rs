@@ -81,7 +81,7 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, n: &NetworkSnapshot) -> Fmt {
         "Network bytes per second of a cgroup over the window (top N by rate only).",
         &cgroup_rows(&|c| (c.rx_bytes_per_second, c.tx_bytes_per_second)),
     )?;
-    let iface_rows = |f: &dyn Fn(&crate::daemon::network::InterfaceTraffic) -> (f64, f64)| {
+    let iface_rows = |f: &dyn Fn(&crate::surfaces::snapshot::InterfaceTraffic) -> (f64, f64)| {
         v.interfaces
             .iter()
             .flat_map(|i| {

@@ -20,8 +20,9 @@ use netlink_packet_route::{
     },
 };
 
+pub use crate::model::tc::TcOp;
 use crate::model::tc::{
-    ETH_P_ALL, HtbClass, INGRESS_HANDLE, INGRESS_PARENT, ROOT_HANDLE, ROOT_PARENT,
+    ETH_P_ALL, HTB_R2Q, HtbClass, INGRESS_HANDLE, INGRESS_PARENT, ROOT_HANDLE, ROOT_PARENT,
 };
 
 pub(super) const TCA_HTB_PARMS: u16 = 1;
@@ -30,57 +31,11 @@ pub(super) const TCA_HTB_RATE64: u16 = 6;
 pub(super) const TCA_HTB_CEIL64: u16 = 7;
 /// `TC_HTB_PROTOVER`.
 const HTB_VERSION: u32 = 3;
-/// iproute2's default r2q; quantum is always given explicitly, so it only matters for
-/// classes enforcer did not make.
-const HTB_R2Q: u32 = 10;
 /// `TC_LINKLAYER_ETHERNET`: the kernel computes transmit times itself, no rate table.
 const LINKLAYER_ETHERNET: u8 = 1;
 /// What iproute2 puts in `cell_log` for its default MTU (2047 >> 3 < 256); kept so the
 /// encoded struct is byte-for-byte what `tc` sends.
 const CELL_LOG: u8 = 3;
-
-/// One tc operation on one interface, as enforcer sends it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TcOp {
-    /// `tc qdisc replace dev X root handle ef00: htb default MINOR r2q 10`.
-    ReplaceRoot { ifindex: u32, default_minor: u16 },
-    /// `tc qdisc del dev X root`.
-    DeleteRoot { ifindex: u32 },
-    /// `tc qdisc add dev X ingress`.
-    AddIngress { ifindex: u32 },
-    /// `tc qdisc del dev X ingress`.
-    DeleteIngress { ifindex: u32 },
-    /// `tc class add dev X parent P classid C htb ...`.
-    AddClass { ifindex: u32, class: HtbClass },
-    /// `tc class change dev X parent P classid C htb ...`.
-    ChangeClass { ifindex: u32, class: HtbClass },
-    /// `tc class del dev X classid C`.
-    DeleteClass { ifindex: u32, classid: u32 },
-    /// `tc filter add|replace dev X parent P protocol all prio N handle H bpf fd FD name NAME`
-    /// (not direct-action: the program returns the classid).
-    SetClassifier {
-        ifindex: u32,
-        parent: u32,
-        prio: u16,
-        handle: u32,
-        prog_fd: u32,
-        name: String,
-        replace: bool,
-    },
-    /// `tc filter add dev X parent ffff: protocol all prio N u32 match u32 0 0 action mirred
-    /// egress redirect dev IFB`.
-    AddRedirect {
-        ifindex: u32,
-        prio: u16,
-        target_ifindex: u32,
-    },
-    /// `tc filter del dev X parent P protocol all prio N`.
-    DeleteFilter {
-        ifindex: u32,
-        parent: u32,
-        prio: u16,
-    },
-}
 
 fn header(ifindex: u32, parent: u32, handle: u32, info: u32) -> TcMessage {
     let mut m = TcMessage::with_index(ifindex as i32);
@@ -174,81 +129,6 @@ fn redirect_options(target_ifindex: u32) -> Vec<TcOption> {
 }
 
 impl TcOp {
-    pub fn ifindex(&self) -> u32 {
-        match self {
-            TcOp::ReplaceRoot { ifindex, .. }
-            | TcOp::DeleteRoot { ifindex }
-            | TcOp::AddIngress { ifindex }
-            | TcOp::DeleteIngress { ifindex }
-            | TcOp::AddClass { ifindex, .. }
-            | TcOp::ChangeClass { ifindex, .. }
-            | TcOp::DeleteClass { ifindex, .. }
-            | TcOp::SetClassifier { ifindex, .. }
-            | TcOp::AddRedirect { ifindex, .. }
-            | TcOp::DeleteFilter { ifindex, .. } => *ifindex,
-        }
-    }
-
-    /// The same operation as `tc` arguments (what an operator would type), with `dev` the
-    /// interface's name, `name_of` naming other interfaces (a redirect's IFB), and `bpf` how
-    /// `tc` finds the classifier program (`object-pinned /sys/fs/bpf/...`).
-    pub fn tc_args(&self, dev: &str, name_of: &dyn Fn(u32) -> String, bpf: &str) -> Vec<String> {
-        use crate::model::tc::handle_str as h;
-        let class = |verb: &str, c: &HtbClass| {
-            format!(
-                "class {verb} dev {dev} parent {} classid {} htb rate {}bit ceil {}bit burst {} cburst {} quantum {} prio {}",
-                h(c.parent),
-                h(c.classid),
-                c.rate * 8,
-                c.ceil * 8,
-                crate::model::tc::burst_for(c.rate),
-                crate::model::tc::burst_for(c.ceil),
-                c.quantum,
-                c.prio
-            )
-        };
-        let line = match self {
-            TcOp::ReplaceRoot { default_minor, .. } => format!(
-                "qdisc replace dev {dev} root handle {} htb default {default_minor:x} r2q {HTB_R2Q}",
-                h(ROOT_HANDLE)
-            ),
-            TcOp::DeleteRoot { .. } => format!("qdisc del dev {dev} root"),
-            TcOp::AddIngress { .. } => format!("qdisc add dev {dev} ingress"),
-            TcOp::DeleteIngress { .. } => format!("qdisc del dev {dev} ingress"),
-            TcOp::AddClass { class: c, .. } => class("add", c),
-            TcOp::ChangeClass { class: c, .. } => class("change", c),
-            TcOp::DeleteClass { classid, .. } => {
-                format!("class del dev {dev} classid {}", h(*classid))
-            }
-            TcOp::SetClassifier {
-                parent,
-                prio,
-                handle,
-                replace,
-                ..
-            } => format!(
-                "filter {} dev {dev} parent {} protocol all prio {prio} handle {handle} {bpf}",
-                if *replace { "replace" } else { "add" },
-                h(*parent)
-            ),
-            TcOp::AddRedirect {
-                prio,
-                target_ifindex,
-                ..
-            } => format!(
-                "filter add dev {dev} parent ffff: protocol all prio {prio} u32 match u32 0 0 action mirred egress redirect dev {}",
-                name_of(*target_ifindex)
-            ),
-            TcOp::DeleteFilter { parent, prio, .. } => {
-                format!(
-                    "filter del dev {dev} parent {} protocol all prio {prio}",
-                    h(*parent)
-                )
-            }
-        };
-        line.split(' ').map(String::from).collect()
-    }
-
     /// The request, with the flags `tc` uses for the same command (acknowledged, so that
     /// every error comes back).
     pub fn message(&self) -> NetlinkMessage<RouteNetlinkMessage> {

@@ -6,4 +6,3 @@ pub mod codec;
 mod decode;
 mod owned;
 pub mod reconcile;
-mod report;

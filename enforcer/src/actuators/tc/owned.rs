@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use super::{codec::TcOp, report::InterfaceReport};
+use crate::model::tc::{TcOp, survey::InterfaceReport};
 
 /// What enforcer installed, persisted so that it survives a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

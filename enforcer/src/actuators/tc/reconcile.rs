@@ -21,18 +21,19 @@ use std::{
 
 use super::{
     client::{Link, NsConn, TcError},
-    codec::{QdiscInfo, TcOp},
+    codec::QdiscInfo,
     owned::record,
-    report::LinkOp,
 };
 mod discover;
 
-pub use super::{
-    owned::Owned,
-    report::{Applied, InterfaceReport, LinkSample, Role, Survey},
-};
+pub use super::owned::Owned;
+pub use crate::model::tc::survey::{Applied, InterfaceReport, LinkSample, Role, Survey};
 use crate::{
-    model::{Class, netns::Namespace, tc::RootQdisc},
+    model::{
+        Class,
+        netns::Namespace,
+        tc::{RootQdisc, TcOp, survey::LinkOp},
+    },
     policy::shaping::{self, BondShape, Plan},
 };
 use discover::{is_sub, read_installed};

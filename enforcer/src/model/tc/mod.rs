@@ -4,6 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+mod op;
+pub mod survey;
+
+pub use op::TcOp;
+
 /// Major number of every qdisc and class enforcer installs (`ef00:`). A distinctive major
 /// makes enforcer's objects recognisable in `tc` output and tells them apart from an
 /// operator's own `1:` hierarchies.
@@ -14,6 +19,9 @@ pub const INGRESS_PARENT: u32 = 0xffff_fff1;
 pub const INGRESS_HANDLE: u32 = 0xffff_0000;
 /// `TC_H_ROOT`.
 pub const ROOT_PARENT: u32 = 0xffff_ffff;
+/// iproute2's default r2q; quantum is always given explicitly, so it only matters for
+/// classes enforcer did not make.
+pub const HTB_R2Q: u32 = 10;
 /// `ETH_P_ALL`: filters match every protocol.
 pub const ETH_P_ALL: u16 = 0x0003;
 

@@ -1,11 +1,10 @@
-//! What a tc pass reports: per interface, what is installed, what is wanted and the
+//! What a tc pass finds and plans (plain data, filled by the reconciler's survey): per interface, what is installed, what is wanted and the
 //! changes between them (as `tc` commands), and what applying did. Serialised for
 //! `enforcer tc show|apply` and the journal.
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::TcOp;
-use crate::model::tc::InterfaceTc;
+use super::{InterfaceTc, TcOp};
 
 /// Why enforcer manages an interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,13 +40,13 @@ pub struct InterfaceReport {
     /// Why parts of it are left alone.
     pub conflicts: Vec<String>,
     #[serde(skip)]
-    pub(super) ops: Vec<TcOp>,
+    pub ops: Vec<TcOp>,
     #[serde(skip)]
-    pub(super) link: Option<LinkOp>,
+    pub link: Option<LinkOp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum LinkOp {
+pub enum LinkOp {
     CreateIfb,
     DeleteIfb,
 }

@@ -3,15 +3,18 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::daemon::{
-    capacity::CapacityView,
-    network::{NetworkView, TcReport},
-    protect::ProtectionView,
-};
+mod network;
+mod protection;
+
 use crate::{
     model::{Class, Priority},
     sampling::{memory::MemoryUsage, psi::NodePressure},
 };
+pub use network::{
+    CgroupNet, ClassNet, Directions, InterfaceTraffic, NetworkSnapshot, NetworkView, TcHealth,
+    TcReport, TcRequest,
+};
+pub use protection::{CapacityView, ProtectionView};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -47,41 +50,6 @@ pub struct Snapshot {
     pub reclaim_by_class: Vec<ClassReclaim>,
     pub reclaim: ReclaimTotals,
     pub network: NetworkSnapshot,
-}
-
-/// Network sight and shaping.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct NetworkSnapshot {
-    #[serde(flatten)]
-    pub view: NetworkView,
-    /// Bytes per class and priority (cgroup_skb, loopback excluded).
-    pub classes: Vec<ClassNet>,
-    /// Cgroups that sent or received anything, most bytes per second first (possibly
-    /// truncated like `cgroups`).
-    pub cgroups: Vec<CgroupNet>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClassNet {
-    pub class: Class,
-    pub priority: Option<Priority>,
-    pub rx_bytes_total: u64,
-    pub tx_bytes_total: u64,
-    pub rx_bytes_per_second: f64,
-    pub tx_bytes_per_second: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CgroupNet {
-    /// The cgroup2 id (the one `bpf_skb_cgroup_id` returns).
-    pub id: u64,
-    pub path: String,
-    pub class: Class,
-    pub priority: Option<Priority>,
-    pub rx_bytes_total: u64,
-    pub tx_bytes_total: u64,
-    pub rx_bytes_per_second: f64,
-    pub tx_bytes_per_second: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,36 @@
+//! What the surfaces show of the protection ladder and the offline capacity.
+
+use serde::{Deserialize, Serialize};
+
+/// What the surfaces show of the ladder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProtectionView {
+    pub enabled: bool,
+    pub dry_run: bool,
+    pub stage: String,
+    pub frozen: bool,
+    pub scheduling_open: bool,
+    pub node_sick: bool,
+    pub node_memory_used_ratio: f64,
+    pub direct_reclaim_stall_ratio: f64,
+    pub explain: String,
+    pub offline_killed_total: u64,
+    pub actions_total: u64,
+    pub refused_total: u64,
+    pub journal: String,
+    pub thresholds: Option<crate::policy::ladder::LadderConfig>,
+}
+
+/// What the surfaces show of the offline capacity (SPEC §2).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CapacityView {
+    pub enabled: bool,
+    pub policy: String,
+    pub target_cpu_cores: f64,
+    pub target_memory_bytes: u64,
+    pub applied_cpu_cores: f64,
+    pub applied_memory_bytes: u64,
+    pub offline_parents: usize,
+    /// True while the protection ladder holds the limits.
+    pub held: bool,
+}
