@@ -35,6 +35,19 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// Its one spelling, equal to its serde name (a unit test holds them together).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Intent => "intent",
+            Outcome::Applied => "applied",
+            Outcome::DryRun => "dry_run",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// Seconds since the Unix epoch.
@@ -130,6 +143,22 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcome_names_are_their_serde_names() {
+        for o in [
+            Outcome::Intent,
+            Outcome::Applied,
+            Outcome::DryRun,
+            Outcome::Refused,
+            Outcome::Failed,
+        ] {
+            assert_eq!(
+                serde_json::to_value(&o).unwrap(),
+                serde_json::Value::String(o.name().into())
+            );
+        }
+    }
 
     fn entry(seq: u64, outcome: Outcome) -> Entry {
         Entry {

@@ -421,10 +421,7 @@ impl Actuator {
             at: unix_now(),
             seq,
             stage: req.stage.clone(),
-            action: serde_json::to_value(&req.op)
-                .ok()
-                .and_then(|v| v.get("op").and_then(|o| o.as_str()).map(String::from))
-                .unwrap_or_else(|| req.op.name().to_string()),
+            action: req.op.name().to_string(),
             target: Some(rel.to_string()),
             class: Some(class.class.to_string()),
             priority: class.priority.map(|p| p.to_string()),
@@ -483,6 +480,19 @@ impl Actuator {
 mod network_tests {
     use super::*;
     use crate::model::classify::Rule;
+
+    #[test]
+    fn operation_names_are_their_serde_tags() {
+        for op in [
+            Operation::CpuLimit { cores: None },
+            Operation::MemoryLimit { bytes: None },
+            Operation::Freeze,
+            Operation::Thaw,
+            Operation::Kill,
+        ] {
+            assert_eq!(serde_json::to_value(&op).unwrap()["op"], op.name());
+        }
+    }
 
     fn actuator(dir: &std::path::Path, dry_run: bool) -> Actuator {
         let rules = RuleSet::new(vec![

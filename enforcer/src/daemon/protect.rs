@@ -240,7 +240,7 @@ impl Protector {
         for d in &decisions {
             self.execute(d, &view, online_cpus)?;
         }
-        self.view.stage = format!("{:?}", self.ladder.stage()).to_lowercase();
+        self.view.stage = self.ladder.stage().name().to_string();
         self.view.frozen = self.ladder.frozen();
         self.view.explain = self.ladder.explain(at_ns);
         Ok(())
@@ -253,7 +253,7 @@ impl Protector {
         op: Operation,
     ) -> Result<Outcome, JournalError> {
         let outcome = self.actuator.apply(&Request {
-            stage: format!("{:?}", d.stage).to_lowercase(),
+            stage: d.stage.name().to_string(),
             target: target.to_string(),
             op,
             reason: serde_json::to_value(d.trigger).unwrap_or_default(),
@@ -366,7 +366,7 @@ impl Protector {
         journal.append(&Entry {
             at: crate::clock::unix_now(),
             seq,
-            stage: format!("{:?}", d.stage).to_lowercase(),
+            stage: d.stage.name().to_string(),
             action: action.to_string(),
             target: None,
             class: None,

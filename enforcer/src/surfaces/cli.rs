@@ -252,7 +252,7 @@ pub fn render_journal(entries: &[Entry]) -> String {
             e.action,
             e.class.as_deref().unwrap_or("-"),
             e.priority.as_deref().unwrap_or("-"),
-            format!("{:?}", e.outcome).to_lowercase(),
+            e.outcome.name().to_string(),
             e.target
                 .as_deref()
                 .map(|t| format!("/{t}"))

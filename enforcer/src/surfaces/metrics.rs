@@ -232,10 +232,14 @@ impl Collector for SnapshotCollector {
 
         let p = &s.protection;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let stages = ["normal", "stopscheduling", "throttle", "evict", "nodesick"];
-        let stage_rows: Vec<(Labels, f64)> = stages
+        let stage_rows: Vec<(Labels, f64)> = crate::policy::ladder::Stage::ALL
             .iter()
-            .map(|st| (vec![("stage", st.to_string())], flag(p.stage == *st)))
+            .map(|st| {
+                (
+                    vec![("stage", st.name().to_string())],
+                    flag(p.stage == st.name()),
+                )
+            })
             .collect();
         gauge(
             &mut enc,

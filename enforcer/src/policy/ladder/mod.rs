@@ -67,6 +67,28 @@ pub enum Stage {
     NodeSick,
 }
 
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Normal,
+        Stage::StopScheduling,
+        Stage::Throttle,
+        Stage::Evict,
+        Stage::NodeSick,
+    ];
+
+    /// The one spelling of a stage: the journal's `stage`, the metrics' `stage` label, the
+    /// views. Equal to its serde name (a unit test holds them together).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Normal => "normal",
+            Stage::StopScheduling => "stop_scheduling",
+            Stage::Throttle => "throttle",
+            Stage::Evict => "evict",
+            Stage::NodeSick => "node_sick",
+        }
+    }
+}
+
 /// What set the ladder off, with the measured value (journaled with every action).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "trigger", rename_all = "snake_case")]

@@ -308,3 +308,13 @@ fn victims_are_only_ever_offline_units_given_to_the_ladder() {
         }
     }
 }
+
+#[test]
+fn stage_names_are_their_serde_names() {
+    for stage in Stage::ALL {
+        assert_eq!(
+            serde_json::to_value(stage).unwrap(),
+            serde_json::Value::String(stage.name().into())
+        );
+    }
+}
