@@ -4,13 +4,10 @@ use std::{collections::HashMap, os::fd::AsFd, time::Duration};
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use enforcer_common::{
-    CgroupMode, CpuSlot, IDLE_CGROUP, MAP_CPU_NS, MAP_CPU_SLOT, PROG_SCHED_SWITCH,
+    CgroupMode, CpuSlot, IDLE_CGROUP, MAP_CPU_NS, MAP_CPU_SLOT,
 };
 
-use super::{
-    batch::PerCpuU64Reader,
-    programs::{ProgramOptions, Programs, SamplerError},
-};
+use super::{batch::PerCpuU64Reader, error::SamplerError};
 
 /// One reading of the sampler: cumulative figures since the program was loaded.
 #[derive(Debug, Default, Clone)]
@@ -31,32 +28,20 @@ pub struct CpuReading {
     pub read_duration: Duration,
 }
 
-/// The CPU sampler's maps. Dropping it with its [`Programs`] detaches the programs.
+/// The CPU sampler's maps. A sampler made by [`CpuSampler::load`] owns its programs too,
+/// and dropping it detaches them.
 pub struct CpuSampler {
     mode: CgroupMode,
     slots: PerCpuArray<MapData, CpuSlot>,
     per_cgroup: PerCpuHashMap<MapData, u64, u64>,
     reader: PerCpuU64Reader,
-    // Set when this sampler loaded the programs itself ([`CpuSampler::load`]); declared
-    // last so the maps close after the programs.
-    programs: Option<Programs>,
+    // The loaded programs when this sampler loaded them itself ([`CpuSampler::load`]),
+    // type-erased so that the sampler does not depend on the loader; declared last so the
+    // maps close after the programs.
+    owner: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl CpuSampler {
-    /// Loads and attaches all of enforcer's programs and keeps them with the sampler: the
-    /// simple way for a tool that only needs CPU figures.
-    pub fn load(mode: CgroupMode, map_entries: u32) -> Result<CpuSampler, SamplerError> {
-        let mut programs = Programs::load(&ProgramOptions {
-            cpu_mode: mode,
-            memory_mode: CgroupMode::Unified,
-            cgroup_map_entries: map_entries,
-            network: None,
-        })?;
-        let mut sampler = programs.cpu_sampler()?;
-        sampler.programs = Some(programs);
-        Ok(sampler)
-    }
-
     /// Takes the CPU maps out of loaded programs.
     pub(super) fn from_maps(
         mode: CgroupMode,
@@ -76,8 +61,17 @@ impl CpuSampler {
             slots,
             per_cgroup,
             reader: PerCpuU64Reader::new(cpus),
-            programs: None,
+            owner: None,
         })
+    }
+
+    /// Keeps what must outlive the maps (the programs) for as long as the sampler lives.
+    pub(super) fn keep_alive(&mut self, owner: Box<dyn std::any::Any + Send>) {
+        self.owner = Some(owner);
+    }
+
+    pub(super) fn owner(&self) -> Option<&(dyn std::any::Any + Send)> {
+        self.owner.as_deref()
     }
 
     pub fn mode(&self) -> CgroupMode {
@@ -134,11 +128,6 @@ impl CpuSampler {
         }
     }
 
-    /// `(run_time, run_count)` of the sched_switch program as the kernel counts them; both
-    /// stay zero unless `kernel.bpf_stats_enabled` is 1.
-    pub fn program_stats(&self) -> Option<(Duration, u64)> {
-        self.programs.as_ref()?.program_stats(PROG_SCHED_SWITCH)
-    }
 
     /// Entries currently in the per-cgroup map.
     pub fn map_len(&self) -> usize {

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod btf;
 pub mod cpu;
+pub mod error;
 pub mod memory;
 pub mod net;
 pub mod poll;

@@ -12,7 +12,7 @@ use std::{
 use aya::maps::{HashMap as AyaHashMap, IterableMap, MapData, MapError, PerCpuHashMap};
 use enforcer_common::{MAP_NET, MAP_NET_CLASS, NetCounters};
 
-use super::{batch::PerCpuReader, programs::SamplerError};
+use super::{batch::PerCpuReader, error::SamplerError};
 use crate::clock::monotonic_ns;
 
 /// One reading: cumulative counters since the programs were loaded.

@@ -19,8 +19,8 @@ use enforcer_common::{
     MAP_NET_CLASS, MAP_RECLAIM, NET_DEFAULT_ENTRIES, PROG_CGROUP_ATTACH, PROG_NET_CLASSIFY,
     PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROGS_RECLAIM,
 };
-use thiserror::Error;
 
+pub use super::error::SamplerError;
 use super::{
     btf::Btf,
     cpu::CpuSampler,
@@ -31,32 +31,6 @@ use super::{
 /// The kernel programs, built by `build.rs` and embedded so that one file is all a node needs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));
 
-#[derive(Debug, Error)]
-pub enum SamplerError {
-    #[error(transparent)]
-    Btf(#[from] super::btf::BtfError),
-    #[error("loading eBPF object: {0}")]
-    Object(String),
-    #[error("eBPF map or program {0} missing from the object")]
-    Missing(&'static str),
-    #[error("eBPF program {program}: {detail}")]
-    Program {
-        program: &'static str,
-        detail: String,
-    },
-    #[error("reading eBPF map {map}: {source}")]
-    Read {
-        map: &'static str,
-        source: std::io::Error,
-    },
-    #[error("writing eBPF map {map}: {source}")]
-    Write {
-        map: &'static str,
-        source: std::io::Error,
-    },
-    #[error("the network programs are not loaded (ProgramOptions::network is None)")]
-    NetworkDisabled,
-}
 
 /// What to load.
 #[derive(Debug, Clone)]
@@ -311,4 +285,28 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+impl CpuSampler {
+    /// Loads and attaches all of enforcer's programs and keeps them with the sampler: the
+    /// simple way for a tool that only needs CPU figures.
+    pub fn load(mode: CgroupMode, map_entries: u32) -> Result<CpuSampler, SamplerError> {
+        let mut programs = Programs::load(&ProgramOptions {
+            cpu_mode: mode,
+            memory_mode: CgroupMode::Unified,
+            cgroup_map_entries: map_entries,
+            network: None,
+        })?;
+        let mut sampler = programs.cpu_sampler()?;
+        sampler.keep_alive(Box::new(programs));
+        Ok(sampler)
+    }
+
+    /// `(run_time, run_count)` of the sched_switch program as the kernel counts them; both
+    /// stay zero unless `kernel.bpf_stats_enabled` is 1.
+    pub fn program_stats(&self) -> Option<(Duration, u64)> {
+        self.owner()?
+            .downcast_ref::<Programs>()?
+            .program_stats(PROG_SCHED_SWITCH)
+    }
 }

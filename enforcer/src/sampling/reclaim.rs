@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use enforcer_common::{MAP_KSWAPD_WAKEUPS, MAP_RECLAIM, ReclaimStats};
 
-use super::programs::SamplerError;
+use super::error::SamplerError;
 
 /// Cumulative reclaim figures since the programs were loaded.
 #[derive(Debug, Default, Clone, PartialEq)]
