@@ -12,6 +12,7 @@ pub mod actuators;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod host;
 pub mod model;
 pub mod policy;
 pub mod sampling;

@@ -6,14 +6,21 @@
 //! held only to copy figures out.
 
 pub mod capacity;
+pub mod census;
+pub mod controllers;
+pub mod effects;
 pub mod isolate;
+pub mod limits;
+mod memory;
 pub mod network;
 pub mod protect;
+mod rescan;
 pub mod state;
+#[cfg(test)]
+mod tests;
 mod tick;
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
@@ -25,13 +32,11 @@ use std::{
 use anyhow::{Context, anyhow};
 use enforcer_common::CgroupMode;
 
-use crate::surfaces::snapshot::TcRequest;
 use crate::{
     actuators::Actuator,
     actuators::journal::Journal,
     config::{Config, HierarchyChoice, SamplerChoice},
     model::{
-        index::CgroupIndex,
         layout::{CgroupLayout, CpuHierarchy, KubeletDriver, detect_driver},
         netns::CgroupLine,
     },
@@ -42,15 +47,17 @@ use crate::{
     },
     surfaces::{control, http},
 };
+use crate::{host::RealHost, model::index::CgroupIndex, surfaces::snapshot::TcRequest};
 use capacity::CapacityController;
+use census::CgroupRoots;
+use controllers::Controllers;
 use isolate::Isolator;
+use limits::OfflineLimits;
+use memory::MemoryAccounting;
 use protect::Protector;
+use rescan::Discovery;
 use state::NodeState;
 use tick::{CpuSource, SamplerLoop};
-
-/// Unknown cgroup ids still unknown after this many rescans are gone for good (created and
-/// removed between two scans); their time is counted as system.
-const UNKNOWN_RESCANS_BEFORE_FORGET: u32 = 2;
 
 /// Where the daemon takes its configuration from, so SIGHUP can re-read it.
 pub struct RunOptions {
@@ -97,17 +104,6 @@ fn choose_hierarchy(
         }
         .ok_or_else(|| anyhow!("no cgroup hierarchy with the cpu controller and no cgroup2 mount")),
     }
-}
-
-fn memory_total_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
 }
 
 fn online_cpus() -> u32 {
@@ -199,15 +195,13 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     };
     let (tc_requests, tc_inbox) = std::sync::mpsc::channel::<(TcRequest, network::TcReply)>();
     tracing::info!(mode = ?mode, ?memory_mode, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
-    let actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run);
-    let mut protector = Protector::new(
-        &config.protection,
-        actuator,
-        layout.clone(),
-        &root,
-        &d.state_dir,
-        d.window.as_nanos() as u64,
-    );
+    let actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run)
+        .with_gate_file(&d.state_dir);
+    // A restarted daemon starts from Normal: say so to the schedulers' readers.
+    if !dry_run {
+        actuator.write_gate(true, None);
+    }
+    let mut protector = Protector::new(&config.protection, d.window.as_nanos() as u64, dry_run);
     protector.view.journal = d.journal.display().to_string();
     if dry_run {
         tracing::warn!(journal = %d.journal.display(), "dry run: every action is journaled, none applied");
@@ -248,31 +242,39 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let reload = Arc::new(AtomicBool::new(false));
     let sampler_thread = {
         let (state, stop, reload) = (state.clone(), stop.clone(), reload.clone());
+        let memory_root = match memory_mode {
+            CgroupMode::V1Cpu => layout.v1_mount("memory").map(Path::to_path_buf),
+            CgroupMode::Unified if mode == CgroupMode::Unified => None,
+            CgroupMode::Unified => layout.unified_mount().map(Path::to_path_buf),
+        };
         let loop_ = SamplerLoop {
             sampler,
             reclaim,
-            isolator: Isolator::new(config.protection.isolation, &root),
-            capacity: CapacityController::new(config.capacity.clone(), layout.clone()),
-            memory_root: match memory_mode {
-                CgroupMode::V1Cpu => layout.v1_mount("memory").map(Path::to_path_buf),
-                CgroupMode::Unified if mode == CgroupMode::Unified => None,
-                CgroupMode::Unified => layout.unified_mount().map(Path::to_path_buf),
+            actuator,
+            controllers: Controllers {
+                protector,
+                isolator: Isolator::new(config.protection.isolation),
+                capacity: CapacityController::new(config.capacity.clone()),
+                limits: OfflineLimits::default(),
             },
-            memory_index: CgroupIndex::new(),
-            memcg_stall: HashMap::new(),
-            window_ns: d.window.as_nanos() as u64,
-            reclaim_stall_trigger: config.protection.ladder.reclaim_stall_trigger,
-            online_memory_bytes: 0,
-            memory_total_bytes: memory_total_bytes(),
-            protector,
+            host: Box::new(RealHost),
+            cgroup_roots: CgroupRoots::new(&layout, &root),
+            memory: MemoryAccounting::new(
+                memory_root,
+                d.window.as_nanos() as u64,
+                config.protection.ladder.reclaim_stall_trigger,
+                crate::host::meminfo(&RealHost).total_bytes,
+            ),
+            discovery: Discovery::new(
+                root,
+                layout.clone(),
+                config.rules.clone(),
+                d.rescan_interval,
+            ),
             network,
             tc_inbox,
             programs,
-            root,
-            layout: layout.clone(),
-            rules: config.rules.clone(),
             tick: d.tick,
-            rescan_interval: d.rescan_interval,
             config_path: options.config_path.clone(),
             state,
         };

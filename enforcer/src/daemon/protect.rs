@@ -1,218 +1,76 @@
-//! The protection ladder wired to the node: signals from the samplers, decisions from the
-//! pure [`Ladder`], actions through the actuator choke point.
+//! The protection ladder as a controller: signals from the tick's sample, decisions from
+//! the pure [`Ladder`], effects out. It writes nothing itself: the offline parents' limits
+//! are [`OfflineLimits`]'s to write, everything goes through the tick's apply step.
 
-use std::{
-    collections::HashSet,
-    path::{Path, PathBuf},
+use std::collections::{HashMap, HashSet};
+
+use super::{
+    census::Census,
+    effects::{Done, Effect},
+    limits::OfflineLimits,
 };
-
 use crate::{
-    actuators::journal::{Entry, JournalError, Outcome},
-    actuators::{Actuator, Operation, Request, cgroupfs},
+    actuators::{Operation, Request, journal::Outcome},
     config::ProtectionConfig,
-    model::{
-        Class,
-        index::{CgroupEntry, CgroupIndex},
-        layout::CgroupLayout,
-    },
     policy::{
-        ladder::{Action, Decision, Ladder, OfflineUnit, Signals, Stage, Trigger},
-        usage::UsageTracker,
+        ladder::{Action, Decision, Ladder, Signals, Stage},
         window::RateWindow,
     },
     surfaces::snapshot::ProtectionView,
 };
 
-/// What the ladder needs of the model, captured under the state lock only when the
-/// ladder is engaged, so that actions (a kill waits for its cgroup to empty) run without it.
-#[derive(Debug, Default, Clone)]
-pub struct NodeView {
-    /// Offline parents (relative paths).
-    pub roots: Vec<String>,
-    /// Offline units with their relative path.
-    pub units: Vec<(OfflineUnit, String)>,
-}
-
-impl NodeView {
-    pub fn capture(index: &CgroupIndex, usage: &UsageTracker) -> NodeView {
-        NodeView {
-            roots: offline_roots(index)
-                .iter()
-                .map(|e| e.path.to_string())
-                .collect(),
-            units: offline_units(index)
-                .into_iter()
-                .map(|e| {
-                    let unit = OfflineUnit {
-                        id: e.id,
-                        priority: e.priority.unwrap_or(crate::model::Priority::P3),
-                        cpu_cores: usage.cgroup(e.id).map_or(0.0, |(_, cores)| cores),
-                        memory_bytes: 0,
-                    };
-                    (unit, e.path.to_string())
-                })
-                .collect(),
-        }
-    }
-}
-
 pub struct Protector {
     ladder: Ladder,
-    actuator: Actuator,
-    layout: CgroupLayout,
-    cpu_root: PathBuf,
-    state_dir: PathBuf,
     throttle_cpu_share: f64,
     enabled: bool,
     stall_window: RateWindow,
     /// Units a dry run "killed": they stay out of the candidates, so the dry run goes on to
     /// the decisions a real run would make next.
     dry_run_killed: HashSet<u64>,
-    /// What each offline parent returns to when the ladder steps down: the capacity rule's
-    /// values `(cores, bytes)`, or no limit when capacity is off.
-    pub restore_to: Option<(f64, u64)>,
+    /// Kills asked for this tick: target path -> unit id, for their outcome.
+    pending_kills: HashMap<String, u64>,
     pub view: ProtectionView,
 }
 
-/// Node memory in use (1 − MemAvailable / MemTotal), from /proc/meminfo.
-pub fn node_memory_used() -> f64 {
-    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
-        return 0.0;
-    };
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-    };
-    match (field("MemTotal:"), field("MemAvailable:")) {
-        (Some(total), Some(avail)) if total > 0.0 => (1.0 - avail / total).clamp(0.0, 1.0),
-        _ => 0.0,
-    }
-}
-
-fn parent(path: &str) -> &str {
-    path.rsplit_once('/').map_or("", |(p, _)| p)
-}
-
-/// The top cgroups of a class: those whose parent is of another class. For offline these
-/// are the parents the limits go on (the BestEffort slice, `yarn`); summing a class's
-/// hierarchical memory over them counts nothing twice.
-pub fn class_roots(index: &CgroupIndex, class: Class) -> Vec<&CgroupEntry> {
-    let members: HashSet<&str> = index
-        .iter()
-        .filter(|e| e.class == class)
-        .map(|e| &*e.path)
-        .collect();
-    let mut roots: Vec<&CgroupEntry> = index
-        .iter()
-        .filter(|e| e.class == class && !e.path.is_empty() && !members.contains(parent(&e.path)))
-        .collect();
-    roots.sort_by(|a, b| a.path.cmp(&b.path));
-    roots
-}
-
-/// Offline parents: the cgroups the offline limits go on.
-pub fn offline_roots(index: &CgroupIndex) -> Vec<&CgroupEntry> {
-    class_roots(index, Class::Offline)
-}
-
-/// Offline units, the things evicted one at a time: children of an offline parent (a pod,
-/// a Yarn container), or an offline parent with no offline children.
-pub fn offline_units(index: &CgroupIndex) -> Vec<&CgroupEntry> {
-    let roots: HashSet<&str> = offline_roots(index).iter().map(|e| &*e.path).collect();
-    let has_offline_child: HashSet<&str> = index
-        .iter()
-        .filter(|e| e.class == Class::Offline)
-        .map(|e| parent(&e.path))
-        .collect();
-    index
-        .iter()
-        .filter(|e| e.class == Class::Offline)
-        .filter(|e| {
-            roots.contains(parent(&e.path))
-                || (roots.contains(&*e.path) && !has_offline_child.contains(&*e.path))
-        })
-        .collect()
-}
-
-pub fn memory_usage(dirs: &cgroupfs::CgroupDirs) -> Option<u64> {
-    let dir = dirs.memory.as_ref()?;
-    let file = if dirs.memory_is_v2 {
-        "memory.current"
-    } else {
-        "memory.usage_in_bytes"
-    };
-    std::fs::read_to_string(dir.join(file))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// A ladder stage's name, if `stage` is one (the journal's `stage` of the ladder's actions).
+fn is_ladder_stage(stage: &str) -> bool {
+    Stage::ALL.iter().any(|s| s.name() == stage)
 }
 
 impl Protector {
-    pub fn new(
-        config: &ProtectionConfig,
-        actuator: Actuator,
-        layout: CgroupLayout,
-        cpu_root: &Path,
-        state_dir: &Path,
-        window_ns: u64,
-    ) -> Protector {
-        let dry_run = actuator.dry_run();
-        let p = Protector {
+    pub fn new(config: &ProtectionConfig, window_ns: u64, dry_run: bool) -> Protector {
+        Protector {
             ladder: Ladder::new(config.ladder.clone()),
-            actuator,
-            layout,
-            cpu_root: cpu_root.to_path_buf(),
-            state_dir: state_dir.to_path_buf(),
             throttle_cpu_share: config.throttle_cpu_share,
             enabled: config.enabled,
             stall_window: RateWindow::new(window_ns),
             dry_run_killed: HashSet::new(),
-            restore_to: None,
+            pending_kills: HashMap::new(),
             view: ProtectionView {
                 enabled: config.enabled,
                 dry_run,
-                stage: "normal".into(),
+                stage: Stage::Normal.name().into(),
                 scheduling_open: true,
                 thresholds: Some(config.ladder.clone()),
                 ..Default::default()
             },
-        };
-        // A restarted daemon starts from Normal: say so to the schedulers' readers.
-        if !dry_run {
-            p.write_gate(true, None);
         }
-        p
     }
 
     pub fn stage(&self) -> Stage {
         self.ladder.stage()
     }
 
-    pub fn actuator_mut(&mut self) -> &mut Actuator {
-        &mut self.actuator
-    }
-
-    /// Whether the ladder is engaged (a trigger holds or a stage is active), i.e. whether
-    /// it needs a [`NodeView`] this tick.
-    fn engaged(&self, signals: &Signals) -> bool {
-        self.ladder.stage() != Stage::Normal || self.ladder.trigger(signals).is_some()
-    }
-
-    /// One tick: feed the ladder and carry out what it decides. `capture` is called (at
-    /// most once) when the ladder needs the model.
-    pub fn tick(
+    /// This tick's signals (offline units still to be added), from the node's figures.
+    pub fn signals(
         &mut self,
         at_ns: u64,
         node_cpu: f64,
+        node_memory: f64,
         direct_stall_ns_total: u64,
-        online_cpus: u32,
-        capture: impl FnOnce() -> NodeView,
-    ) -> Result<(), JournalError> {
+    ) -> Signals {
         self.stall_window.push(at_ns, direct_stall_ns_total);
-        let node_memory = node_memory_used();
-        let mut signals = Signals {
+        let signals = Signals {
             at_ns,
             node_cpu,
             node_memory,
@@ -221,184 +79,156 @@ impl Protector {
         };
         self.view.node_memory_used_ratio = node_memory;
         self.view.direct_reclaim_stall_ratio = signals.reclaim_stall_per_second;
-        if !self.enabled || !self.engaged(&signals) {
-            self.view.explain = self.ladder.explain(at_ns);
-            return Ok(());
+        signals
+    }
+
+    /// Whether the ladder acts this tick (a trigger holds or a stage is active), i.e.
+    /// whether it needs the offline units read from the node.
+    pub fn engaged(&self, signals: &Signals) -> bool {
+        self.enabled
+            && (self.ladder.stage() != Stage::Normal || self.ladder.trigger(signals).is_some())
+    }
+
+    /// One step of the ladder. `restore_to` is what the offline parents get back when the
+    /// ladder steps down (the capacity rule's values, or no limit without it).
+    pub fn step(
+        &mut self,
+        mut signals: Signals,
+        census: &Census,
+        online_cpus: u32,
+        limits: &mut OfflineLimits,
+        restore_to: Option<(f64, u64)>,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if !self.engaged(&signals) {
+            self.view.explain = self.ladder.explain(signals.at_ns);
+            return effects;
         }
-        let mut view = capture();
-        // Only units that still have processes can be victims.
-        view.units.retain(|(unit, path)| {
-            !self.dry_run_killed.contains(&unit.id)
-                && !cgroupfs::pids(&self.cpu_root.join(path)).is_empty()
-        });
-        for (unit, path) in &mut view.units {
-            unit.memory_bytes =
-                memory_usage(&cgroupfs::CgroupDirs::resolve(&self.layout, path)).unwrap_or(0);
-        }
-        signals.offline = view.units.iter().map(|(u, _)| u.clone()).collect();
-        let decisions = self.ladder.step(&signals);
-        for d in &decisions {
-            self.execute(d, &view, online_cpus)?;
+        let units: Vec<_> = census
+            .units
+            .iter()
+            .filter(|(u, _)| !self.dry_run_killed.contains(&u.id))
+            .collect();
+        signals.offline = units.iter().map(|(u, _)| u.clone()).collect();
+        for d in self.ladder.step(&signals) {
+            tracing::warn!(stage = ?d.stage, action = ?d.action, trigger = ?d.trigger, "protection ladder");
+            self.decide(
+                &d,
+                census,
+                &units,
+                online_cpus,
+                limits,
+                restore_to,
+                &mut effects,
+            );
         }
         self.view.stage = self.ladder.stage().name().to_string();
         self.view.frozen = self.ladder.frozen();
-        self.view.explain = self.ladder.explain(at_ns);
-        Ok(())
+        self.view.explain = self.ladder.explain(signals.at_ns);
+        effects
     }
 
-    fn request(
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
         &mut self,
         d: &Decision,
-        target: &str,
-        op: Operation,
-    ) -> Result<Outcome, JournalError> {
-        let outcome = self.actuator.apply(&Request {
-            stage: d.stage.name().to_string(),
-            target: target.to_string(),
-            op,
-            reason: serde_json::to_value(d.trigger).unwrap_or_default(),
-        })?;
-        self.view.actions_total += 1;
-        if outcome == Outcome::Refused {
-            self.view.refused_total += 1;
-        }
-        Ok(outcome)
-    }
-
-    fn execute(
-        &mut self,
-        d: &Decision,
-        view: &NodeView,
+        census: &Census,
+        units: &[&(crate::policy::ladder::OfflineUnit, String)],
         online_cpus: u32,
-    ) -> Result<(), JournalError> {
-        tracing::warn!(stage = ?d.stage, action = ?d.action, trigger = ?d.trigger, "protection ladder");
-        let roots = &view.roots;
+        limits: &mut OfflineLimits,
+        restore_to: Option<(f64, u64)>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let request = |target: &str, op| {
+            Effect::Cgroup(Request {
+                stage: d.stage.name().to_string(),
+                target: target.to_string(),
+                op,
+                reason: serde_json::to_value(d.trigger).unwrap_or_default(),
+            })
+        };
         match &d.action {
             Action::SchedulingGate { open } => {
                 self.view.scheduling_open = *open;
-                self.node_event(
-                    d,
-                    if *open {
-                        "open_scheduling"
-                    } else {
-                        "stop_scheduling"
-                    },
-                )?;
-                if !self.actuator.dry_run() {
-                    self.write_gate(*open, Some(d.trigger));
-                }
+                effects.push(Effect::Gate {
+                    stage: d.stage,
+                    open: *open,
+                    trigger: d.trigger,
+                });
             }
             Action::ThrottleOffline => {
-                let per_root =
-                    self.throttle_cpu_share * f64::from(online_cpus) / roots.len().max(1) as f64;
-                for root in roots {
-                    self.request(
-                        d,
-                        root,
-                        Operation::CpuLimit {
-                            cores: Some(per_root),
-                        },
-                    )?;
-                    let dirs = cgroupfs::CgroupDirs::resolve(&self.layout, root);
-                    // Stop memory growth where the root has a memory cgroup: limit to use.
-                    if let Some(used) = memory_usage(&dirs) {
-                        self.request(d, root, Operation::MemoryLimit { bytes: Some(used) })?;
-                    }
-                }
-            }
-            Action::FreezeOffline => {
-                for root in roots {
-                    self.request(d, root, Operation::Freeze)?;
-                }
-            }
-            Action::ThawOffline => {
-                for root in roots {
-                    self.request(d, root, Operation::Thaw)?;
-                }
+                let per_parent = self.throttle_cpu_share * f64::from(online_cpus)
+                    / census.parents.len().max(1) as f64;
+                effects.extend(limits.squeeze(d, &census.parents, per_parent));
             }
             Action::RestoreOffline => {
-                // Back to the capacity rule's values (SPEC §2), or no limit without it.
-                let (cores, bytes) = match self.restore_to {
-                    Some((c, b)) => (Some(c), Some(b)),
-                    None => (None, None),
-                };
-                for root in roots {
-                    self.request(d, root, Operation::CpuLimit { cores })?;
-                    let dirs = cgroupfs::CgroupDirs::resolve(&self.layout, root);
-                    if dirs.memory.is_some() {
-                        self.request(d, root, Operation::MemoryLimit { bytes })?;
-                    }
-                }
+                effects.extend(limits.release(d, &census.parents, restore_to))
             }
-            Action::Kill { id, priority } => {
-                let Some((_, path)) = view.units.iter().find(|(u, _)| u.id == *id) else {
+            Action::FreezeOffline => effects.extend(
+                census
+                    .parents
+                    .iter()
+                    .map(|p| request(&p.path, Operation::Freeze)),
+            ),
+            Action::ThawOffline => effects.extend(
+                census
+                    .parents
+                    .iter()
+                    .map(|p| request(&p.path, Operation::Thaw)),
+            ),
+            Action::Kill { id, .. } => {
+                let Some((_, path)) = units.iter().find(|(u, _)| u.id == *id) else {
                     tracing::warn!(id, "victim vanished before the kill");
-                    return Ok(());
+                    return;
                 };
-                let path = path.clone();
-                let outcome = self.request(d, &path, Operation::Kill)?;
-                if outcome == Outcome::DryRun {
-                    self.dry_run_killed.insert(*id);
-                }
-                if outcome == Outcome::Applied {
-                    self.view.offline_killed_total += 1;
-                    tracing::error!(target = %path, priority = %priority, "ALERT: offline unit killed to protect online work");
-                }
+                self.pending_kills.insert(path.clone(), *id);
+                effects.push(request(path, Operation::Kill));
             }
             Action::DeclareSick => {
                 self.view.node_sick = true;
                 tracing::error!(trigger = ?d.trigger, "ALERT: node sick: no offline work left and still unhealthy; online work is never killed");
-                self.node_event(d, "declare_sick")?;
+                effects.push(Effect::NodeEvent {
+                    stage: d.stage,
+                    action: "declare_sick",
+                    trigger: d.trigger,
+                });
             }
             Action::ClearSick => {
                 self.view.node_sick = false;
-                self.node_event(d, "clear_sick")?;
+                effects.push(Effect::NodeEvent {
+                    stage: d.stage,
+                    action: "clear_sick",
+                    trigger: d.trigger,
+                });
             }
         }
-        Ok(())
     }
 
-    /// Journals a node-wide action (no cgroup target).
-    fn node_event(&mut self, d: &Decision, action: &str) -> Result<(), JournalError> {
-        let dry = self.actuator.dry_run();
-        let journal = self.actuator.journal_mut();
-        let seq = journal.next_seq();
-        journal.append(&Entry {
-            at: crate::clock::unix_now(),
-            seq,
-            stage: d.stage.name().to_string(),
-            action: action.to_string(),
-            target: None,
-            class: None,
-            priority: None,
-            reason: serde_json::json!({ "trigger": d.trigger }),
-            outcome: if dry {
-                Outcome::DryRun
-            } else {
-                Outcome::Applied
-            },
-            detail: None,
-        })
-    }
-
-    /// `<state_dir>/scheduling`: "open", or "closed <trigger>" — read by the Yarn
-    /// NodeManager health script (deploy/nm-health-check.sh). Written atomically.
-    fn write_gate(&self, open: bool, trigger: Option<Trigger>) {
-        let path = self.state_dir.join("scheduling");
-        let text = if open {
-            "open\n".to_string()
-        } else {
-            format!(
-                "closed {}\n",
-                serde_json::to_string(&trigger).unwrap_or_default()
-            )
+    /// What came of an effect: the ladder's cgroup actions are counted, kills followed up.
+    pub fn observe(&mut self, effect: &Effect, done: &Done) {
+        let (Effect::Cgroup(req), Done::Outcome(outcome)) = (effect, done) else {
+            return;
         };
-        let tmp = self.state_dir.join(".scheduling.tmp");
-        let result = std::fs::create_dir_all(&self.state_dir)
-            .and_then(|()| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = result {
-            tracing::error!("{}: cannot write the scheduling gate: {e}", path.display());
+        if !is_ladder_stage(&req.stage) {
+            return;
+        }
+        self.view.actions_total += 1;
+        if *outcome == Outcome::Refused {
+            self.view.refused_total += 1;
+        }
+        if req.op == Operation::Kill
+            && let Some(id) = self.pending_kills.remove(&req.target)
+        {
+            match outcome {
+                Outcome::DryRun => {
+                    self.dry_run_killed.insert(id);
+                }
+                Outcome::Applied => {
+                    self.view.offline_killed_total += 1;
+                    tracing::error!(target = %req.target, "ALERT: offline unit killed to protect online work");
+                }
+                _ => {}
+            }
         }
     }
 }

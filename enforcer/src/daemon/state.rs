@@ -220,3 +220,19 @@ impl NodeState {
         }
     }
 }
+
+/// A tick's sampler figures into the health the surfaces show.
+pub fn record_tick(
+    h: &mut SamplerHealth,
+    reading: &crate::sampling::cpu::CpuReading,
+    lag: std::time::Duration,
+) {
+    h.ticks_total += 1;
+    h.tick_lag_seconds = lag.as_secs_f64();
+    h.tick_lag_max_seconds = h.tick_lag_max_seconds.max(h.tick_lag_seconds);
+    h.map_read_seconds = reading.read_duration.as_secs_f64();
+    h.map_entries = reading.per_cgroup.len();
+    h.program_runs_total = reading.switches;
+    h.dropped_total = reading.dropped;
+    h.read_errors_total = reading.read_errors;
+}

@@ -3,9 +3,7 @@
 use std::{collections::HashMap, os::fd::AsFd, time::Duration};
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use enforcer_common::{
-    CgroupMode, CpuSlot, IDLE_CGROUP, MAP_CPU_NS, MAP_CPU_SLOT,
-};
+use enforcer_common::{CgroupMode, CpuSlot, IDLE_CGROUP, MAP_CPU_NS, MAP_CPU_SLOT};
 
 use super::{batch::PerCpuU64Reader, error::SamplerError};
 
@@ -127,7 +125,6 @@ impl CpuSampler {
             let _ = self.per_cgroup.remove(&id);
         }
     }
-
 
     /// Entries currently in the per-cgroup map.
     pub fn map_len(&self) -> usize {

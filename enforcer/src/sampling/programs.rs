@@ -31,7 +31,6 @@ use super::{
 /// The kernel programs, built by `build.rs` and embedded so that one file is all a node needs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));
 
-
 /// What to load.
 #[derive(Debug, Clone)]
 pub struct ProgramOptions {

@@ -1,0 +1,97 @@
+//! The choke point. Every effect on the node passes here: it classifies the target again
+//! with the rules in force (it does not trust its caller's idea of the class), refuses
+//! anything that is not offline, writes the intent and its reason to the journal (fsynced)
+//! before touching anything, then the outcome. In dry-run mode the decision is journaled
+//! and nothing is applied. One file per domain: cgroup operations, process isolation, tc
+//! passes, and the node-wide events (scheduling gate, node sick).
+
+mod cgroup;
+mod gate;
+mod isolation;
+mod network;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use super::journal::{Entry, Journal, JournalError, Outcome};
+use crate::{
+    clock::unix_now,
+    model::{classify::RuleSet, layout::CgroupLayout},
+};
+
+pub struct Actuator {
+    layout: CgroupLayout,
+    rules: Arc<RuleSet>,
+    journal: Journal,
+    dry_run: bool,
+    kill_timeout: Duration,
+    /// Sequence number of the tc pass authorised and not yet concluded: its outcome is
+    /// journaled under the same number as its intent.
+    network_seq: Option<u64>,
+    /// `<state_dir>/scheduling`, read by the Yarn NodeManager health script.
+    gate_file: Option<PathBuf>,
+}
+
+impl Actuator {
+    pub fn new(
+        layout: CgroupLayout,
+        rules: Arc<RuleSet>,
+        journal: Journal,
+        dry_run: bool,
+    ) -> Actuator {
+        Actuator {
+            layout,
+            rules,
+            journal,
+            dry_run,
+            kill_timeout: Duration::from_secs(5),
+            network_seq: None,
+            gate_file: None,
+        }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// After a configuration reload.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
+    /// A node-wide journal entry (no cgroup target): isolation batches and tc passes.
+    /// `seq` ties an outcome to its intent; `None` takes the next number. Returns the number.
+    fn node_entry(
+        &mut self,
+        stage: &str,
+        action: &str,
+        outcome: Outcome,
+        reason: serde_json::Value,
+        detail: String,
+        seq: Option<u64>,
+    ) -> Result<u64, JournalError> {
+        let seq = seq.unwrap_or_else(|| self.journal.next_seq());
+        self.journal.append(&Entry {
+            at: unix_now(),
+            seq,
+            stage: stage.into(),
+            action: action.into(),
+            target: None,
+            class: Some("offline".into()),
+            priority: None,
+            reason,
+            outcome,
+            detail: Some(detail),
+        })?;
+        Ok(seq)
+    }
+
+    /// Where the scheduling gate is written (`<state_dir>/scheduling`).
+    pub fn with_gate_file(mut self, state_dir: &Path) -> Actuator {
+        self.gate_file = Some(state_dir.join("scheduling"));
+        self
+    }
+}

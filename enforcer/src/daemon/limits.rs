@@ -1,0 +1,211 @@
+//! The one owner of the offline parents' CPU quota and memory limit.
+//!
+//! Two things want a say in them: the capacity rule (SPEC §2) and the ladder's throttle
+//! (SPEC §4). Rather than two writers coordinating through each other's fields, every
+//! write of these two knobs is decided here: while the ladder squeezes, its values; when it
+//! steps down, the capacity rule's values (or no limit with capacity off); otherwise the
+//! capacity rule's, dead-banded so the journal records changes rather than ticks. What was
+//! written is known from the outcomes, so nothing is written twice.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use super::{
+    census::Parent,
+    effects::{Done, Effect},
+};
+use crate::{
+    actuators::{Operation, Request, journal::Outcome},
+    policy::ladder::Decision,
+};
+
+/// After a failed write of the capacity rule (e.g. a memory limit the kernel cannot
+/// reclaim down to), leave that limit alone this long instead of failing every tick.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Journal stage of the capacity rule's writes.
+pub const CAPACITY_STAGE: &str = "capacity";
+
+/// What was last written to one parent (`None`: never; `Some(None)`: the limit lifted).
+#[derive(Debug, Default)]
+struct Written {
+    cores: Option<Option<f64>>,
+    bytes: Option<Option<u64>>,
+    cpu_backoff: Option<Instant>,
+    memory_backoff: Option<Instant>,
+}
+
+/// The capacity rule's wish for this tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityWish {
+    /// Per parent: cores and bytes.
+    pub per_parent: (f64, u64),
+    /// Moves smaller than these are not written.
+    pub cpu_band: f64,
+    pub memory_band: u64,
+    /// Journaled with every write.
+    pub reason: serde_json::Value,
+}
+
+#[derive(Debug, Default)]
+pub struct OfflineLimits {
+    /// The ladder is squeezing: the capacity rule waits.
+    squeezed: bool,
+    written: HashMap<String, Written>,
+}
+
+fn limit_request(stage: &str, target: &str, op: Operation, reason: &serde_json::Value) -> Effect {
+    Effect::Cgroup(Request {
+        stage: stage.to_string(),
+        target: target.to_string(),
+        op,
+        reason: reason.clone(),
+    })
+}
+
+impl OfflineLimits {
+    pub fn squeezed(&self) -> bool {
+        self.squeezed
+    }
+
+    /// The ladder throttles: each parent's quota to `cores_per_parent`, and its memory limit
+    /// to what it uses now (memory stops growing without a reclaim storm).
+    pub fn squeeze(
+        &mut self,
+        d: &Decision,
+        parents: &[Parent],
+        cores_per_parent: f64,
+    ) -> Vec<Effect> {
+        self.squeezed = true;
+        let reason = serde_json::to_value(d.trigger).unwrap_or_default();
+        let stage = d.stage.name();
+        let mut out = Vec::new();
+        for p in parents {
+            out.push(limit_request(
+                stage,
+                &p.path,
+                Operation::CpuLimit {
+                    cores: Some(cores_per_parent),
+                },
+                &reason,
+            ));
+            if let Some(used) = p.memory_bytes {
+                out.push(limit_request(
+                    stage,
+                    &p.path,
+                    Operation::MemoryLimit { bytes: Some(used) },
+                    &reason,
+                ));
+            }
+        }
+        out
+    }
+
+    /// The ladder steps down past throttling: the parents get `restore_to` back (the
+    /// capacity rule's values), or no limit when capacity is off.
+    pub fn release(
+        &mut self,
+        d: &Decision,
+        parents: &[Parent],
+        restore_to: Option<(f64, u64)>,
+    ) -> Vec<Effect> {
+        self.squeezed = false;
+        let reason = serde_json::to_value(d.trigger).unwrap_or_default();
+        let stage = d.stage.name();
+        let (cores, bytes) = restore_to.map_or((None, None), |(c, b)| (Some(c), Some(b)));
+        let mut out = Vec::new();
+        for p in parents {
+            out.push(limit_request(
+                stage,
+                &p.path,
+                Operation::CpuLimit { cores },
+                &reason,
+            ));
+            if p.memory_bytes.is_some() {
+                out.push(limit_request(
+                    stage,
+                    &p.path,
+                    Operation::MemoryLimit { bytes },
+                    &reason,
+                ));
+            }
+        }
+        out
+    }
+
+    /// The capacity rule's writes for this tick: none while the ladder squeezes (`held`),
+    /// otherwise what moved past its dead band since it was last written.
+    pub fn capacity(
+        &mut self,
+        parents: &[Parent],
+        wish: Option<&CapacityWish>,
+        held: bool,
+        now: Instant,
+    ) -> Vec<Effect> {
+        self.written
+            .retain(|path, _| parents.iter().any(|p| &p.path == path));
+        let Some(wish) = wish else {
+            return Vec::new();
+        };
+        if held || self.squeezed {
+            return Vec::new();
+        }
+        let (cores, bytes) = wish.per_parent;
+        let mut out = Vec::new();
+        for p in parents {
+            let w = self.written.entry(p.path.clone()).or_default();
+            let cpu_due = w
+                .cores
+                .is_none_or(|c| c.is_none_or(|c| (c - cores).abs() > wish.cpu_band))
+                && w.cpu_backoff.is_none_or(|t| now >= t);
+            if cpu_due {
+                out.push(limit_request(
+                    CAPACITY_STAGE,
+                    &p.path,
+                    Operation::CpuLimit { cores: Some(cores) },
+                    &wish.reason,
+                ));
+            }
+            let mem_due = p.memory_bytes.is_some()
+                && w.bytes
+                    .is_none_or(|b| b.is_none_or(|b| b.abs_diff(bytes) > wish.memory_band))
+                && w.memory_backoff.is_none_or(|t| now >= t);
+            if mem_due {
+                out.push(limit_request(
+                    CAPACITY_STAGE,
+                    &p.path,
+                    Operation::MemoryLimit { bytes: Some(bytes) },
+                    &wish.reason,
+                ));
+            }
+        }
+        out
+    }
+
+    /// What came of a write: recorded when it took effect (or would have, in a dry run);
+    /// a failed capacity write backs off.
+    pub fn observe(&mut self, effect: &Effect, done: &Done, now: Instant) {
+        let (Effect::Cgroup(req), Done::Outcome(outcome)) = (effect, done) else {
+            return;
+        };
+        let took = matches!(outcome, Outcome::Applied | Outcome::DryRun);
+        let backoff = !took && req.stage == CAPACITY_STAGE;
+        let w = match &req.op {
+            Operation::CpuLimit { .. } | Operation::MemoryLimit { .. } => {
+                self.written.entry(req.target.clone()).or_default()
+            }
+            _ => return,
+        };
+        match &req.op {
+            Operation::CpuLimit { cores } if took => w.cores = Some(*cores),
+            Operation::CpuLimit { .. } if backoff => w.cpu_backoff = Some(now + FAILURE_BACKOFF),
+            Operation::MemoryLimit { bytes } if took => w.bytes = Some(*bytes),
+            Operation::MemoryLimit { .. } if backoff => {
+                w.memory_backoff = Some(now + FAILURE_BACKOFF)
+            }
+            _ => {}
+        }
+    }
+}
