@@ -1,5 +1,6 @@
 //! Unit tests of the ladder over simulated time.
 use super::*;
+use crate::model::Priority;
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;
