@@ -6,6 +6,5 @@ pub mod control;
 pub mod http;
 pub mod metrics;
 pub mod netcli;
-mod netmetrics;
 pub mod snapshot;
 pub mod top;

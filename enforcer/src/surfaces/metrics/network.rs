@@ -3,14 +3,8 @@
 
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::{
-    metrics::{Fmt, Labels, counter, gauge, one},
-    snapshot::NetworkSnapshot,
-};
-
-fn priority(p: Option<crate::model::Priority>) -> String {
-    p.map(|p| p.to_string()).unwrap_or_default()
-}
+use super::encode::{Fmt, Labels, counter, flag, gauge, one, priority_label};
+use crate::surfaces::snapshot::{CgroupNet, ClassNet, InterfaceTraffic, NetworkSnapshot};
 
 fn directions(egress: f64, ingress: f64) -> Vec<(Labels, f64)> {
     vec![
@@ -24,15 +18,14 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, n: &NetworkSnapshot) -> Fmt {
     if !v.enabled {
         return Ok(());
     }
-    let class_rows = |rx: &dyn Fn(&super::snapshot::ClassNet) -> f64,
-                      tx: &dyn Fn(&super::snapshot::ClassNet) -> f64| {
+    let class_rows = |rx: &dyn Fn(&ClassNet) -> f64, tx: &dyn Fn(&ClassNet) -> f64| {
         n.classes
             .iter()
             .flat_map(|c| {
                 let labels = |d: &str| -> Labels {
                     vec![
                         ("class", c.class.to_string()),
-                        ("priority", priority(c.priority)),
+                        ("priority", priority_label(c.priority)),
                         ("direction", d.into()),
                     ]
                 };
@@ -52,7 +45,7 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, n: &NetworkSnapshot) -> Fmt {
         "Network bytes per second of a class over the sliding window.",
         &class_rows(&|c| c.rx_bytes_per_second, &|c| c.tx_bytes_per_second),
     )?;
-    let cgroup_rows = |f: &dyn Fn(&super::snapshot::CgroupNet) -> (f64, f64)| {
+    let cgroup_rows = |f: &dyn Fn(&CgroupNet) -> (f64, f64)| {
         n.cgroups
             .iter()
             .flat_map(|c| {
@@ -60,7 +53,7 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, n: &NetworkSnapshot) -> Fmt {
                     vec![
                         ("cgroup", c.path.clone()),
                         ("class", c.class.to_string()),
-                        ("priority", priority(c.priority)),
+                        ("priority", priority_label(c.priority)),
                         ("direction", d.into()),
                     ]
                 };
@@ -81,7 +74,7 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, n: &NetworkSnapshot) -> Fmt {
         "Network bytes per second of a cgroup over the window (top N by rate only).",
         &cgroup_rows(&|c| (c.rx_bytes_per_second, c.tx_bytes_per_second)),
     )?;
-    let iface_rows = |f: &dyn Fn(&crate::surfaces::snapshot::InterfaceTraffic) -> (f64, f64)| {
+    let iface_rows = |f: &dyn Fn(&InterfaceTraffic) -> (f64, f64)| {
         v.interfaces
             .iter()
             .flat_map(|i| {
@@ -135,7 +128,7 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, n: &NetworkSnapshot) -> Fmt {
         enc,
         "enforcer_network_offline_over_share",
         "1 while offline traffic exceeds its share (alert: network traffic anomaly).",
-        &one(f64::from(u8::from(v.offline_over_share))),
+        &one(flag(v.offline_over_share)),
     )?;
     counter(
         enc,
@@ -147,7 +140,7 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, n: &NetworkSnapshot) -> Fmt {
         enc,
         "enforcer_network_interface_present",
         "1 when the configured interface (bond0) exists.",
-        &one(f64::from(u8::from(v.interface_present))),
+        &one(flag(v.interface_present)),
     )?;
     let tc = &v.tc;
     counter(

@@ -1,0 +1,109 @@
+//! Protection: the ladder's stage and what it holds (scheduling, freeze, dry run), the node
+//! readings it decides on, the actions it took, and the offline capacity (SPEC §2).
+
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::encode::{Fmt, Labels, counter, flag, gauge, one};
+use crate::{
+    policy::ladder::Stage,
+    surfaces::snapshot::{CapacityView, ProtectionView},
+};
+
+pub(super) fn encode(enc: &mut DescriptorEncoder, p: &ProtectionView, c: &CapacityView) -> Fmt {
+    ladder(enc, p)?;
+    capacity(enc, c)
+}
+
+fn ladder(enc: &mut DescriptorEncoder, p: &ProtectionView) -> Fmt {
+    let stage_rows: Vec<(Labels, f64)> = Stage::ALL
+        .iter()
+        .map(|st| {
+            (
+                vec![("stage", st.name().to_string())],
+                flag(p.stage == st.name()),
+            )
+        })
+        .collect();
+    gauge(
+        enc,
+        "enforcer_ladder_stage",
+        "Protection ladder stage (1 for the current one).",
+        &stage_rows,
+    )?;
+    gauge(
+        enc,
+        "enforcer_scheduling_open",
+        "1 while this node takes new offline work.",
+        &one(flag(p.scheduling_open)),
+    )?;
+    gauge(
+        enc,
+        "enforcer_node_sick",
+        "1 when all offline work is gone and the node is still unhealthy (page).",
+        &one(flag(p.node_sick)),
+    )?;
+    gauge(
+        enc,
+        "enforcer_offline_frozen",
+        "1 while offline work is frozen.",
+        &one(flag(p.frozen)),
+    )?;
+    gauge(
+        enc,
+        "enforcer_dry_run",
+        "1 when actions are journaled but not applied.",
+        &one(flag(p.dry_run)),
+    )?;
+    gauge(
+        enc,
+        "enforcer_node_memory_used_ratio",
+        "Node memory in use (1 - MemAvailable/MemTotal).",
+        &one(p.node_memory_used_ratio),
+    )?;
+    gauge(
+        enc,
+        "enforcer_direct_reclaim_stall_ratio",
+        "Seconds stalled in direct reclaim per second, over the window.",
+        &one(p.direct_reclaim_stall_ratio),
+    )?;
+    counter(
+        enc,
+        "enforcer_offline_killed",
+        "Offline units killed by the protection ladder (alert).",
+        &one(p.offline_killed_total as f64),
+    )?;
+    counter(
+        enc,
+        "enforcer_actions",
+        "Actions decided on cgroups (applied, dry-run, failed or refused).",
+        &one(p.actions_total as f64),
+    )?;
+    counter(
+        enc,
+        "enforcer_actions_refused",
+        "Actions the choke point refused (target not offline).",
+        &one(p.refused_total as f64),
+    )
+}
+
+fn capacity(enc: &mut DescriptorEncoder, c: &CapacityView) -> Fmt {
+    let which = |k: &str| vec![("value", k.to_string())];
+    gauge(
+        enc,
+        "enforcer_offline_capacity_cpu_cores",
+        "CPU the offline side may use (SPEC §2): the rule's target and the limit applied (moved gradually).",
+        &[
+            (which("target"), c.target_cpu_cores),
+            (which("applied"), c.applied_cpu_cores),
+        ],
+    )?;
+    gauge(
+        enc,
+        "enforcer_offline_capacity_memory_bytes",
+        "Memory the offline side may use (SPEC §2): target and applied.",
+        &[
+            (which("target"), c.target_memory_bytes as f64),
+            (which("applied"), c.applied_memory_bytes as f64),
+        ],
+    )
+}

@@ -1,0 +1,59 @@
+use super::{encode, tests_support::sample};
+
+/// The whole scrape, captured before metrics.rs was split by domain: metric names, help
+/// texts, label sets and order, family order must not move.
+#[test]
+fn scrape_matches_the_golden_text() {
+    let golden = include_str!("golden.txt");
+    let text = encode(sample());
+    if text != golden {
+        let first = text
+            .lines()
+            .zip(golden.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(text.lines().count().min(golden.lines().count()));
+        panic!(
+            "scrape differs from golden.txt from line {}\n--- got\n{text}",
+            first + 1
+        );
+    }
+}
+
+#[test]
+fn kswapd_wakeups_are_per_numa_node() {
+    let mut s = sample();
+    s.reclaim.kswapd_wakeups_by_node = vec![(0, 3), (1, 5)];
+    let text = encode(s);
+    assert!(
+        text.contains("enforcer_kswapd_wakeups_total{numa_node=\"0\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("enforcer_kswapd_wakeups_total{numa_node=\"1\"} 5"),
+        "{text}"
+    );
+}
+
+#[test]
+fn encodes_class_counters_top_n_and_compatibility_series() {
+    let text = encode(sample());
+    for line in [
+        r#"enforcer_cpu_seconds_total{class="offline",priority="P3"} 7.25"#,
+        r#"enforcer_cpu_seconds_total{class="online",priority=""} 3.5"#,
+        r#"enforcer_cgroup_cpu_seconds_total{cgroup="/yarn/container_1",class="offline",priority="P3"} 7.25"#,
+        r#"enforcer_node_cpu_utilisation_ratio 0.5"#,
+        r#"k8s_cpu_cgroup_use_total{node="node-1"} 3.5"#,
+        r#"yarn_cpu_cgroup_use_total{node="node-1"} 7.25"#,
+        "# TYPE enforcer_sampler_ticks counter",
+        "# EOF",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    assert!(
+        text.contains(r#"enforcer_build_info{version="0.1.0""#),
+        "{text}"
+    );
+}
