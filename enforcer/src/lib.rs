@@ -1,12 +1,16 @@
 //! enforcer: kernel-level sight and sub-second action for nodes that co-locate online
 //! services with offline batch work.
 //!
-//! Layers, each in its own module:
-//! - [`sampling`]: eBPF programs and reading their maps;
-//! - [`model`]: cgroup layout discovery, classification and the live index;
-//! - [`policy`]: pure computations over samples (windows, utilisation);
-//! - [`surfaces`]: metrics, the control socket and the CLI;
-//! - [`daemon`]: the tick loop that wires them together.
+//! Layers, bottom to top; each uses only those below it (`cargo xtask layers` checks, and
+//! ARCHITECTURE.md is the map):
+//! 0. [`model`] (plain data: layout, classification, the live index, tc objects), [`clock`],
+//!    [`text`], [`host`] (the node's files as the daemon reads them);
+//! 1. [`sampling`] (the eBPF programs and their maps) and [`policy`] (pure computations,
+//!    time injected);
+//! 2. [`config`] (the TOML file);
+//! 3. [`actuators`] (the only writers to the kernel, behind the one choke point);
+//! 4. [`surfaces`] (the wire schema, metrics, the control socket, the CLI's renderings);
+//! 5. [`daemon`] (the tick: sample, decide, apply through the choke point, publish).
 
 pub mod actuators;
 pub mod clock;

@@ -19,9 +19,25 @@
 //! to an IFB (`eifb<ifindex>`, in the same namespace) shaped to its share of the offline
 //! ingress limit.
 
-use crate::model::tc::{
-    Filter, HtbClass, INGRESS_HANDLE, InterfaceTc, ROOT_HANDLE, RootQdisc, TcOp, classid, htb_class,
+use crate::model::{
+    Class,
+    tc::{
+        Filter, HtbClass, INGRESS_HANDLE, InterfaceTc, ROOT_HANDLE, RootQdisc, TcOp, classid,
+        htb_class,
+    },
 };
+
+/// Whether an interface is an offline subinterface to shape: its namespace's owner is
+/// offline, or the operator's name pattern says so and its owner is not online (on the host
+/// there is no owner). A pattern never makes an online pod's interface offline. The survey
+/// and the choke point both ask this one rule, the choke point with the rules in force.
+pub fn offline_interface(owner: Option<Class>, name_matches: bool) -> bool {
+    match owner {
+        None | Some(Class::System) => name_matches,
+        Some(Class::Offline) => true,
+        Some(Class::Online) => false,
+    }
+}
 
 pub const CLASS_LINK: u16 = 0x1;
 pub const CLASS_ONLINE: u16 = 0x10;

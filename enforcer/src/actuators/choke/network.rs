@@ -8,7 +8,7 @@ use crate::{
         tc,
     },
     clock::unix_now,
-    model::Class,
+    policy::shaping::offline_interface,
 };
 
 impl Actuator {
@@ -37,14 +37,10 @@ impl Actuator {
         // pattern says so and the interface is on the host or in a namespace of no online
         // owner. A pattern never makes an online pod's interface offline.
         let offline_sub = |role: &Role| match role {
-            Role::Offline { owner, by_pattern } => {
-                match (owner.is_empty(), self.rules.classify(owner).class) {
-                    (true, _) => *by_pattern,
-                    (false, Class::Offline) => true,
-                    (false, Class::Online) => false,
-                    (false, Class::System) => *by_pattern,
-                }
-            }
+            Role::Offline { owner, by_pattern } => offline_interface(
+                (!owner.is_empty()).then(|| self.rules.classify(owner).class),
+                *by_pattern,
+            ),
             _ => false,
         };
         for i in &pending {

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 mod types;
 
-pub use types::{
-    Action, Decision, LadderConfig, OfflineUnit, Resource, Signals, Stage, Trigger,
-};
+pub use types::{Action, Decision, LadderConfig, OfflineUnit, Resource, Signals, Stage, Trigger};
 
 #[derive(Debug, Clone)]
 pub struct Ladder {

@@ -20,7 +20,7 @@ use crate::{
             ROOT_PARENT, RootQdisc,
         },
     },
-    policy::shaping,
+    policy::shaping::{self, offline_interface},
 };
 
 pub(super) fn root_of(qdiscs: &[QdiscInfo], ifindex: u32) -> (RootQdisc, bool, bool) {
@@ -112,8 +112,7 @@ impl Reconciler {
             .is_some_and(|p| p.is_match(&link.name));
         let in_pod = ns.inode != self.host_inode;
         let by_owner = in_pod && ns.class == Class::Offline;
-        // A pattern never overrides an online owner: the choke point refuses that too.
-        (by_owner || (by_pattern && ns.class != Class::Online)).then(|| Role::Offline {
+        offline_interface(in_pod.then_some(ns.class), by_pattern).then(|| Role::Offline {
             owner: if in_pod {
                 ns.owner.clone()
             } else {
