@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use super::{ConfigError, raw::RawNetwork};
+use super::{error::ConfigError, raw::RawNetwork};
 use crate::policy::bandwidth::{BandwidthRule, LimitPolicy};
 
 /// Network sight and shaping (SPEC §3, network).

@@ -1,14 +1,36 @@
 //! The file's shape as serde reads it, and the parsers for typed values (durations,
 //! delays, shares, sizes, addresses, regexes) that run during deserialisation so that the
-//! error names the field.
+//! error names the field. The two `[daemon]` choices are read as they are, so they are
+//! defined here (and re-exported by `daemon`): this module depends on no section.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
-use super::{HierarchyChoice, SamplerChoice};
+use super::units::{parse_bytes, parse_duration};
 use crate::model::{Class, Priority};
+
+/// Where CPU figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerChoice {
+    /// The eBPF sched_switch sampler (the default).
+    Ebpf,
+    /// Polling cpuacct/cpu.stat and /proc/stat every tick, as polling agents do: a baseline
+    /// for benchmarks and a fallback where the programs cannot load.
+    Cgroupfs,
+}
+
+/// Which cgroup identity the CPU sampler charges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HierarchyChoice {
+    /// cgroup2 when the cpu controller is enabled there, else the v1 cpu hierarchy.
+    Auto,
+    Unified,
+    V1,
+}
 
 // The file's shape. Typed values (durations, addresses, regexes) are parsed during
 // deserialisation so that serde_path_to_error can name the field that failed.
@@ -115,25 +137,6 @@ pub(super) fn share_required<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::
     share(d).map(|v| v.unwrap_or_default())
 }
 
-/// `50GiB`, `512MiB`, `1073741824`.
-pub fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale: f64 = match unit.trim() {
-        "" | "B" => 1.0,
-        "KiB" | "K" => 1024.0,
-        "MiB" | "M" => 1024.0 * 1024.0,
-        "GiB" | "G" => 1024.0 * 1024.0 * 1024.0,
-        "TiB" | "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    (number.is_finite() && number >= 0.0).then_some((number * scale) as u64)
-}
-
 pub(super) fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let text = String::deserialize(d)?;
     parse_bytes(&text).map(Some).ok_or_else(|| {
@@ -219,25 +222,6 @@ pub(super) struct RawRule {
     pub(super) pattern: Regex,
     pub(super) class: Class,
     pub(super) priority: Option<Priority>,
-}
-
-/// Parses `100ms`, `1.5s`, `2m`, `500us`, `1000ns`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        _ => return None,
-    };
-    let seconds = number * scale;
-    (seconds.is_finite() && seconds > 0.0 && seconds < 86_400.0)
-        .then(|| Duration::from_secs_f64(seconds))
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -1,6 +1,11 @@
 //! Unit tests of configuration parsing and its error messages.
+use std::{path::PathBuf, time::Duration};
+
 use super::*;
-use crate::model::Priority;
+use crate::{
+    model::{Class, Priority},
+    policy::capacity::Policy,
+};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, Path::new("/etc/enforcer.toml"))

@@ -1,0 +1,94 @@
+//! The `[capacity]` section: offline capacity on the offline parents, its policy (dynamic,
+//! static or by time of day), and its checks.
+
+use super::{error::ConfigError, raw::RawCapacity};
+use crate::policy::capacity::{CapacityConfig, Policy, ScheduleEntry};
+
+/// Offline capacity applied to the offline parents (SPEC §2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySettings {
+    pub enabled: bool,
+    pub rule: CapacityConfig,
+}
+
+impl Default for CapacitySettings {
+    fn default() -> Self {
+        CapacitySettings {
+            enabled: true,
+            rule: CapacityConfig::default(),
+        }
+    }
+}
+
+/// Builds and checks the section; `invalid(field, message)` makes the one-line error.
+pub(super) fn parse(
+    c: RawCapacity,
+    invalid: &dyn Fn(String, String) -> ConfigError,
+) -> Result<CapacitySettings, ConfigError> {
+    let d = CapacityConfig::default();
+    let policy = match c.policy.as_deref().unwrap_or("dynamic") {
+        "dynamic" => Policy::Dynamic,
+        "static" => Policy::Static {
+            cpu_share: c.cpu_share.ok_or_else(|| {
+                invalid(
+                    "capacity.cpu_share".into(),
+                    "required with policy = \"static\"".into(),
+                )
+            })?,
+            memory_share: c.memory_share.ok_or_else(|| {
+                invalid(
+                    "capacity.memory_share".into(),
+                    "required with policy = \"static\"".into(),
+                )
+            })?,
+        },
+        "time_of_day" => {
+            let entries = c.schedule.unwrap_or_default();
+            if entries.is_empty() {
+                return Err(invalid(
+                    "capacity.schedule".into(),
+                    "required with policy = \"time_of_day\"".into(),
+                ));
+            }
+            let mut schedule = Vec::with_capacity(entries.len());
+            for (i, e) in entries.into_iter().enumerate() {
+                let minute = e
+                    .start
+                    .split_once(':')
+                    .and_then(|(h, m)| Some(h.parse::<u32>().ok()? * 60 + m.parse::<u32>().ok()?))
+                    .filter(|&m| m < 24 * 60)
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("capacity.schedule[{i}].start"),
+                            format!("invalid time {:?} (expected \"HH:MM\")", e.start),
+                        )
+                    })?;
+                schedule.push(ScheduleEntry {
+                    start_minute: minute,
+                    cpu_share: e.cpu_share,
+                    memory_share: e.memory_share,
+                });
+            }
+            schedule.sort_by_key(|e| e.start_minute);
+            Policy::TimeOfDay(schedule)
+        }
+        other => {
+            return Err(invalid(
+                "capacity.policy".into(),
+                format!(
+                    "unknown policy {other:?} (expected \"dynamic\", \"static\" or \"time_of_day\")"
+                ),
+            ));
+        }
+    };
+    Ok(CapacitySettings {
+        enabled: c.enabled.unwrap_or(true),
+        rule: CapacityConfig {
+            policy,
+            system_reserve: c.system_reserve.unwrap_or(d.system_reserve),
+            reserved_daemons_bytes: c.reserved_daemons.unwrap_or(d.reserved_daemons_bytes),
+            memory_cap: c.memory_cap.unwrap_or(d.memory_cap),
+            max_step: c.max_step.unwrap_or(d.max_step),
+        },
+    })
+}
