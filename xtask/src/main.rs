@@ -115,6 +115,8 @@ fn run(task: Task) -> anyhow::Result<()> {
                 "cargo fmt --check",
                 cargo(&["fmt", "--all", "--", "--check"]),
             )?;
+            println!("\n==> layer check");
+            layer_check(false).context("step `layer check` failed")?;
             // Default members only: the eBPF crate builds for bpfel-unknown-none, through
             // enforcer's build script, never for the host.
             step(
