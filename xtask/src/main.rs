@@ -1,9 +1,13 @@
-//! Project tasks: `cargo xtask setup | build | run | test | bench`.
+//! Project tasks: `cargo xtask setup | build | run | test | bench | layers`.
 
 mod cmd;
+mod layers;
 mod setup;
 
-use std::{os::unix::process::CommandExt, path::PathBuf};
+use std::{
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -36,6 +40,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Check enforcer's module layering (no upward import, no circle); exit 1 on a violation.
+    Layers {
+        /// Also print every file-level module edge.
+        #[arg(long)]
+        graph: bool,
+    },
 }
 
 fn workspace() -> PathBuf {
@@ -54,6 +64,12 @@ fn cargo(args: &[&str]) -> std::process::Command {
 fn step(name: &str, c: std::process::Command) -> anyhow::Result<()> {
     println!("\n==> {name}");
     cmd::run(c).with_context(|| format!("step `{name}` failed"))
+}
+
+/// The layer check of enforcer/src, in-process.
+fn layer_check(graph: bool) -> anyhow::Result<()> {
+    let src = Path::new("enforcer/src");
+    layers::run(&workspace().join(src), src, graph)
 }
 
 fn release_bin(name: &str) -> PathBuf {
@@ -99,6 +115,8 @@ fn run(task: Task) -> anyhow::Result<()> {
                 "cargo fmt --check",
                 cargo(&["fmt", "--all", "--", "--check"]),
             )?;
+            println!("\n==> layer check");
+            layer_check(false).context("step `layer check` failed")?;
             // Default members only: the eBPF crate builds for bpfel-unknown-none, through
             // enforcer's build script, never for the host.
             step(
@@ -160,5 +178,6 @@ fn run(task: Task) -> anyhow::Result<()> {
             c.args(args).env("ENFORCER_BIN", release_bin("enforcer"));
             step("benchmarks", c)
         }
+        Task::Layers { graph } => layer_check(graph),
     }
 }
