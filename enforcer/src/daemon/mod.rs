@@ -233,7 +233,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         reclaim: Default::default(),
         reclaim_kswapd_wakeups: 0,
         reclaim_kswapd_by_node: Vec::new(),
-        net: network::NetAccounting::new(d.window.as_nanos() as u64, mode != CgroupMode::Unified),
+        net: state::NetAccounting::new(d.window.as_nanos() as u64, mode != CgroupMode::Unified),
         network: Default::default(),
     }));
     state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;

@@ -3,7 +3,6 @@
 
 use enforcer_common::ReclaimStats;
 
-use super::network::NetAccounting;
 use crate::{
     model::{Class, index::CgroupIndex},
     policy::usage::UsageTracker,
@@ -235,4 +234,23 @@ pub fn record_tick(
     h.program_runs_total = reading.switches;
     h.dropped_total = reading.dropped;
     h.read_errors_total = reading.read_errors;
+}
+
+/// Per-cgroup and per-class bytes (cgroup2 ids), in the shared state so that views are
+/// built on request.
+pub struct NetAccounting {
+    pub rx: UsageTracker,
+    pub tx: UsageTracker,
+    /// The cgroup2 hierarchy's index when the CPU index is of another (v1 and hybrid hosts).
+    pub index: Option<CgroupIndex>,
+}
+
+impl NetAccounting {
+    pub fn new(window_ns: u64, own_index: bool) -> Self {
+        NetAccounting {
+            rx: UsageTracker::new(window_ns),
+            tx: UsageTracker::new(window_ns),
+            index: own_index.then(CgroupIndex::new),
+        }
+    }
 }

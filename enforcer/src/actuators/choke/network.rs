@@ -155,7 +155,7 @@ mod tests {
     use crate::model::classify::Rule;
     use crate::{
         actuators::{Operation, journal::Journal},
-        model::{classify::RuleSet, layout::CgroupLayout},
+        model::{Class, classify::RuleSet, layout::CgroupLayout},
     };
 
     #[test]

@@ -20,9 +20,9 @@ use nix::sched::{CloneFlags, setns};
 use rtnetlink::Handle;
 use thiserror::Error;
 
-use super::codec::{
-    QdiscInfo, TcOp, class_dump, decode_class, decode_filter, decode_qdisc, filter_dump, ifb_add,
-    link_del, link_dump, link_get, qdisc_dump,
+use super::{
+    codec::{TcOp, class_dump, filter_dump, ifb_add, link_del, link_dump, link_get, qdisc_dump},
+    decode::{QdiscInfo, decode_class, decode_filter, decode_qdisc},
 };
 use crate::model::tc::{Filter, HtbClass};
 

@@ -20,15 +20,12 @@ use netlink_packet_route::{
     },
 };
 
+use super::htb::{TCA_HTB_CEIL64, TCA_HTB_INIT, TCA_HTB_PARMS, TCA_HTB_RATE64};
 pub use crate::model::tc::TcOp;
 use crate::model::tc::{
     ETH_P_ALL, HTB_R2Q, HtbClass, INGRESS_HANDLE, INGRESS_PARENT, ROOT_HANDLE, ROOT_PARENT,
 };
 
-pub(super) const TCA_HTB_PARMS: u16 = 1;
-pub(super) const TCA_HTB_INIT: u16 = 2;
-pub(super) const TCA_HTB_RATE64: u16 = 6;
-pub(super) const TCA_HTB_CEIL64: u16 = 7;
 /// `TC_HTB_PROTOVER`.
 const HTB_VERSION: u32 = 3;
 /// `TC_LINKLAYER_ETHERNET`: the kernel computes transmit times itself, no rate table.
@@ -311,5 +308,3 @@ pub(super) fn attributes(bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
 #[cfg(test)]
 #[path = "fixtures.rs"]
 mod tests;
-
-pub use super::decode::{QdiscInfo, decode_class, decode_filter, decode_qdisc};

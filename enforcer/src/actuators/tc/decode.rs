@@ -9,7 +9,7 @@ use netlink_packet_route::tc::{
     TcFilterBpfOption, TcFilterU32Option, TcMessage, TcMirrorActionType, TcOption,
 };
 
-use super::codec::{TCA_HTB_CEIL64, TCA_HTB_INIT, TCA_HTB_PARMS, TCA_HTB_RATE64};
+use super::htb::{TCA_HTB_CEIL64, TCA_HTB_INIT, TCA_HTB_PARMS, TCA_HTB_RATE64};
 use crate::model::tc::{Filter, HtbClass, ROOT_PARENT};
 
 /// A qdisc as a dump reports it.

@@ -6,6 +6,7 @@
 //! ignores them when the ratespec names a link layer, so enforcer does not send them and the
 //! comparison drops them from `tc`'s message.
 
+use super::super::decode::{decode_class, decode_filter, decode_qdisc};
 use super::*;
 use crate::model::tc::{Filter, classid, xmit_ticks};
 

@@ -4,5 +4,6 @@
 pub mod client;
 pub mod codec;
 mod decode;
+mod htb;
 mod owned;
 pub mod reconcile;

@@ -21,7 +21,7 @@ use std::{
 
 use super::{
     client::{Link, NsConn, TcError},
-    codec::QdiscInfo,
+    decode::QdiscInfo,
     owned::record,
 };
 mod apply;
@@ -37,7 +37,6 @@ use crate::{
     },
     policy::shaping::{self, BondShape, Plan},
 };
-use discover::{is_sub, read_installed};
 
 /// Prefix of the IFB devices enforcer creates (`eifb<ifindex of the subinterface>`).
 pub const IFB_PREFIX: &str = "eifb";
@@ -172,7 +171,9 @@ impl Reconciler {
                         let b = bond.unwrap_or(0);
                         subs_total += links
                             .iter()
-                            .filter(|l| is_sub(l, b, in_host) && self.offline(ns, l).is_some())
+                            .filter(|l| {
+                                Self::is_sub(l, b, in_host) && self.offline(ns, l).is_some()
+                            })
                             .count();
                         per_ns.push((ns, links, qdiscs));
                         self.conns.insert(ns.inode, conn);
@@ -209,7 +210,7 @@ impl Reconciler {
                 } else if in_host {
                     self.plan_released(ns, links, qdiscs, &mut reports);
                 }
-                if let Err(e) = read_installed(conn, &mut reports).await {
+                if let Err(e) = Self::read_installed(conn, &mut reports).await {
                     survey.errors.push(format!("{}: {e}", ns.owner));
                     continue;
                 }

@@ -13,8 +13,6 @@ use std::{
 mod pass;
 mod traffic;
 
-pub use traffic::NetAccounting;
-
 use super::state::NodeState;
 use crate::{
     actuators::journal::JournalError,

@@ -4,30 +4,9 @@ use std::{collections::HashMap, sync::Mutex};
 
 use super::NetworkController;
 use crate::{
-    daemon::state::NodeState,
-    model::{Class, index::CgroupIndex},
-    policy::usage::UsageTracker,
+    daemon::state::NodeState, model::Class, policy::usage::UsageTracker,
     surfaces::snapshot::Directions,
 };
-
-/// Per-cgroup and per-class bytes (cgroup2 ids), in the shared state so that views are
-/// built on request.
-pub struct NetAccounting {
-    pub rx: UsageTracker,
-    pub tx: UsageTracker,
-    /// The cgroup2 hierarchy's index when the CPU index is of another (v1 and hybrid hosts).
-    pub index: Option<CgroupIndex>,
-}
-
-impl NetAccounting {
-    pub fn new(window_ns: u64, own_index: bool) -> Self {
-        NetAccounting {
-            rx: UsageTracker::new(window_ns),
-            tx: UsageTracker::new(window_ns),
-            index: own_index.then(CgroupIndex::new),
-        }
-    }
-}
 
 impl NetworkController {
     /// Reads the counters and accounts them per class.

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::{
     super::{
         client::{Link, NsConn, TcError},
-        codec::QdiscInfo,
+        decode::QdiscInfo,
     },
     IFB_PREFIX, InterfaceReport, Limits, LinkOp, LinkSample, Mode, Reconciler, Role,
 };
@@ -46,12 +46,6 @@ pub(super) fn root_of(qdiscs: &[QdiscInfo], ifindex: u32) -> (RootQdisc, bool, b
     (root, ingress, clsact)
 }
 
-pub(super) fn is_sub(link: &Link, bond: u32, in_host: bool) -> bool {
-    link.kind.as_deref() == Some("macvlan")
-        && link.parent == Some(bond)
-        && link.parent_netnsid.is_some() != in_host
-}
-
 fn sample(ns: &Namespace, link: &Link, kind: &str, class: &str) -> LinkSample {
     LinkSample {
         netns: ns.inode,
@@ -65,44 +59,52 @@ fn sample(ns: &Namespace, link: &Link, kind: &str, class: &str) -> LinkSample {
     }
 }
 
-/// Reads classes and filters of the interfaces whose qdiscs are enforcer's kind.
-pub(super) async fn read_installed(
-    conn: &NsConn,
-    reports: &mut [InterfaceReport],
-) -> Result<(), TcError> {
-    let with_htb: Vec<usize> = (0..reports.len())
-        .filter(|&i| matches!(reports[i].installed.root, RootQdisc::Htb { .. }))
-        .collect();
-    let indexes: Vec<u32> = with_htb.iter().map(|&i| reports[i].ifindex).collect();
-    let mut slots: Vec<(u32, u32)> = indexes.iter().map(|&i| (i, ROOT_HANDLE)).collect();
-    let with_ingress: Vec<usize> = (0..reports.len())
-        .filter(|&i| reports[i].installed.ingress && reports[i].ifindex != 0)
-        .collect();
-    slots.extend(
-        with_ingress
-            .iter()
-            .map(|&i| (reports[i].ifindex, INGRESS_HANDLE)),
-    );
-    let (classes, filters) =
-        futures_util::future::join(conn.classes(&indexes), conn.filters(&slots)).await;
-    let (classes, filters) = (classes?, filters?);
-    for (k, &i) in with_htb.iter().enumerate() {
-        reports[i].installed.classes = classes[k]
-            .iter()
-            .filter(|c| (c.classid >> 16) as u16 == HANDLE_MAJOR)
-            .copied()
-            .collect();
-    }
-    for (k, &i) in with_htb.iter().chain(with_ingress.iter()).enumerate() {
-        reports[i]
-            .installed
-            .filters
-            .extend(filters[k].iter().cloned());
-    }
-    Ok(())
-}
-
 impl Reconciler {
+    /// A pod macvlan of the bond: in a pod namespace its parent is the bond in another
+    /// namespace (a link-netnsid is present); on the host, the bond itself.
+    pub(super) fn is_sub(link: &Link, bond: u32, in_host: bool) -> bool {
+        link.kind.as_deref() == Some("macvlan")
+            && link.parent == Some(bond)
+            && link.parent_netnsid.is_some() != in_host
+    }
+
+    /// Reads classes and filters of the interfaces whose qdiscs are enforcer's kind.
+    pub(super) async fn read_installed(
+        conn: &NsConn,
+        reports: &mut [InterfaceReport],
+    ) -> Result<(), TcError> {
+        let with_htb: Vec<usize> = (0..reports.len())
+            .filter(|&i| matches!(reports[i].installed.root, RootQdisc::Htb { .. }))
+            .collect();
+        let indexes: Vec<u32> = with_htb.iter().map(|&i| reports[i].ifindex).collect();
+        let mut slots: Vec<(u32, u32)> = indexes.iter().map(|&i| (i, ROOT_HANDLE)).collect();
+        let with_ingress: Vec<usize> = (0..reports.len())
+            .filter(|&i| reports[i].installed.ingress && reports[i].ifindex != 0)
+            .collect();
+        slots.extend(
+            with_ingress
+                .iter()
+                .map(|&i| (reports[i].ifindex, INGRESS_HANDLE)),
+        );
+        let (classes, filters) =
+            futures_util::future::join(conn.classes(&indexes), conn.filters(&slots)).await;
+        let (classes, filters) = (classes?, filters?);
+        for (k, &i) in with_htb.iter().enumerate() {
+            reports[i].installed.classes = classes[k]
+                .iter()
+                .filter(|c| (c.classid >> 16) as u16 == HANDLE_MAJOR)
+                .copied()
+                .collect();
+        }
+        for (k, &i) in with_htb.iter().chain(with_ingress.iter()).enumerate() {
+            reports[i]
+                .installed
+                .filters
+                .extend(filters[k].iter().cloned());
+        }
+        Ok(())
+    }
+
     /// Why a subinterface is offline, if it is.
     pub(super) fn offline(&self, ns: &Namespace, link: &Link) -> Option<Role> {
         let by_pattern = self
@@ -176,7 +178,7 @@ impl Reconciler {
                 reports.push(report(link, Role::Bond, wanted));
                 continue;
             }
-            if !is_sub(link, bond, in_host) {
+            if !Self::is_sub(link, bond, in_host) {
                 continue;
             }
             let role = self.offline(ns, link);
