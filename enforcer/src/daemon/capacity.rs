@@ -4,6 +4,7 @@
 
 use super::limits::CapacityWish;
 use crate::{
+    actuators::record::EffectsRecord,
     config::CapacitySettings,
     policy::capacity::{self, NodeUsage, OfflineCapacity},
     surfaces::snapshot::CapacityView,
@@ -31,6 +32,21 @@ impl CapacityController {
             settings,
             applied: None,
         }
+    }
+
+    /// Resumes from the capacity a previous daemon had applied (its effects record), so a
+    /// restart neither jumps the limits back to the whole node nor steps them down anew.
+    pub fn adopt(&mut self, record: &EffectsRecord) {
+        let values = record.capacity_values();
+        if !self.settings.enabled || values.is_empty() {
+            return;
+        }
+        let cores: f64 = values.iter().filter_map(|(_, c, _)| *c).sum();
+        let bytes: u64 = values.iter().filter_map(|(_, _, b)| *b).sum();
+        self.applied = Some(OfflineCapacity {
+            cpu_cores: cores,
+            memory_bytes: bytes,
+        });
     }
 
     /// What each of `parents` offline parents should get now (None: capacity is off).

@@ -13,6 +13,7 @@ use super::{
     limits::OfflineLimits,
     protect::Protector,
 };
+use crate::actuators::record::EffectsRecord;
 use crate::policy::{
     capacity::NodeUsage,
     ladder::{Signals, Stage},
@@ -84,6 +85,43 @@ impl Controllers {
             self.limits
                 .capacity(&census.parents, wish.as_ref(), held, now),
         );
+        effects
+    }
+
+    /// Takes over what a previous daemon recorded (kill -9, crash, upgrade): the limits it
+    /// wrote, the capacity it had reached, and, when it left offline work frozen or
+    /// squeezed, the ladder at throttle until fresh signals decide. Returns whether the
+    /// ladder adopted anything.
+    pub fn adopt(
+        &mut self,
+        record: &EffectsRecord,
+        now_ns: u64,
+        settle: std::time::Duration,
+    ) -> bool {
+        self.limits.adopt(record);
+        self.capacity.adopt(record);
+        let frozen: Vec<String> = record.frozen().into_iter().map(String::from).collect();
+        if frozen.is_empty() && !record.squeezed() {
+            return false;
+        }
+        self.protector.adopt(now_ns, frozen, settle);
+        true
+    }
+
+    /// SIGTERM: thaw, reopen the gate, and bring the ladder's squeeze back to the capacity
+    /// rule's values (or no limit without it); the capacity limits stay in force, so a
+    /// rolling update does not let offline work burst between two daemons.
+    pub fn shutdown(&mut self, census: &Census) -> Vec<Effect> {
+        let mut effects = self.protector.shutdown(census);
+        if self.limits.squeezed() {
+            let restore_to = self.capacity.per_parent(census.parents.len());
+            effects.extend(self.limits.release(
+                "shutdown",
+                serde_json::json!({"trigger": "shutdown"}),
+                &census.parents,
+                restore_to,
+            ));
+        }
         effects
     }
 

@@ -17,7 +17,7 @@ use super::{
     effects::{Done, Effect},
 };
 use crate::{
-    actuators::{Operation, Request, journal::Outcome},
+    actuators::{Operation, Request, journal::Outcome, record::EffectsRecord},
     policy::ladder::Decision,
 };
 
@@ -70,6 +70,16 @@ impl OfflineLimits {
         self.squeezed
     }
 
+    /// Takes over what a previous daemon wrote, from its effects record.
+    pub fn adopt(&mut self, record: &EffectsRecord) {
+        self.squeezed = record.squeezed();
+        for (path, effects) in &record.cgroups {
+            let w = self.written.entry(path.clone()).or_default();
+            w.cores = effects.cpu.as_ref().map(|l| Some(l.value));
+            w.bytes = effects.memory.as_ref().map(|l| Some(l.value));
+        }
+    }
+
     /// The ladder throttles: each parent's quota to `cores_per_parent`, and its memory limit
     /// to what it uses now (memory stops growing without a reclaim storm).
     pub fn squeeze(
@@ -107,13 +117,12 @@ impl OfflineLimits {
     /// capacity rule's values), or no limit when capacity is off.
     pub fn release(
         &mut self,
-        d: &Decision,
+        stage: &str,
+        reason: serde_json::Value,
         parents: &[Parent],
         restore_to: Option<(f64, u64)>,
     ) -> Vec<Effect> {
         self.squeezed = false;
-        let reason = serde_json::to_value(d.trigger).unwrap_or_default();
-        let stage = d.stage.name();
         let (cores, bytes) = restore_to.map_or((None, None), |(c, b)| (Some(c), Some(b)));
         let mut out = Vec::new();
         for p in parents {

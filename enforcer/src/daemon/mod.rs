@@ -195,14 +195,34 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     };
     let (tc_requests, tc_inbox) = std::sync::mpsc::channel::<(TcRequest, network::TcReply)>();
     tracing::info!(mode = ?mode, ?memory_mode, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
-    let actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run)
+    let mut actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run)
         .with_gate_file(&d.state_dir);
-    // A restarted daemon starts from Normal: say so to the schedulers' readers.
     if !dry_run {
-        actuator.write_gate(true, None);
+        // A dry run owns nothing: it neither reads nor writes the record.
+        actuator = actuator.with_effects_record(&d.state_dir);
+        actuator.forget_gone();
     }
     let mut protector = Protector::new(&config.protection, d.window.as_nanos() as u64, dry_run);
     protector.view.journal = d.journal.display().to_string();
+    let mut controllers = Controllers {
+        protector,
+        isolator: Isolator::new(config.protection.isolation),
+        capacity: CapacityController::new(config.capacity.clone()),
+        limits: OfflineLimits::default(),
+    };
+    // What a previous daemon left (kill -9, crash, upgrade) is decided on fresh signals
+    // once the window has filled; until then the gate stays as it was left.
+    let settle = d.window + config.protection.ladder.sustain;
+    let adopted = controllers.adopt(actuator.record(), crate::clock::monotonic_ns(), settle);
+    if adopted {
+        tracing::warn!(
+            frozen = ?actuator.record().frozen(),
+            "adopting what the previous daemon left frozen or squeezed; deciding within {settle:?}"
+        );
+    } else if !dry_run {
+        // A restarted daemon starts from Normal: say so to the schedulers' readers.
+        actuator.write_gate(true, None);
+    }
     if dry_run {
         tracing::warn!(journal = %d.journal.display(), "dry run: every action is journaled, none applied");
     }
@@ -225,7 +245,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         index: CgroupIndex::new(),
         usage: UsageTracker::new(d.window.as_nanos() as u64),
         health: Default::default(),
-        protection: protector.view.clone(),
+        protection: controllers.protector.view.clone(),
         capacity: Default::default(),
         memory: Vec::new(),
         pressure: Default::default(),
@@ -251,12 +271,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             sampler,
             reclaim,
             actuator,
-            controllers: Controllers {
-                protector,
-                isolator: Isolator::new(config.protection.isolation),
-                capacity: CapacityController::new(config.capacity.clone()),
-                limits: OfflineLimits::default(),
-            },
+            controllers,
             host: Box::new(RealHost),
             cgroup_roots: CgroupRoots::new(&layout, &root),
             memory: MemoryAccounting::new(

@@ -13,7 +13,7 @@ use crate::{
     actuators::{Operation, Request, journal::Outcome},
     config::ProtectionConfig,
     policy::{
-        ladder::{Action, Decision, Ladder, Signals, Stage},
+        ladder::{Action, Decision, Ladder, Signals, Stage, Trigger},
         window::RateWindow,
     },
     surfaces::snapshot::ProtectionView,
@@ -29,6 +29,8 @@ pub struct Protector {
     dry_run_killed: HashSet<u64>,
     /// Kills asked for this tick: target path -> unit id, for their outcome.
     pending_kills: HashMap<String, u64>,
+    /// Cgroups a previous daemon froze (from its effects record), thawed with the parents.
+    adopted_frozen: Vec<String>,
     pub view: ProtectionView,
 }
 
@@ -46,6 +48,7 @@ impl Protector {
             stall_window: RateWindow::new(window_ns),
             dry_run_killed: HashSet::new(),
             pending_kills: HashMap::new(),
+            adopted_frozen: Vec::new(),
             view: ProtectionView {
                 enabled: config.enabled,
                 dry_run,
@@ -59,6 +62,51 @@ impl Protector {
 
     pub fn stage(&self) -> Stage {
         self.ladder.stage()
+    }
+
+    /// Takes over what a previous daemon left frozen or squeezed (its effects record):
+    /// the ladder decides on fresh signals once `settle` has passed (see [`Ladder::adopt`]).
+    pub fn adopt(&mut self, now_ns: u64, frozen: Vec<String>, settle: std::time::Duration) {
+        self.ladder.adopt(now_ns, !frozen.is_empty(), settle);
+        self.adopted_frozen = frozen;
+        self.view.stage = self.ladder.stage().name().to_string();
+        self.view.frozen = self.ladder.frozen();
+        self.view.scheduling_open = false;
+        self.view.explain = self.ladder.explain(now_ns);
+    }
+
+    /// SIGTERM: nothing stays frozen and the gate reopens (a stopped daemon protects
+    /// nothing, so it must not hold offline work or the schedulers either); the limits are
+    /// `OfflineLimits`'s to put back.
+    pub fn shutdown(&mut self, census: &Census) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let reason = serde_json::json!({"trigger": "shutdown"});
+        if self.ladder.frozen() || !self.adopted_frozen.is_empty() {
+            let mut targets: Vec<String> = census.parents.iter().map(|p| p.path.clone()).collect();
+            for path in self.adopted_frozen.drain(..) {
+                if !targets.contains(&path) {
+                    targets.push(path);
+                }
+            }
+            effects.extend(targets.into_iter().map(|target| {
+                Effect::Cgroup(Request {
+                    stage: "shutdown".into(),
+                    target,
+                    op: Operation::Thaw,
+                    reason: reason.clone(),
+                })
+            }));
+        }
+        if !self.view.scheduling_open {
+            effects.push(Effect::Gate {
+                stage: Stage::Normal,
+                open: true,
+                trigger: Trigger::Shutdown,
+            });
+            self.view.scheduling_open = true;
+        }
+        self.view.frozen = false;
+        effects
     }
 
     /// This tick's signals (offline units still to be added), from the node's figures.
@@ -161,21 +209,29 @@ impl Protector {
                     / census.parents.len().max(1) as f64;
                 effects.extend(limits.squeeze(d, &census.parents, per_parent));
             }
-            Action::RestoreOffline => {
-                effects.extend(limits.release(d, &census.parents, restore_to))
-            }
+            Action::RestoreOffline => effects.extend(limits.release(
+                d.stage.name(),
+                serde_json::to_value(d.trigger).unwrap_or_default(),
+                &census.parents,
+                restore_to,
+            )),
             Action::FreezeOffline => effects.extend(
                 census
                     .parents
                     .iter()
                     .map(|p| request(&p.path, Operation::Freeze)),
             ),
-            Action::ThawOffline => effects.extend(
-                census
-                    .parents
-                    .iter()
-                    .map(|p| request(&p.path, Operation::Thaw)),
-            ),
+            Action::ThawOffline => {
+                // The parents now, and whatever a previous daemon froze besides.
+                let mut targets: Vec<String> =
+                    census.parents.iter().map(|p| p.path.clone()).collect();
+                for path in self.adopted_frozen.drain(..) {
+                    if !targets.contains(&path) {
+                        targets.push(path);
+                    }
+                }
+                effects.extend(targets.iter().map(|t| request(t, Operation::Thaw)));
+            }
             Action::Kill { id, .. } => {
                 let Some((_, path)) = units.iter().find(|(u, _)| u.id == *id) else {
                     tracing::warn!(id, "victim vanished before the kill");

@@ -124,12 +124,35 @@ impl SamplerLoop {
                 self.rescan(&unknown);
             }
         }
+        self.shutdown();
         if let Some(network) = &mut self.network
             && let Err(e) = network.shutdown(&mut self.actuator)
         {
             tracing::error!("removing enforcer's tc objects: {e}");
         }
         Ok(())
+    }
+
+    /// SIGTERM: nothing stays frozen, the ladder's squeeze goes back to the capacity
+    /// rule's values, the capacity limits stay (see `Controllers::shutdown`).
+    fn shutdown(&mut self) {
+        let view = {
+            let st = self.state.lock().unwrap();
+            OfflineView::capture(&st.index, &st.usage)
+        };
+        let census = census::read(self.host.as_ref(), &self.cgroup_roots, &view, false, false);
+        let effects = self.controllers.shutdown(&census);
+        if effects.is_empty() {
+            return;
+        }
+        tracing::info!(
+            effects = effects.len(),
+            "shutting down: thawing and lifting the ladder's squeeze"
+        );
+        match effects::apply(&mut self.actuator, effects) {
+            Ok(results) => self.controllers.observe(&results, Instant::now()),
+            Err(e) => tracing::error!("shutting down: {e}"),
+        }
     }
 
     fn read_cpu(&mut self) -> Result<CpuReading, crate::sampling::error::SamplerError> {

@@ -50,6 +50,11 @@ impl Actuator {
         }
 
         self.journal.append(&entry(Outcome::Intent, None))?;
+        // Written ahead: a daemon killed during or after the write leaves its successor
+        // the knowledge of what it owns.
+        if let Err(e) = self.record.note(rel, &req.op, &req.stage) {
+            tracing::error!("effects record: {e}; applying anyway (protection first)");
+        }
         let dirs = CgroupDirs::resolve(&self.layout, rel);
         let result = match &req.op {
             Operation::CpuLimit { cores } => cgroupfs::set_cpu_limit(&dirs, *cores).map(|()| None),

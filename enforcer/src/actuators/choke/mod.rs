@@ -16,7 +16,10 @@ use std::{
     time::Duration,
 };
 
-use super::journal::{Entry, Journal, JournalError, Outcome};
+use super::{
+    journal::{Entry, Journal, JournalError, Outcome},
+    record::EffectsRecord,
+};
 use crate::{
     clock::unix_now,
     model::{classify::RuleSet, layout::CgroupLayout},
@@ -33,6 +36,8 @@ pub struct Actuator {
     network_seq: Option<u64>,
     /// `<state_dir>/scheduling`, read by the Yarn NodeManager health script.
     gate_file: Option<PathBuf>,
+    /// What enforcer changed on cgroups, written ahead of each change.
+    record: EffectsRecord,
 }
 
 impl Actuator {
@@ -50,6 +55,7 @@ impl Actuator {
             kill_timeout: Duration::from_secs(5),
             network_seq: None,
             gate_file: None,
+            record: EffectsRecord::in_memory(),
         }
     }
 
@@ -87,6 +93,29 @@ impl Actuator {
             detail: Some(detail),
         })?;
         Ok(seq)
+    }
+
+    /// Keeps the effects record in `<state_dir>/effects.json` (adopting what is there).
+    pub fn with_effects_record(mut self, state_dir: &Path) -> Actuator {
+        self.record = EffectsRecord::load(&state_dir.join("effects.json"));
+        self
+    }
+
+    /// What enforcer owns on the cgroups, as recorded.
+    pub fn record(&self) -> &EffectsRecord {
+        &self.record
+    }
+
+    /// Forgets recorded cgroups that no longer exist.
+    pub fn forget_gone(&mut self) {
+        let layout = &self.layout;
+        let exists = |rel: &str| {
+            let dirs = super::cgroupfs::CgroupDirs::resolve(layout, rel);
+            dirs.cpu.is_some() || dirs.memory.is_some() || dirs.unified.is_some()
+        };
+        if let Err(e) = self.record.retain(exists) {
+            tracing::error!("effects record: {e}");
+        }
     }
 
     /// Where the scheduling gate is written (`<state_dir>/scheduling`).

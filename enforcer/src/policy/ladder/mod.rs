@@ -26,6 +26,10 @@ pub struct Ladder {
     last_kill: Option<u64>,
     last_trigger: Option<Trigger>,
     frozen: bool,
+    /// Adopted from a previous daemon (offline work left frozen or squeezed): until this
+    /// time the signals' window fills, then the ladder releases at once if nothing holds, or
+    /// resumes at throttle if a trigger does.
+    adopting_until: Option<u64>,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -43,7 +47,25 @@ impl Ladder {
             last_kill: None,
             last_trigger: None,
             frozen: false,
+            adopting_until: None,
         }
+    }
+
+    /// Takes over what a previous daemon left: offline work squeezed (and `frozen`) at
+    /// throttle. After `settle` (time for the signals' window to fill) the ladder decides on
+    /// fresh signals: released at once if no trigger holds — no `recover_hold` wait, the
+    /// node never asked for this daemon's squeeze — or resumed at throttle, without thawing
+    /// and freezing again, if one does.
+    pub fn adopt(&mut self, now: u64, frozen: bool, settle: Duration) {
+        self.stage = Stage::Throttle;
+        self.stage_since = now;
+        self.frozen = frozen;
+        self.adopting_until = Some(now + ns(settle));
+    }
+
+    /// Whether the ladder is still waiting to decide on what it adopted.
+    pub fn adopting(&self) -> bool {
+        self.adopting_until.is_some()
     }
 
     pub fn stage(&self) -> Stage {
@@ -100,6 +122,17 @@ impl Ladder {
         let now = s.at_ns;
         let trigger = self.trigger(s);
         let mut out = Vec::new();
+        if let Some(until) = self.adopting_until {
+            if now < until {
+                return out;
+            }
+            self.adopting_until = None;
+            if trigger.is_none() {
+                self.release_adopted(now, &mut out);
+                return out;
+            }
+            // A trigger holds: carry on from throttle as if this daemon had got there.
+        }
         match trigger {
             Some(t) => {
                 self.healthy_since = None;
@@ -244,9 +277,39 @@ impl Ladder {
         }
     }
 
+    /// Releases what was adopted: thaw, the capacity rule's limits back, scheduling open.
+    fn release_adopted(&mut self, now: u64, out: &mut Vec<Decision>) {
+        let decide = |stage, action| Decision {
+            stage,
+            action,
+            trigger: Trigger::Adopted,
+        };
+        if self.frozen {
+            self.frozen = false;
+            out.push(decide(Stage::StopScheduling, Action::ThawOffline));
+        }
+        out.push(decide(Stage::StopScheduling, Action::RestoreOffline));
+        out.push(decide(Stage::Normal, Action::SchedulingGate { open: true }));
+        self.enter(Stage::Normal, now);
+        self.healthy_since = None;
+        self.triggered_since = None;
+    }
+
     /// A one-paragraph account of where the ladder stands, for `enforcer explain`.
     pub fn explain(&self, now_ns: u64) -> String {
         let held = |since: Option<u64>| since.map(|t| (now_ns.saturating_sub(t)) as f64 / 1e9);
+        if let Some(until) = self.adopting_until {
+            return format!(
+                "stage {:?} adopted from the previous daemon (offline work {}); deciding on fresh signals in {:.1}s",
+                self.stage,
+                if self.frozen {
+                    "frozen and throttled"
+                } else {
+                    "throttled"
+                },
+                until.saturating_sub(now_ns) as f64 / 1e9,
+            );
+        }
         format!(
             "stage {:?} for {:.1}s; trigger {}; healthy for {}",
             self.stage,

@@ -319,3 +319,43 @@ fn stage_names_are_their_serde_names() {
         );
     }
 }
+
+#[test]
+fn adopted_squeeze_is_released_at_once_when_nothing_holds() {
+    let mut l = Ladder::new(config());
+    l.adopt(10 * S, true, Duration::from_millis(1500));
+    assert!(l.adopting() && l.frozen() && l.stage() == Stage::Throttle);
+    // Nothing decided while the window fills, whatever the signals say.
+    assert!(run(&mut l, 10 * S, 11 * S, 0.1, &[]).is_empty());
+    let d = run(&mut l, 11 * S + 500 * MS, 11 * S + 500 * MS, 0.1, &[]);
+    let acts: Vec<Action> = d.iter().map(|(_, d)| d.action.clone()).collect();
+    assert_eq!(
+        acts,
+        [
+            Action::ThawOffline,
+            Action::RestoreOffline,
+            Action::SchedulingGate { open: true }
+        ]
+    );
+    assert!(d.iter().all(|(_, d)| d.trigger == Trigger::Adopted));
+    assert_eq!(l.stage(), Stage::Normal);
+    assert!(!l.frozen() && !l.adopting());
+}
+
+#[test]
+fn adopted_squeeze_resumes_at_throttle_without_a_thaw_while_a_trigger_holds() {
+    let mut l = Ladder::new(config());
+    let units = [unit(1, Priority::Debug, 0.5, 0)];
+    l.adopt(10 * S, true, Duration::from_millis(1500));
+    let d = run(&mut l, 10 * S, 11 * S + 900 * MS, 0.97, &units);
+    assert!(d.is_empty(), "no thaw, no refreeze while overloaded: {d:?}");
+    assert_eq!(l.stage(), Stage::Throttle);
+    assert!(l.frozen());
+    // And it goes on as usual: eviction once evict_after has passed in throttle.
+    let d = run(&mut l, 12 * S, 13 * S, 0.97, &units);
+    assert!(
+        d.iter()
+            .any(|(_, d)| matches!(d.action, Action::Kill { id: 1, .. })),
+        "{d:?}"
+    );
+}

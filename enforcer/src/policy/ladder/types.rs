@@ -100,6 +100,10 @@ pub enum Trigger {
     },
     /// Stepping down: the node has been healthy for `recover_hold`.
     Recovered,
+    /// Releasing what a previous daemon left frozen or squeezed: no trigger holds now.
+    Adopted,
+    /// The daemon is stopping (SIGTERM): it lets go of what it held.
+    Shutdown,
 }
 
 /// The resource under pressure, which decides who is evicted first within a priority.

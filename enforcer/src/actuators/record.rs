@@ -1,0 +1,210 @@
+//! What enforcer changed on cgroups, written ahead: before a freeze or a limit is applied,
+//! the record says so (tmp + fsync + rename of `<state_dir>/effects.json`), so that a
+//! daemon killed at any point (an OOM kill, a crash, a rolling update past its grace
+//! period) leaves its successor the knowledge of what it owns. The successor adopts the
+//! record: it thaws what the node no longer needs frozen, and brings the limits back to what
+//! the capacity rule says — instead of starting at Normal with offline work frozen forever.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::Operation;
+
+/// What enforcer set on one cgroup, and which part of it did (`capacity` or a ladder stage).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CgroupEffects {
+    /// Frozen by this stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Limit<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Limit<u64>>,
+}
+
+/// A limit enforcer set (cores or bytes), and by whom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limit<T> {
+    pub value: T,
+    pub by: String,
+}
+
+impl CgroupEffects {
+    fn is_empty(&self) -> bool {
+        self.frozen.is_none() && self.cpu.is_none() && self.memory.is_none()
+    }
+}
+
+/// The record, keyed by cgroup path relative to the hierarchy roots.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EffectsRecord {
+    #[serde(skip)]
+    path: Option<PathBuf>,
+    pub cgroups: BTreeMap<String, CgroupEffects>,
+}
+
+impl EffectsRecord {
+    /// The record at `path` (empty when there is none or it cannot be read: a damaged
+    /// record must not stop the daemon, which then starts as if it owned nothing).
+    pub fn load(path: &Path) -> EffectsRecord {
+        let mut record: EffectsRecord = match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::error!(
+                    "{}: unreadable effects record ({e}); starting from nothing",
+                    path.display()
+                );
+                EffectsRecord::default()
+            }),
+            Err(_) => EffectsRecord::default(),
+        };
+        record.path = Some(path.to_path_buf());
+        record
+    }
+
+    /// In memory only (tests, dry runs).
+    pub fn in_memory() -> EffectsRecord {
+        EffectsRecord::default()
+    }
+
+    /// Cgroups enforcer froze.
+    pub fn frozen(&self) -> Vec<&str> {
+        self.cgroups
+            .iter()
+            .filter(|(_, e)| e.frozen.is_some())
+            .map(|(p, _)| p.as_str())
+            .collect()
+    }
+
+    /// Whether a ladder stage (not the capacity rule) set a limit still in force.
+    pub fn squeezed(&self) -> bool {
+        self.cgroups.values().any(|e| {
+            e.cpu.as_ref().is_some_and(|l| l.by != "capacity")
+                || e.memory.as_ref().is_some_and(|l| l.by != "capacity")
+        })
+    }
+
+    /// The capacity rule's values in force: per cgroup, (cores, bytes).
+    pub fn capacity_values(&self) -> Vec<(&str, Option<f64>, Option<u64>)> {
+        self.cgroups
+            .iter()
+            .map(|(p, e)| {
+                let cores = e
+                    .cpu
+                    .as_ref()
+                    .filter(|l| l.by == "capacity")
+                    .map(|l| l.value);
+                let bytes = e
+                    .memory
+                    .as_ref()
+                    .filter(|l| l.by == "capacity")
+                    .map(|l| l.value);
+                (p.as_str(), cores, bytes)
+            })
+            .filter(|(_, c, b)| c.is_some() || b.is_some())
+            .collect()
+    }
+
+    /// Notes what `op` by `stage` is about to do to `target`, and persists the record
+    /// before it is done. A kill forgets the cgroup (nothing is left to own).
+    pub fn note(&mut self, target: &str, op: &Operation, stage: &str) -> std::io::Result<()> {
+        let entry = self.cgroups.entry(target.to_string()).or_default();
+        let by = stage.to_string();
+        match op {
+            Operation::CpuLimit { cores } => {
+                entry.cpu = cores.map(|value| Limit { value, by });
+            }
+            Operation::MemoryLimit { bytes } => {
+                entry.memory = bytes.map(|value| Limit { value, by });
+            }
+            Operation::Freeze => entry.frozen = Some(by),
+            Operation::Thaw => entry.frozen = None,
+            Operation::Kill => entry.frozen = None,
+        }
+        if entry.is_empty() {
+            self.cgroups.remove(target);
+        }
+        self.save()
+    }
+
+    /// Forgets cgroups that no longer exist.
+    pub fn retain(&mut self, exists: impl Fn(&str) -> bool) -> std::io::Result<()> {
+        let before = self.cgroups.len();
+        self.cgroups.retain(|p, _| exists(p));
+        if self.cgroups.len() != before {
+            return self.save();
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(".effects.json.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself must survive a crash too.
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_written_ahead_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("effects.json");
+        let mut r = EffectsRecord::load(&path);
+        r.note("be", &Operation::Freeze, "throttle").unwrap();
+        r.note("be", &Operation::CpuLimit { cores: Some(0.1) }, "throttle")
+            .unwrap();
+        r.note(
+            "yarn",
+            &Operation::CpuLimit { cores: Some(1.0) },
+            "capacity",
+        )
+        .unwrap();
+        r.note(
+            "yarn",
+            &Operation::MemoryLimit {
+                bytes: Some(1 << 30),
+            },
+            "capacity",
+        )
+        .unwrap();
+        let back = EffectsRecord::load(&path);
+        assert_eq!(back.frozen(), ["be"]);
+        assert!(back.squeezed());
+        assert_eq!(back.capacity_values(), [("yarn", Some(1.0), Some(1 << 30))]);
+        // Thawed and lifted: nothing left to own.
+        r.note("be", &Operation::Thaw, "stop_scheduling").unwrap();
+        r.note(
+            "be",
+            &Operation::CpuLimit { cores: None },
+            "stop_scheduling",
+        )
+        .unwrap();
+        let back = EffectsRecord::load(&path);
+        assert!(back.frozen().is_empty() && !back.squeezed());
+        assert!(!back.cgroups.contains_key("be"));
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("effects.json");
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(EffectsRecord::load(&path).cgroups.is_empty());
+    }
+}
