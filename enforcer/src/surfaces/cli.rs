@@ -271,17 +271,4 @@ pub fn render_journal(entries: &[Entry]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_and_tables_show_classes_and_paths() {
-        let s = crate::surfaces::metrics::tests_support::sample();
-        let status = render_status(&s);
-        assert!(status.contains("node CPU: 50.0% of 2 CPUs"), "{status}");
-        assert!(status.contains("offline  P3"), "{status}");
-        let table = render_cgroup_table(&s.cgroups, false);
-        assert!(table.contains("/yarn/container_1"), "{table}");
-        assert!(table.contains("yarn-container"), "{table}");
-    }
-}
+mod tests;

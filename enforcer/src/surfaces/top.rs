@@ -49,7 +49,8 @@ pub struct TopOptions {
     pub json: bool,
 }
 
-fn frame(s: &Snapshot, rows: usize) -> String {
+/// One screen of `top` (also what it prints, one per refresh, when not on a terminal).
+pub(super) fn frame(s: &Snapshot, rows: usize) -> String {
     let mut out = format!(
         "enforcer top — {}  node CPU {:.1}% of {} CPUs   {} cgroups   (q to quit)\n\n",
         s.node,
