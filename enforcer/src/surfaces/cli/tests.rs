@@ -3,7 +3,10 @@
 //! output must not change by accident. After a deliberate change, rewrite them with
 //! `ENFORCER_BLESS=1 cargo test -p enforcer --lib surfaces::cli` and review the diff.
 
-use super::*;
+use super::{
+    cgroups::render_cgroup_table, explain::render_explain, journal::render_journal,
+    status::render_status, tc::render_tc, top::frame,
+};
 use crate::{
     actuators::journal::{Entry, Outcome},
     model::{Class, Priority},
@@ -388,16 +391,11 @@ fn status_and_tables_show_classes_and_paths() {
     assert!(table.contains("yarn-container"), "{table}");
 }
 
-/// `enforcer status`: the node part, then the network part.
-fn status(s: &Snapshot) -> String {
-    render_status(s) + &crate::surfaces::netcli::render_status(&s.network)
-}
-
 #[test]
 fn status_is_unchanged() {
-    golden("status_sample.txt", &status(&sample()));
-    golden("status_busy.txt", &status(&busy()));
-    golden("status_sight_only.txt", &status(&sight_only()));
+    golden("status_sample.txt", &render_status(&sample()));
+    golden("status_busy.txt", &render_status(&busy()));
+    golden("status_sight_only.txt", &render_status(&sight_only()));
 }
 
 #[test]
@@ -410,7 +408,6 @@ fn cgroup_tables_are_unchanged() {
 
 #[test]
 fn top_frames_are_unchanged() {
-    use crate::surfaces::top::frame;
     golden("top_sample.txt", &frame(&sample(), 30));
     golden("top_busy.txt", &frame(&busy(), 30));
     golden("top_busy_2_rows.txt", &frame(&busy(), 2));
@@ -434,7 +431,6 @@ fn journal_is_unchanged() {
 
 #[test]
 fn tc_is_unchanged() {
-    use crate::surfaces::netcli::render_tc;
     golden(
         "tc_show.txt",
         &render_tc(&tc_report(true, serde_json::Value::Null)),
