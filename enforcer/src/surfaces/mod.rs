@@ -1,10 +1,9 @@
-//! What operators and other systems see: Prometheus metrics, the control socket the CLI
-//! talks to, and the CLI's renderings.
+//! What operators and other systems see: the wire schema (`snapshot`), Prometheus metrics
+//! (`metrics`, one module per domain), the control socket the CLI talks to, and the CLI's
+//! renderings (`cli`, one module per subcommand).
 
 pub mod cli;
 pub mod control;
 pub mod http;
 pub mod metrics;
-pub mod netcli;
 pub mod snapshot;
-pub mod top;

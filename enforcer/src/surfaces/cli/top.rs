@@ -2,6 +2,7 @@
 //! figures from eBPF rather than cgroupfs polling). Exits on `q` or Ctrl-C.
 
 use std::{
+    fmt::Write as _,
     io::{IsTerminal, Read, Write},
     os::fd::AsFd,
     path::Path,
@@ -10,7 +11,11 @@ use std::{
 
 use nix::sys::termios::{self, LocalFlags, SetArg};
 
-use super::{cli::render_cgroup_table, control, control::ControlError, snapshot::Snapshot};
+use super::{cgroups::render_cgroup_table, rate};
+use crate::surfaces::{
+    control::{self, ControlError},
+    snapshot::{NetworkSnapshot, Snapshot},
+};
 
 /// Restores the terminal when dropped, whatever way `top` ends.
 struct RawMode {
@@ -49,7 +54,8 @@ pub struct TopOptions {
     pub json: bool,
 }
 
-fn frame(s: &Snapshot, rows: usize) -> String {
+/// One screen of `top` (also what it prints, one per refresh, when not on a terminal).
+pub(super) fn frame(s: &Snapshot, rows: usize) -> String {
     let mut out = format!(
         "enforcer top — {}  node CPU {:.1}% of {} CPUs   {} cgroups   (q to quit)\n\n",
         s.node,
@@ -59,7 +65,50 @@ fn frame(s: &Snapshot, rows: usize) -> String {
     );
     let shown = &s.cgroups[..s.cgroups.len().min(rows)];
     out.push_str(&render_cgroup_table(shown, true));
-    out.push_str(&super::netcli::render_top(&s.network, rows.div_ceil(3)));
+    out.push_str(&render_network(&s.network, rows.div_ceil(3)));
+    out
+}
+
+/// The network part of `enforcer top`: the offline limit against online use, and the
+/// cgroups moving the most bytes.
+fn render_network(n: &NetworkSnapshot, rows: usize) -> String {
+    let mut out = String::new();
+    let v = &n.view;
+    if !v.enabled {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nnetwork {}: online tx {} rx {}   offline tx {} rx {}   offline limit {} / {}{}",
+        v.interface,
+        rate(v.online_rate.egress),
+        rate(v.online_rate.ingress),
+        rate(v.offline_rate.egress),
+        rate(v.offline_rate.ingress),
+        rate(v.offline_limit.egress),
+        rate(v.offline_limit.ingress),
+        if v.offline_over_share {
+            "   OVER SHARE"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:>12} {:>12} {:<8} {:<6}  PATH",
+        "RX/s", "TX/s", "CLASS", "PRIO"
+    );
+    for c in n.cgroups.iter().take(rows) {
+        let _ = writeln!(
+            out,
+            "{:>12} {:>12} {:<8} {:<6}  {}",
+            rate(c.rx_bytes_per_second),
+            rate(c.tx_bytes_per_second),
+            c.class.as_str(),
+            c.priority.map_or("-".to_string(), |p| p.to_string()),
+            if c.path.is_empty() { "/" } else { &c.path }
+        );
+    }
     out
 }
 
