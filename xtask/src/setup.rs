@@ -9,7 +9,17 @@ use anyhow::{Context, bail};
 use crate::cmd::{self, cargo_bin_dir, command, output};
 
 /// Debian packages the tests and benchmarks use as independent observers and load.
-pub const PACKAGES: &[&str] = &["iproute2", "iperf3", "stress-ng", "bpftool", "iputils-ping"];
+pub const PACKAGES: &[&str] = &[
+    "iproute2",
+    "iperf3",
+    "stress-ng",
+    "bpftool",
+    "iputils-ping",
+    // promtool and amtool: the alerting rules, their unit tests and the dashboard queries
+    // are checked with Prometheus's own tools (tests/tests/alert_rules.rs).
+    "prometheus",
+    "prometheus-alertmanager",
+];
 
 pub struct Setup {
     pub packages: bool,
