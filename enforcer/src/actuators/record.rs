@@ -25,6 +25,12 @@ pub struct CgroupEffects {
     pub cpu: Option<Limit<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Limit<u64>>,
+    /// The capacity rule's last values (cores, bytes), kept while the ladder overrides
+    /// them: what a successor restores to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_memory: Option<u64>,
 }
 
 /// A limit enforcer set (cores or bytes), and by whom.
@@ -36,7 +42,11 @@ pub struct Limit<T> {
 
 impl CgroupEffects {
     fn is_empty(&self) -> bool {
-        self.frozen.is_none() && self.cpu.is_none() && self.memory.is_none()
+        self.frozen.is_none()
+            && self.cpu.is_none()
+            && self.memory.is_none()
+            && self.capacity_cpu.is_none()
+            && self.capacity_memory.is_none()
     }
 }
 
@@ -92,19 +102,7 @@ impl EffectsRecord {
     pub fn capacity_values(&self) -> Vec<(&str, Option<f64>, Option<u64>)> {
         self.cgroups
             .iter()
-            .map(|(p, e)| {
-                let cores = e
-                    .cpu
-                    .as_ref()
-                    .filter(|l| l.by == "capacity")
-                    .map(|l| l.value);
-                let bytes = e
-                    .memory
-                    .as_ref()
-                    .filter(|l| l.by == "capacity")
-                    .map(|l| l.value);
-                (p.as_str(), cores, bytes)
-            })
+            .map(|(p, e)| (p.as_str(), e.capacity_cpu, e.capacity_memory))
             .filter(|(_, c, b)| c.is_some() || b.is_some())
             .collect()
     }
@@ -114,11 +112,18 @@ impl EffectsRecord {
     pub fn note(&mut self, target: &str, op: &Operation, stage: &str) -> std::io::Result<()> {
         let entry = self.cgroups.entry(target.to_string()).or_default();
         let by = stage.to_string();
+        let capacity = stage == "capacity";
         match op {
             Operation::CpuLimit { cores } => {
+                if capacity {
+                    entry.capacity_cpu = *cores;
+                }
                 entry.cpu = cores.map(|value| Limit { value, by });
             }
             Operation::MemoryLimit { bytes } => {
+                if capacity {
+                    entry.capacity_memory = *bytes;
+                }
                 entry.memory = bytes.map(|value| Limit { value, by });
             }
             Operation::Freeze => entry.frozen = Some(by),
@@ -183,6 +188,9 @@ mod tests {
             "capacity",
         )
         .unwrap();
+        // The ladder squeezes yarn too: the capacity values are kept to restore to.
+        r.note("yarn", &Operation::CpuLimit { cores: Some(0.1) }, "throttle")
+            .unwrap();
         let back = EffectsRecord::load(&path);
         assert_eq!(back.frozen(), ["be"]);
         assert!(back.squeezed());
@@ -196,7 +204,8 @@ mod tests {
         )
         .unwrap();
         let back = EffectsRecord::load(&path);
-        assert!(back.frozen().is_empty() && !back.squeezed());
+        assert!(back.frozen().is_empty());
+        assert!(back.squeezed(), "yarn is still squeezed");
         assert!(!back.cgroups.contains_key("be"));
     }
 
