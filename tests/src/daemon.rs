@@ -111,6 +111,12 @@ impl Daemon {
 
     /// SIGKILL (no clean-up at all), then start again with the same configuration.
     pub fn kill9_and_restart(&mut self) {
+        self.kill9();
+        self.respawn();
+    }
+
+    /// SIGKILL: what an OOM kill or a crash does; the daemon cleans up nothing.
+    pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");
         child.signal(Signal::SIGKILL);
         child.wait_timeout(Duration::from_secs(10)).expect("killed");
@@ -118,6 +124,18 @@ impl Daemon {
             self.socket.exists(),
             "SIGKILL leaves the socket file behind"
         );
+    }
+
+    /// SIGTERM and wait (as a DaemonSet rolling update does); the guard stays, to respawn.
+    pub fn sigterm(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        child.signal(Signal::SIGTERM);
+        child.wait_timeout(Duration::from_secs(10))
+    }
+
+    /// Starts the daemon again with the same configuration, state and journal.
+    pub fn respawn(&mut self) {
+        assert!(self.child.is_none(), "still running");
         self.spawn();
     }
 

@@ -86,7 +86,8 @@ pub(super) fn parse(
         rule: CapacityConfig {
             policy,
             system_reserve: c.system_reserve.unwrap_or(d.system_reserve),
-            reserved_daemons_bytes: c.reserved_daemons.unwrap_or(d.reserved_daemons_bytes),
+            reserved_daemons: c.reserved_daemons.unwrap_or(d.reserved_daemons),
+            memory_floor: c.memory_floor.unwrap_or(d.memory_floor),
             memory_cap: c.memory_cap.unwrap_or(d.memory_cap),
             max_step: c.max_step.unwrap_or(d.max_step),
         },

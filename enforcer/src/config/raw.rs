@@ -9,7 +9,10 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
 use super::units::{parse_bytes, parse_duration};
-use crate::model::{Class, Priority};
+use crate::{
+    model::{Class, Priority},
+    policy::capacity::Amount,
+};
 
 /// Where CPU figures come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -114,8 +117,10 @@ pub(super) struct RawCapacity {
     pub(super) schedule: Option<Vec<RawScheduleEntry>>,
     #[serde(default, deserialize_with = "share")]
     pub(super) system_reserve: Option<f64>,
-    #[serde(default, deserialize_with = "bytes")]
-    pub(super) reserved_daemons: Option<u64>,
+    #[serde(default, deserialize_with = "amount")]
+    pub(super) reserved_daemons: Option<Amount>,
+    #[serde(default, deserialize_with = "amount")]
+    pub(super) memory_floor: Option<Amount>,
     #[serde(default, deserialize_with = "share")]
     pub(super) memory_cap: Option<f64>,
     #[serde(default, deserialize_with = "share")]
@@ -137,14 +142,24 @@ pub(super) fn share_required<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::
     share(d).map(|v| v.unwrap_or_default())
 }
 
-pub(super) fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+/// `"13%"` (of the node's memory) or a size (`"50GiB"`).
+pub(super) fn amount<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Amount>, D::Error> {
     let text = String::deserialize(d)?;
-    parse_bytes(&text).map(Some).ok_or_else(|| {
+    if let Some(pct) = text.trim().strip_suffix('%') {
+        return match pct.trim().parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => Ok(Some(Amount::Share(p / 100.0))),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid share {text:?} (expected e.g. \"13%\", more than 0 and at most 100)"
+            ))),
+        };
+    }
+    parse_bytes(&text).map(|b| Some(Amount::Bytes(b))).ok_or_else(|| {
         serde::de::Error::custom(format!(
-            "invalid size {text:?} (expected e.g. \"50GiB\", \"512MiB\")"
+            "invalid size {text:?} (expected a share of the node's memory like \"13%\", or a size like \"50GiB\")"
         ))
     })
 }
+
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -171,7 +171,21 @@ fn capacity_section() {
             memory_share: 0.3
         }
     );
-    assert_eq!(c.capacity.rule.reserved_daemons_bytes, 40 << 30);
+    assert_eq!(
+        c.capacity.rule.reserved_daemons,
+        crate::policy::capacity::Amount::Bytes(40 << 30)
+    );
+    let c = parse("[capacity]\nreserved_daemons = \"13%\"\nmemory_floor = \"4GiB\"\n").unwrap();
+    assert_eq!(
+        c.capacity.rule.reserved_daemons,
+        crate::policy::capacity::Amount::Share(0.13)
+    );
+    assert_eq!(
+        c.capacity.rule.memory_floor,
+        crate::policy::capacity::Amount::Bytes(4 << 30)
+    );
+    let e = parse("[capacity]\nreserved_daemons = \"130%\"\n").unwrap_err().to_string();
+    assert!(e.contains("capacity.reserved_daemons") && e.contains("130%"), "{e}");
     let c = parse("[capacity]\npolicy = \"time_of_day\"\n[[capacity.schedule]]\nstart = \"09:00\"\ncpu_share = 0.2\nmemory_share = 0.2\n[[capacity.schedule]]\nstart = \"03:00\"\ncpu_share = 0.6\nmemory_share = 0.5\n").unwrap();
     match c.capacity.rule.policy {
         Policy::TimeOfDay(s) => assert_eq!(

@@ -2,7 +2,7 @@
 //! online usage and moved toward its target in bounded steps. It decides what the offline
 //! parents should get; [`super::limits::OfflineLimits`] decides when to write it.
 
-use super::limits::CapacityWish;
+use super::{effects::Effect, limits::CapacityWish};
 use crate::{
     actuators::record::EffectsRecord,
     config::CapacitySettings,
@@ -13,6 +13,8 @@ use crate::{
 pub struct CapacityController {
     settings: CapacitySettings,
     applied: Option<OfflineCapacity>,
+    /// Entering or leaving the clamp this tick, to journal.
+    clamp_event: Option<Effect>,
     pub view: CapacityView,
 }
 
@@ -31,6 +33,7 @@ impl CapacityController {
             },
             settings,
             applied: None,
+            clamp_event: None,
         }
     }
 
@@ -47,6 +50,11 @@ impl CapacityController {
             cpu_cores: cores,
             memory_bytes: bytes,
         });
+    }
+
+    /// The clamp's entry or exit, once, for the journal.
+    pub fn take_event(&mut self) -> Option<Effect> {
+        self.clamp_event.take()
     }
 
     /// What each of `parents` offline parents should get now (None: capacity is off).
@@ -68,7 +76,35 @@ impl CapacityController {
             return None;
         }
         let rule = &self.settings.rule;
-        let target = capacity::target(rule, node, minute_of_day);
+        let (target, clamped) = capacity::target_clamped(rule, node, minute_of_day);
+        self.clamp_event = (clamped != self.view.clamped).then(|| Effect::NodeEvent {
+            stage: "capacity".into(),
+            action: if clamped {
+                "capacity_clamped"
+            } else {
+                "capacity_unclamped"
+            },
+            reason: serde_json::json!({
+                "trigger": "capacity",
+                "why": if clamped {
+                    "the rule leaves offline memory no more room than its floor: the floor applies"
+                } else {
+                    "the rule leaves offline memory room above its floor again"
+                },
+                "online_cpu": node.online_cpu,
+                "online_memory_bytes": node.online_memory_bytes,
+                "memory_floor_bytes": rule.memory_floor.bytes(node.memory_bytes),
+                "reserved_daemons_bytes": rule.reserved_daemons.bytes(node.memory_bytes),
+            }),
+        });
+        if clamped && !self.view.clamped {
+            tracing::warn!(
+                floor_bytes = rule.memory_floor.bytes(node.memory_bytes),
+                "capacity clamped: the rule leaves offline memory no room; its floor applies"
+            );
+        }
+        self.view.clamped = clamped;
+        self.view.memory_floor_bytes = rule.memory_floor.bytes(node.memory_bytes);
         // Start from the whole node (what "no limit" amounts to) and come down gradually.
         let from = self.applied.unwrap_or(OfflineCapacity {
             cpu_cores: node.cpus,

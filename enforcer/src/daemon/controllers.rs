@@ -81,6 +81,7 @@ impl Controllers {
         let wish = self
             .capacity
             .tick(&input.node, input.minute_of_day, parents, held);
+        effects.extend(self.capacity.take_event());
         effects.extend(
             self.limits
                 .capacity(&census.parents, wish.as_ref(), held, now),

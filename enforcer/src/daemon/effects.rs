@@ -23,11 +23,11 @@ pub enum Effect {
         open: bool,
         trigger: Trigger,
     },
-    /// A node-wide event with no target (`declare_sick`, `clear_sick`).
+    /// A node-wide event with no target (`declare_sick`, `clear_sick`, `capacity_clamped`).
     NodeEvent {
-        stage: Stage,
+        stage: String,
         action: &'static str,
-        trigger: Trigger,
+        reason: serde_json::Value,
     },
     /// New processes of offline cgroups: one journaled batch.
     Isolate {
@@ -65,8 +65,8 @@ pub fn apply(
             Effect::NodeEvent {
                 stage,
                 action,
-                trigger,
-            } => Done::Outcome(actuator.node_event(stage.name(), action, *trigger)?),
+                reason,
+            } => Done::Outcome(actuator.node_event(stage, action, reason.clone())?),
             Effect::Isolate {
                 batch,
                 oom_score_adj,

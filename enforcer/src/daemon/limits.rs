@@ -177,6 +177,11 @@ impl OfflineLimits {
                     &wish.reason,
                 ));
             }
+            // Never below what the parent uses now: the limit is stepped down toward its use
+            // as reclaim frees memory, so the rule cannot OOM-kill offline work (a kill is
+            // the ladder's decision, journaled as a kill, never a side effect of a limit)
+            // nor be refused with EBUSY on v1.
+            let bytes = p.memory_bytes.map_or(bytes, |used| bytes.max(used));
             let mem_due = p.memory_bytes.is_some()
                 && w.bytes
                     .is_none_or(|b| b.is_none_or(|b| b.abs_diff(bytes) > wish.memory_band))

@@ -244,17 +244,17 @@ impl Protector {
                 self.view.node_sick = true;
                 tracing::error!(trigger = ?d.trigger, "ALERT: node sick: no offline work left and still unhealthy; online work is never killed");
                 effects.push(Effect::NodeEvent {
-                    stage: d.stage,
+                    stage: d.stage.name().into(),
                     action: "declare_sick",
-                    trigger: d.trigger,
+                    reason: serde_json::json!({ "trigger": d.trigger }),
                 });
             }
             Action::ClearSick => {
                 self.view.node_sick = false;
                 effects.push(Effect::NodeEvent {
-                    stage: d.stage,
+                    stage: d.stage.name().into(),
                     action: "clear_sick",
-                    trigger: d.trigger,
+                    reason: serde_json::json!({ "trigger": d.trigger }),
                 });
             }
         }

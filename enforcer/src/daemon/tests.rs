@@ -383,3 +383,53 @@ fn a_failed_capacity_write_is_not_retried_every_tick() {
         assert!(writes(&effects).is_empty(), "backing off: {effects:?}");
     }
 }
+
+#[test]
+fn the_capacity_rule_never_writes_a_memory_limit_below_what_a_parent_uses() {
+    let mut c = controllers(true);
+    let mut census = census();
+    // The Yarn parent uses 40 GiB, far above what the rule gives it (50% of 64 GiB less
+    // the reserved daemons, split over two parents).
+    census.parents[1].memory_bytes = Some(40 * GIB);
+    let mut limits = Vec::new();
+    for t in 0..30 {
+        for (_, target, op) in writes(&tick(
+            &mut c,
+            &input(f64::from(t) * 0.1, 0.2),
+            &census,
+            Outcome::Applied,
+        )) {
+            if let (true, Operation::MemoryLimit { bytes: Some(b) }) = (target == "yarn", &op) {
+                limits.push(*b);
+            }
+        }
+    }
+    assert!(!limits.is_empty());
+    assert!(
+        limits.iter().all(|&b| b >= 40 * GIB),
+        "a limit below use: {limits:?}"
+    );
+}
+
+#[test]
+fn a_rule_with_no_room_is_clamped_to_its_floor_and_journaled_once() {
+    let mut c = controllers(true);
+    let census = census();
+    // Online memory fills the node: the rule leaves offline memory nothing.
+    let mut i = input(0.0, 0.2);
+    i.node.online_memory_bytes = 60 * GIB;
+    let mut events = Vec::new();
+    for t in 0..40 {
+        i.at_ns = t * 100_000_000;
+        for e in tick(&mut c, &i, &census, Outcome::Applied) {
+            if let Effect::NodeEvent { action, .. } = e {
+                events.push(action);
+            }
+        }
+    }
+    assert_eq!(events, ["capacity_clamped"]);
+    assert!(c.capacity.view.clamped);
+    let floor = c.capacity.view.memory_floor_bytes;
+    assert_eq!(floor, (0.05 * (64 * GIB) as f64) as u64);
+    assert!(c.capacity.view.applied_memory_bytes >= floor);
+}

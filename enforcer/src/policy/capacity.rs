@@ -4,7 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-const GIB: u64 = 1 << 30;
 
 /// The node's size and what online work uses now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,13 +42,35 @@ pub enum Policy {
     Dynamic,
 }
 
+/// A size given either as a share of the node's memory or in bytes: a fleet's nodes range
+/// from 64 to 376 GiB, so a fixed size right for one is wrong for another.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Amount {
+    Share(f64),
+    Bytes(u64),
+}
+
+impl Amount {
+    pub fn bytes(self, node_bytes: u64) -> u64 {
+        match self {
+            Amount::Share(s) => (s * node_bytes as f64) as u64,
+            Amount::Bytes(b) => b,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapacityConfig {
     pub policy: Policy,
     /// Always kept for the OS, kubelet and friends.
     pub system_reserve: f64,
     /// HDFS datanode + Yarn NodeManager, counted against the offline memory share.
-    pub reserved_daemons_bytes: u64,
+    pub reserved_daemons: Amount,
+    /// The offline memory capacity never goes below this: a rule that leaves no room
+    /// (a small node, a large reservation) must not write a limit of 0, which on cgroup v2
+    /// makes the kernel OOM-kill every offline pod. At or below it the capacity is clamped
+    /// (journaled, exported, explained).
+    pub memory_floor: Amount,
     /// Total memory use the offline limit must keep the node under.
     pub memory_cap: f64,
     /// Largest change of an applied limit per tick, as a fraction of the node.
@@ -61,7 +82,10 @@ impl Default for CapacityConfig {
         CapacityConfig {
             policy: Policy::Dynamic,
             system_reserve: 0.10,
-            reserved_daemons_bytes: 50 * GIB,
+            // The SPEC's 50 GiB for HDFS + NodeManager on a 376 GiB node, as a share so
+            // that a 64 GiB node is not left with no offline memory at all.
+            reserved_daemons: Amount::Share(0.135),
+            memory_floor: Amount::Share(0.05),
             memory_cap: 0.90,
             max_step: 0.05,
         }
@@ -71,9 +95,19 @@ impl Default for CapacityConfig {
 /// The target offline capacity for this instant (`minute_of_day` only matters for the
 /// time-of-day policy).
 pub fn target(config: &CapacityConfig, node: &NodeUsage, minute_of_day: u32) -> OfflineCapacity {
+    target_clamped(config, node, minute_of_day).0
+}
+
+/// The target, and whether its memory was clamped to the floor (the rule left no more
+/// room than the floor).
+pub fn target_clamped(
+    config: &CapacityConfig,
+    node: &NodeUsage,
+    minute_of_day: u32,
+) -> (OfflineCapacity, bool) {
     let total_mem = node.memory_bytes as f64;
     let online_mem = node.online_memory_bytes as f64 / total_mem.max(1.0);
-    let daemons = config.reserved_daemons_bytes as f64 / total_mem.max(1.0);
+    let daemons = config.reserved_daemons.bytes(node.memory_bytes) as f64 / total_mem.max(1.0);
     let (cpu_share, mem_share) = match &config.policy {
         Policy::Static {
             cpu_share,
@@ -101,10 +135,15 @@ pub fn target(config: &CapacityConfig, node: &NodeUsage, minute_of_day: u32) -> 
     let cpu_room = 1.0 - config.system_reserve - node.online_cpu;
     let mem_room =
         (config.memory_cap - online_mem - daemons).min(1.0 - config.system_reserve - online_mem);
-    OfflineCapacity {
-        cpu_cores: cpu_share.min(cpu_room).max(0.0) * node.cpus,
-        memory_bytes: (mem_share.min(mem_room).max(0.0) * total_mem) as u64,
-    }
+    let memory = (mem_share.min(mem_room).max(0.0) * total_mem) as u64;
+    let floor = config.memory_floor.bytes(node.memory_bytes);
+    (
+        OfflineCapacity {
+            cpu_cores: cpu_share.min(cpu_room).max(0.0) * node.cpus,
+            memory_bytes: memory.max(floor),
+        },
+        memory <= floor,
+    )
 }
 
 /// Moves the applied capacity toward the target by at most `max_step` of the node per
@@ -134,6 +173,7 @@ pub fn step_toward(
 mod tests {
     use super::*;
 
+    const GIB: u64 = 1 << 30;
     const NODE_MEM: u64 = 376 * GIB;
 
     fn node(online_cpu: f64, online_gib: u64) -> NodeUsage {
@@ -170,7 +210,7 @@ mod tests {
     #[test]
     fn dynamic_rule_rows() {
         let cfg = CapacityConfig::default();
-        let daemons = 50.0 / 376.0;
+        let daemons = 0.135;
         // Below 20% online: CPU 70% - online, memory 45% - daemons.
         let c = target(&cfg, &node(0.10, 20), 0);
         assert!((c.cpu_cores - 0.60 * 96.0).abs() < 1e-9);
@@ -180,9 +220,13 @@ mod tests {
         assert!((c.cpu_cores - 0.20 * 96.0).abs() < 1e-9);
         let want = (0.45 - 75.0 / 376.0 - daemons) * 376.0;
         assert!((gib(c.memory_bytes) - want).abs() < 1e-6);
-        // Online at 60%: nothing left for offline, never negative.
-        let c = target(&cfg, &node(0.60, 250), 0);
-        assert_eq!((c.cpu_cores, c.memory_bytes), (0.0, 0));
+        // Online at 60%: nothing left for offline, never negative; memory clamped to the
+        // floor (5% of the node), never 0.
+        let (c, clamped) = target_clamped(&cfg, &node(0.60, 250), 0);
+        assert_eq!(c.cpu_cores, 0.0);
+        assert_eq!(c.memory_bytes, (0.05 * NODE_MEM as f64) as u64);
+        assert!(clamped);
+        assert!(!target_clamped(&cfg, &node(0.10, 20), 0).1);
     }
 
     #[test]
@@ -248,5 +292,27 @@ mod tests {
             assert!(ticks < 100);
         }
         assert_eq!(ticks, 11, "50 cores at 4.8 per tick");
+    }
+
+    #[test]
+    fn small_nodes_keep_room_for_offline_memory() {
+        // The default reservation is a share: a 64 GiB node is not left at 0, and a 2 GiB
+        // one gets the floor, never a limit of 0.
+        let cfg = CapacityConfig::default();
+        let small = |gib: u64| NodeUsage {
+            cpus: 8.0,
+            memory_bytes: gib * GIB,
+            online_cpu: 0.05,
+            online_memory_bytes: 0,
+        };
+        let (c, clamped) = target_clamped(&cfg, &small(64), 0);
+        assert!(!clamped && c.memory_bytes > 18 * GIB, "{c:?}");
+        let huge_reservation = CapacityConfig {
+            reserved_daemons: Amount::Bytes(50 * GIB),
+            ..CapacityConfig::default()
+        };
+        let (c, clamped) = target_clamped(&huge_reservation, &small(2), 0);
+        assert!(clamped);
+        assert_eq!(c.memory_bytes, (0.05 * (2 * GIB) as f64) as u64);
     }
 }

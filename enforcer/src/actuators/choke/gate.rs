@@ -14,7 +14,7 @@ impl Actuator {
         &mut self,
         stage: &str,
         action: &str,
-        trigger: Trigger,
+        reason: serde_json::Value,
     ) -> Result<Outcome, JournalError> {
         let outcome = if self.dry_run {
             Outcome::DryRun
@@ -30,7 +30,7 @@ impl Actuator {
             target: None,
             class: None,
             priority: None,
-            reason: serde_json::json!({ "trigger": trigger }),
+            reason,
             outcome: outcome.clone(),
             detail: None,
         })?;
@@ -49,7 +49,7 @@ impl Actuator {
         } else {
             "stop_scheduling"
         };
-        let outcome = self.node_event(stage, action, trigger)?;
+        let outcome = self.node_event(stage, action, serde_json::json!({ "trigger": trigger }))?;
         if !self.dry_run {
             self.write_gate(open, Some(trigger));
         }

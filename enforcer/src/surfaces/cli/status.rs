@@ -93,6 +93,13 @@ pub fn render_status(s: &Snapshot) -> String {
                 ""
             }
         );
+        if c.clamped {
+            let _ = writeln!(
+                out,
+                "  CLAMPED: the rule leaves offline memory no room; its floor {:.1} GiB applies (capacity.memory_floor, capacity.reserved_daemons)",
+                c.memory_floor_bytes as f64 / (1u64 << 30) as f64
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -134,6 +134,8 @@ fn busy() -> Snapshot {
         applied_memory_bytes: 6 * GIB + GIB / 2,
         offline_parents: 2,
         held: true,
+        clamped: true,
+        memory_floor_bytes: 2 * GIB,
     };
     s.protection = ProtectionView {
         enabled: true,

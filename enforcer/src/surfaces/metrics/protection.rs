@@ -105,5 +105,11 @@ fn capacity(enc: &mut DescriptorEncoder, c: &CapacityView) -> Fmt {
             (which("target"), c.target_memory_bytes as f64),
             (which("applied"), c.applied_memory_bytes as f64),
         ],
+    )?;
+    gauge(
+        enc,
+        "enforcer_capacity_clamped",
+        "1 while the capacity rule leaves offline memory no more than its floor (the floor is applied, never 0).",
+        &one(flag(c.clamped)),
     )
 }

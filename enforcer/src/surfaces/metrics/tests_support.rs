@@ -96,6 +96,8 @@ pub(crate) fn sample() -> Snapshot {
             applied_memory_bytes: 5 << 30,
             offline_parents: 2,
             held: false,
+            clamped: false,
+            memory_floor_bytes: 0,
         },
         memory: vec![
             ClassMemory {

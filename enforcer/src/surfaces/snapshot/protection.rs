@@ -33,4 +33,9 @@ pub struct CapacityView {
     pub offline_parents: usize,
     /// True while the protection ladder holds the limits.
     pub held: bool,
+    /// The rule leaves offline memory no more room than its floor: the floor is applied.
+    #[serde(default)]
+    pub clamped: bool,
+    #[serde(default)]
+    pub memory_floor_bytes: u64,
 }
