@@ -71,6 +71,9 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     next_seq: u64,
+    /// Entries that could not be written (full or read-only file system), counted for the
+    /// metrics and the alert.
+    write_failures: u64,
 }
 
 impl Journal {
@@ -99,11 +102,17 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             next_seq: last_seq + 1,
+            write_failures: 0,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Entries that could not be written since the daemon started.
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures
     }
 
     pub fn next_seq(&mut self) -> u64 {

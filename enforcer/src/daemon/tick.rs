@@ -246,6 +246,7 @@ impl SamplerLoop {
         // 7. publish.
         let mut st = self.state.lock().unwrap();
         st.protection = self.controllers.protector.view.clone();
+        st.protection.journal_write_failures_total = self.actuator.journal_write_failures();
         st.capacity = self.controllers.capacity.view.clone();
         Ok(unknown)
     }

@@ -101,6 +101,11 @@ impl Actuator {
         self
     }
 
+    /// Journal entries that could not be written since start.
+    pub fn journal_write_failures(&self) -> u64 {
+        self.journal.write_failures()
+    }
+
     /// What enforcer owns on the cgroups, as recorded.
     pub fn record(&self) -> &EffectsRecord {
         &self.record

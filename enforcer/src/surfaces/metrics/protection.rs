@@ -83,6 +83,12 @@ fn ladder(enc: &mut DescriptorEncoder, p: &ProtectionView) -> Fmt {
         "enforcer_actions_refused",
         "Actions the choke point refused (target not offline).",
         &one(p.refused_total as f64),
+    )?;
+    counter(
+        enc,
+        "enforcer_journal_write_failures",
+        "Journal entries that could not be written (full or read-only file system); protection went on.",
+        &one(p.journal_write_failures_total as f64),
     )
 }
 

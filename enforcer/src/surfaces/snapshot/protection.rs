@@ -18,6 +18,9 @@ pub struct ProtectionView {
     pub actions_total: u64,
     pub refused_total: u64,
     pub journal: String,
+    /// Journal entries that could not be written (full or read-only file system).
+    #[serde(default)]
+    pub journal_write_failures_total: u64,
     pub thresholds: Option<crate::policy::ladder::LadderConfig>,
 }
 
