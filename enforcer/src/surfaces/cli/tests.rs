@@ -151,6 +151,7 @@ fn busy() -> Snapshot {
         actions_total: 7,
         refused_total: 2,
         journal: "/var/lib/enforcer/journal.jsonl".into(),
+        journal_write_failures_total: 0,
         thresholds: Some(LadderConfig::default()),
     };
     s.sampler = SamplerHealth {

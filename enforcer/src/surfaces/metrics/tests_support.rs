@@ -85,6 +85,7 @@ pub(crate) fn sample() -> Snapshot {
             actions_total: 14,
             refused_total: 4,
             journal: "/var/lib/enforcer/journal.jsonl".into(),
+            journal_write_failures_total: 2,
             thresholds: None,
         },
         capacity: CapacityView {
