@@ -114,7 +114,8 @@ fn frozen_node(s: &Scenario) -> (Daemon, ChildGuard, ChildGuard) {
     let a = s.debug.hog(60.0);
     let b = s.p3.hog(60.0);
     assert!(
-        wait_until(Duration::from_secs(10), || s.debug.frozen() && s.p3.frozen()),
+        wait_until(Duration::from_secs(10), || s.debug.frozen()
+            && s.p3.frozen()),
         "offline work never frozen:\n{:#?}",
         daemon.journal()
     );
@@ -129,12 +130,16 @@ fn a_daemon_killed_while_offline_work_is_frozen_is_undone_by_its_successor() {
     daemon.kill9();
     // The load goes away while no daemon runs (SIGKILL ends frozen cgroup2 tasks too).
     drop((a, b));
-    assert!(s.debug.frozen() && s.p3.frozen(), "nothing thawed the units");
+    assert!(
+        s.debug.frozen() && s.p3.frozen(),
+        "nothing thawed the units"
+    );
     let seq_before = daemon.journal().iter().map(|e| e.seq).max().unwrap_or(0);
     let restarted = Instant::now();
     daemon.respawn();
     assert!(
-        wait_until(Duration::from_secs(5), || !s.debug.frozen() && !s.p3.frozen()),
+        wait_until(Duration::from_secs(5), || !s.debug.frozen()
+            && !s.p3.frozen()),
         "still frozen 5 s after the restart:\n{}",
         daemon.log()
     );
@@ -143,9 +148,11 @@ fn a_daemon_killed_while_offline_work_is_frozen_is_undone_by_its_successor() {
     let st = status(&daemon);
     let per_parent = st["capacity"]["applied_cpu_cores"].as_f64().unwrap() / 2.0;
     assert!(
-        wait_until(Duration::from_secs(5), || [&s.debug, &s.p3]
-            .iter()
-            .all(|w| w.quota_cores().is_some_and(|q| (q - per_parent).abs() < 0.05))),
+        wait_until(Duration::from_secs(5), || [&s.debug, &s.p3].iter().all(
+            |w| w
+                .quota_cores()
+                .is_some_and(|q| (q - per_parent).abs() < 0.05)
+        )),
         "quotas {:?} / {:?}, capacity {per_parent} per parent",
         s.debug.quota_cores(),
         s.p3.quota_cores()
@@ -184,7 +191,9 @@ fn a_successor_on_a_node_still_overloaded_resumes_frozen_without_a_thaw() {
     let journal = daemon.journal();
     let after: Vec<&Entry> = journal.iter().filter(|e| e.seq > seq_before).collect();
     assert!(
-        after.iter().all(|e| e.action != "thaw" && e.action != "freeze"),
+        after
+            .iter()
+            .all(|e| e.action != "thaw" && e.action != "freeze"),
         "no thaw-and-refreeze flap: {after:#?}"
     );
     assert!(s.debug.frozen() && s.p3.frozen(), "still frozen");
@@ -202,8 +211,13 @@ fn sigterm_thaws_before_exit_and_keeps_the_capacity_limits() {
     assert!(status.success(), "{status}\n{}", daemon.log());
     assert!(!s.debug.frozen() && !s.p3.frozen(), "thawed before exit");
     for w in [&s.debug, &s.p3] {
-        let q = w.quota_cores().expect("a capacity quota stays in force after exit");
-        assert!(q > 0.06, "the ladder's squeeze (0.05 share) was lifted: {q}");
+        let q = w
+            .quota_cores()
+            .expect("a capacity quota stays in force after exit");
+        assert!(
+            q > 0.06,
+            "the ladder's squeeze (0.05 share) was lifted: {q}"
+        );
     }
     let gate = std::fs::read_to_string(daemon.dir.path().join("state/scheduling")).unwrap();
     assert_eq!(gate.trim(), "open", "a stopped daemon holds no gate closed");

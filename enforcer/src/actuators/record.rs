@@ -189,8 +189,12 @@ mod tests {
         )
         .unwrap();
         // The ladder squeezes yarn too: the capacity values are kept to restore to.
-        r.note("yarn", &Operation::CpuLimit { cores: Some(0.1) }, "throttle")
-            .unwrap();
+        r.note(
+            "yarn",
+            &Operation::CpuLimit { cores: Some(0.1) },
+            "throttle",
+        )
+        .unwrap();
         let back = EffectsRecord::load(&path);
         assert_eq!(back.frozen(), ["be"]);
         assert!(back.squeezed());

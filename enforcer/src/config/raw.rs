@@ -160,7 +160,6 @@ pub(super) fn amount<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Amount>, 
     })
 }
 
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawIsolation {

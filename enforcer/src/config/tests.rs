@@ -184,8 +184,13 @@ fn capacity_section() {
         c.capacity.rule.memory_floor,
         crate::policy::capacity::Amount::Bytes(4 << 30)
     );
-    let e = parse("[capacity]\nreserved_daemons = \"130%\"\n").unwrap_err().to_string();
-    assert!(e.contains("capacity.reserved_daemons") && e.contains("130%"), "{e}");
+    let e = parse("[capacity]\nreserved_daemons = \"130%\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("capacity.reserved_daemons") && e.contains("130%"),
+        "{e}"
+    );
     let c = parse("[capacity]\npolicy = \"time_of_day\"\n[[capacity.schedule]]\nstart = \"09:00\"\ncpu_share = 0.2\nmemory_share = 0.2\n[[capacity.schedule]]\nstart = \"03:00\"\ncpu_share = 0.6\nmemory_share = 0.5\n").unwrap();
     match c.capacity.rule.policy {
         Policy::TimeOfDay(s) => assert_eq!(

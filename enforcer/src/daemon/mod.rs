@@ -47,7 +47,12 @@ use crate::{
     },
     surfaces::{control, http},
 };
-use crate::{host::RealHost, model::index::CgroupIndex, surfaces::snapshot::TcRequest};
+use crate::{
+    host::RealHost,
+    model::index::CgroupIndex,
+    policy::ladder::{Stage, Trigger},
+    surfaces::snapshot::TcRequest,
+};
 use capacity::CapacityController;
 use census::CgroupRoots;
 use controllers::Controllers;
@@ -219,9 +224,11 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             frozen = ?actuator.record().frozen(),
             "adopting what the previous daemon left frozen or squeezed; deciding within {settle:?}"
         );
-    } else if !dry_run {
-        // A restarted daemon starts from Normal: say so to the schedulers' readers.
-        actuator.write_gate(true, None);
+    } else {
+        // A (re)started daemon starts from Normal: say so to the schedulers' readers.
+        actuator
+            .scheduling_gate(Stage::Normal.name(), true, Trigger::Startup)
+            .context("daemon.journal")?;
     }
     if dry_run {
         tracing::warn!(journal = %d.journal.display(), "dry run: every action is journaled, none applied");

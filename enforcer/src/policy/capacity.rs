@@ -4,7 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-
 /// The node's size and what online work uses now.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NodeUsage {

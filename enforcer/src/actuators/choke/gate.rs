@@ -1,43 +1,41 @@
 //! Node-wide events through the choke point: the scheduling gate and node sick. They have
-//! no cgroup target; they are journaled like every other action.
+//! no cgroup target; they go through the same protocol as every other effect.
 
-use super::Actuator;
+use super::{Actuator, transaction::Head};
 use crate::{
-    actuators::journal::{Entry, JournalError, Outcome},
-    clock::unix_now,
+    actuators::journal::{JournalError, Outcome},
     policy::ladder::Trigger,
 };
 
+fn node_head(stage: &str, action: &str, reason: serde_json::Value) -> Head {
+    Head {
+        stage: stage.to_string(),
+        action: action.to_string(),
+        target: None,
+        class: None,
+        priority: None,
+        reason,
+        detail: None,
+    }
+}
+
 impl Actuator {
-    /// Journals a node-wide ladder event (no cgroup target).
+    /// A node-wide event with nothing to apply beyond its record (`declare_sick`, ...).
     pub fn node_event(
         &mut self,
         stage: &str,
         action: &str,
         reason: serde_json::Value,
     ) -> Result<Outcome, JournalError> {
-        let outcome = if self.dry_run {
-            Outcome::DryRun
-        } else {
-            Outcome::Applied
-        };
-        let seq = self.journal.next_seq();
-        self.journal.append(&Entry {
-            at: unix_now(),
-            seq,
-            stage: stage.to_string(),
-            action: action.to_string(),
-            target: None,
-            class: None,
-            priority: None,
-            reason,
-            outcome: outcome.clone(),
-            detail: None,
-        })?;
-        Ok(outcome)
+        self.transact(node_head(stage, action, reason), None, |_| {
+            (Some(()), Ok(None))
+        })
+        .map(|(o, _)| o)
     }
 
-    /// Opens or closes the scheduling gate: journaled, then written (not in a dry run).
+    /// Opens or closes the scheduling gate: the file the Yarn NodeManager's health script
+    /// reads is written like any other effect — intent, write, outcome (a failed write is
+    /// a failed outcome, not just a log line).
     pub fn scheduling_gate(
         &mut self,
         stage: &str,
@@ -49,18 +47,18 @@ impl Actuator {
         } else {
             "stop_scheduling"
         };
-        let outcome = self.node_event(stage, action, serde_json::json!({ "trigger": trigger }))?;
-        if !self.dry_run {
-            self.write_gate(open, Some(trigger));
-        }
-        Ok(outcome)
+        let reason = serde_json::json!({ "trigger": trigger });
+        self.transact(node_head(stage, action, reason), None, |a| {
+            (Some(()), a.write_gate(open, Some(trigger)).map(|()| None))
+        })
+        .map(|(o, _)| o)
     }
 
     /// `<state_dir>/scheduling`: "open", or "closed <trigger>" — read by the Yarn
     /// NodeManager health script (deploy/nm-health-check.sh). Written atomically.
-    pub fn write_gate(&self, open: bool, trigger: Option<Trigger>) {
+    fn write_gate(&self, open: bool, trigger: Option<Trigger>) -> Result<(), String> {
         let Some(path) = &self.gate_file else {
-            return;
+            return Ok(());
         };
         let text = if open {
             "open\n".to_string()
@@ -72,11 +70,9 @@ impl Actuator {
         };
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         let tmp = dir.join(".scheduling.tmp");
-        let result = std::fs::create_dir_all(dir)
+        std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = result {
-            tracing::error!("{}: cannot write the scheduling gate: {e}", path.display());
-        }
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("{}: cannot write the scheduling gate: {e}", path.display()))
     }
 }

@@ -1,14 +1,23 @@
 //! Process isolation through the choke point: one journaled batch per call.
 
-use super::Actuator;
+use super::{Actuator, transaction::Head};
 use crate::{
-    actuators::{
-        isolation,
-        journal::{Entry, JournalError, Outcome},
-    },
-    clock::unix_now,
+    actuators::{isolation, journal::JournalError},
     model::Class,
 };
+
+/// A batch's journal head (node-wide: many cgroups, many processes).
+fn head(action: &str, reason: serde_json::Value, detail: String) -> Head {
+    Head {
+        stage: "isolation".into(),
+        action: action.into(),
+        target: None,
+        class: Some(Class::Offline.to_string()),
+        priority: None,
+        reason,
+        detail: Some(detail),
+    }
+}
 
 impl Actuator {
     /// Isolates new processes of offline cgroups (SPEC §3): one journaled batch per call.
@@ -24,22 +33,17 @@ impl Actuator {
         for (rel, pids) in batch {
             let class = self.rules.classify(rel);
             if class.class != Class::Offline || rel.is_empty() {
-                let seq = self.journal.next_seq();
-                self.journal.append(&Entry {
-                    at: unix_now(),
-                    seq,
-                    stage: "isolation".into(),
-                    action: "isolate".into(),
+                let refused = Head {
                     target: Some(rel.clone()),
                     class: Some(class.class.to_string()),
-                    priority: None,
-                    reason: serde_json::json!({"new_processes": pids.len()}),
-                    outcome: Outcome::Refused,
-                    detail: Some(format!(
-                        "refused: {rel} is {} (rule {})",
-                        class.class, class.rule
-                    )),
-                })?;
+                    ..head(
+                        "isolate",
+                        serde_json::json!({"new_processes": pids.len()}),
+                        String::new(),
+                    )
+                };
+                let why = format!("refused: {rel} is {} (rule {})", class.class, class.rule);
+                self.transact::<()>(refused, Some(why), |_| unreachable!("refused"))?;
                 continue;
             }
             accepted.push((rel.clone(), pids.clone()));
@@ -55,48 +59,26 @@ impl Actuator {
             "cgroups": accepted.iter().map(|(r, p)| serde_json::json!({"cgroup": r, "pids": p})).collect::<Vec<_>>(),
         });
         let detail = format!("{processes} processes in {} cgroups", accepted.len());
-        if self.dry_run {
-            self.node_entry(
-                "isolation",
-                "isolate",
-                Outcome::DryRun,
-                reason,
-                detail,
-                None,
-            )?;
-            return Ok(Vec::new());
-        }
-        self.node_entry(
-            "isolation",
-            "isolate",
-            Outcome::Intent,
-            reason.clone(),
-            detail.clone(),
-            None,
-        )?;
-        let mut done = Vec::new();
-        let mut failures = Vec::new();
-        for (rel, pids) in &accepted {
-            for &pid in pids {
-                match isolation::isolate(pid, oom_score_adj, nice) {
-                    Ok(previous) => done.push((pid, rel.clone(), previous)),
-                    Err(e) if isolation::is_gone(&e) => {}
-                    Err(e) => failures.push(format!("{pid}: {e}")),
+        let (_, done) = self.transact(head("isolate", reason, detail.clone()), None, |_| {
+            let mut done = Vec::new();
+            let mut failures = Vec::new();
+            for (rel, pids) in &accepted {
+                for &pid in pids {
+                    match isolation::isolate(pid, oom_score_adj, nice) {
+                        Ok(previous) => done.push((pid, rel.clone(), previous)),
+                        Err(e) if isolation::is_gone(&e) => {}
+                        Err(e) => failures.push(format!("{pid}: {e}")),
+                    }
                 }
             }
-        }
-        let outcome = if failures.is_empty() {
-            Outcome::Applied
-        } else {
-            Outcome::Failed
-        };
-        let detail = if failures.is_empty() {
-            detail
-        } else {
-            format!("{detail}; failed: {}", failures.join(", "))
-        };
-        self.node_entry("isolation", "isolate", outcome, reason, detail, None)?;
-        Ok(done)
+            let result = if failures.is_empty() {
+                Ok(Some(detail))
+            } else {
+                Err(format!("{detail}; failed: {}", failures.join(", ")))
+            };
+            (Some(done), result)
+        })?;
+        Ok(done.unwrap_or_default())
     }
 
     /// Puts back what [`Actuator::isolate`] changed, for processes whose cgroup is no longer
@@ -116,40 +98,19 @@ impl Actuator {
             })).collect::<Vec<_>>(),
         });
         let detail = format!("{} processes", items.len());
-        if self.dry_run {
-            return self
-                .node_entry(
-                    "isolation",
-                    "restore_isolation",
-                    Outcome::DryRun,
-                    reason,
-                    detail,
-                    None,
-                )
-                .map(drop);
-        }
-        self.node_entry(
-            "isolation",
-            "restore_isolation",
-            Outcome::Intent,
-            reason.clone(),
-            detail.clone(),
+        self.transact(
+            head("restore_isolation", reason, detail.clone()),
             None,
-        )?;
-        for (pid, _, previous) in items {
-            if let Err(e) = isolation::restore(*pid, *previous)
-                && !isolation::is_gone(&e)
-            {
-                tracing::warn!(pid, "restoring isolation: {e}");
-            }
-        }
-        self.node_entry(
-            "isolation",
-            "restore_isolation",
-            Outcome::Applied,
-            reason,
-            detail,
-            None,
+            |_| {
+                for (pid, _, previous) in items {
+                    if let Err(e) = isolation::restore(*pid, *previous)
+                        && !isolation::is_gone(&e)
+                    {
+                        tracing::warn!(pid, "restoring isolation: {e}");
+                    }
+                }
+                (Some(()), Ok(Some(detail)))
+            },
         )
         .map(drop)
     }

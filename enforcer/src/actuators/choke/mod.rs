@@ -9,6 +9,7 @@ mod cgroup;
 mod gate;
 mod isolation;
 mod network;
+mod transaction;
 
 use std::{
     path::{Path, PathBuf},
@@ -16,14 +17,8 @@ use std::{
     time::Duration,
 };
 
-use super::{
-    journal::{Entry, Journal, JournalError, Outcome},
-    record::EffectsRecord,
-};
-use crate::{
-    clock::unix_now,
-    model::{classify::RuleSet, layout::CgroupLayout},
-};
+use super::{journal::Journal, record::EffectsRecord};
+use crate::model::{classify::RuleSet, layout::CgroupLayout};
 
 pub struct Actuator {
     layout: CgroupLayout,
@@ -31,9 +26,6 @@ pub struct Actuator {
     journal: Journal,
     dry_run: bool,
     kill_timeout: Duration,
-    /// Sequence number of the tc pass authorised and not yet concluded: its outcome is
-    /// journaled under the same number as its intent.
-    network_seq: Option<u64>,
     /// `<state_dir>/scheduling`, read by the Yarn NodeManager health script.
     gate_file: Option<PathBuf>,
     /// What enforcer changed on cgroups, written ahead of each change.
@@ -53,7 +45,6 @@ impl Actuator {
             journal,
             dry_run,
             kill_timeout: Duration::from_secs(5),
-            network_seq: None,
             gate_file: None,
             record: EffectsRecord::in_memory(),
         }
@@ -66,33 +57,6 @@ impl Actuator {
     /// After a configuration reload.
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
         self.rules = rules;
-    }
-
-    /// A node-wide journal entry (no cgroup target): isolation batches and tc passes.
-    /// `seq` ties an outcome to its intent; `None` takes the next number. Returns the number.
-    fn node_entry(
-        &mut self,
-        stage: &str,
-        action: &str,
-        outcome: Outcome,
-        reason: serde_json::Value,
-        detail: String,
-        seq: Option<u64>,
-    ) -> Result<u64, JournalError> {
-        let seq = seq.unwrap_or_else(|| self.journal.next_seq());
-        self.journal.append(&Entry {
-            at: unix_now(),
-            seq,
-            stage: stage.into(),
-            action: action.into(),
-            target: None,
-            class: Some("offline".into()),
-            priority: None,
-            reason,
-            outcome,
-            detail: Some(detail),
-        })?;
-        Ok(seq)
     }
 
     /// Keeps the effects record in `<state_dir>/effects.json` (adopting what is there).

@@ -1,41 +1,41 @@
 //! tc passes through the choke point: every interface checked, the pass journaled before
 //! anything is sent to the kernel and after.
 
-use super::Actuator;
+use super::{Actuator, transaction::Head};
 use crate::{
-    actuators::{
-        journal::{Entry, JournalError, Outcome},
-        tc,
-    },
-    clock::unix_now,
+    actuators::{journal::JournalError, tc},
+    model::Class,
     policy::shaping::offline_interface,
 };
 
+/// The interfaces a pass may change: `(netns inode, name)`.
+pub type Allowed = std::collections::BTreeSet<(u64, String)>;
+
 impl Actuator {
-    /// The choke point for tc: every interface with pending changes is checked again, and
-    /// the pass is journaled (fsynced) before anything is sent to the kernel. An offline
-    /// subinterface is let through only if the cgroup owning its namespace still classifies
-    /// as offline under the rules in force (a name-pattern match is the operator's own
-    /// declaration); the bond is shaped as a whole (its online and host classes are only
-    /// ever guaranteed or capped per SPEC §3, never squeezed); releasing enforcer's own
-    /// objects is always allowed. Returns the `(netns, interface)` pairs that may be
-    /// applied, or `None` in dry-run mode (journaled, nothing applied).
-    pub fn authorize_network(
+    /// The choke point for tc: every interface with pending changes is checked again, the
+    /// refused ones journaled, and the pass run through the one protocol — intent (with
+    /// every change as the `tc` command it amounts to) before anything is sent to the
+    /// kernel, `apply` with the allowed interfaces, the outcome under the intent's number.
+    /// An offline subinterface is let through only if the cgroup owning its namespace still
+    /// classifies as offline under the rules in force (a name-pattern match is the
+    /// operator's own declaration); the bond is shaped as a whole (its online and host
+    /// classes are only ever guaranteed or capped per SPEC §3, never squeezed); releasing
+    /// enforcer's own objects is always allowed. Returns what was applied (`None`: nothing
+    /// allowed was pending, or a dry run).
+    pub fn tc_pass(
         &mut self,
         survey: &tc::reconcile::Survey,
         reason: serde_json::Value,
-    ) -> Result<Option<std::collections::BTreeSet<(u64, String)>>, JournalError> {
+        apply: impl FnOnce(&Allowed) -> tc::reconcile::Applied,
+    ) -> Result<Option<tc::reconcile::Applied>, JournalError> {
         use tc::reconcile::Role;
         let pending: Vec<_> = survey
             .interfaces
             .iter()
             .filter(|i| !i.changes.is_empty())
             .collect();
-        let mut allowed = std::collections::BTreeSet::new();
+        let mut allowed = Allowed::new();
         let mut refused = Vec::new();
-        // An offline subinterface: its namespace's owner is offline; or the operator's name
-        // pattern says so and the interface is on the host or in a namespace of no online
-        // owner. A pattern never makes an online pod's interface offline.
         let offline_sub = |role: &Role| match role {
             Role::Offline { owner, by_pattern } => offline_interface(
                 (!owner.is_empty()).then(|| self.rules.classify(owner).class),
@@ -59,28 +59,26 @@ impl Actuator {
             }
         }
         for i in &refused {
-            let seq = self.journal.next_seq();
             let owner = match &i.role {
                 Role::Offline { owner, .. } => owner.clone(),
                 Role::Ifb { of } => of.clone(),
                 _ => String::new(),
             };
             let class = self.rules.classify(&owner);
-            self.journal.append(&Entry {
-                at: unix_now(),
-                seq,
+            let head = Head {
                 stage: "network".into(),
                 action: "tc_reconcile".into(),
                 target: Some(i.name.clone()),
                 class: Some(class.class.to_string()),
                 priority: None,
                 reason: reason.clone(),
-                outcome: Outcome::Refused,
-                detail: Some(format!(
-                    "refused: interface {} belongs to {owner}, which is {} (rule {})",
-                    i.name, class.class, class.rule
-                )),
-            })?;
+                detail: None,
+            };
+            let why = format!(
+                "refused: interface {} belongs to {owner}, which is {} (rule {})",
+                i.name, class.class, class.rule
+            );
+            self.transact::<()>(head, Some(why), |_| unreachable!("refused"))?;
         }
         let changes: Vec<serde_json::Value> = pending
             .iter()
@@ -88,62 +86,35 @@ impl Actuator {
             .map(|i| serde_json::json!({"interface": i.name, "namespace": i.namespace, "changes": i.changes}))
             .collect();
         if changes.is_empty() {
-            return Ok(Some(allowed));
-        }
-        let reason = serde_json::json!({"trigger": reason, "interfaces": changes});
-        let detail = format!("{} interfaces", changes.len());
-        if self.dry_run {
-            self.node_entry(
-                "network",
-                "tc_reconcile",
-                Outcome::DryRun,
-                reason,
-                detail,
-                None,
-            )?;
             return Ok(None);
         }
-        let seq = self.node_entry(
-            "network",
-            "tc_reconcile",
-            Outcome::Intent,
-            reason,
-            detail,
-            None,
-        )?;
-        self.network_seq = Some(seq);
-        Ok(Some(allowed))
-    }
-
-    /// The outcome of a tc pass authorised by [`Actuator::authorize_network`].
-    pub fn network_outcome(
-        &mut self,
-        applied: &tc::reconcile::Applied,
-    ) -> Result<(), JournalError> {
-        let outcome = if applied.failures.is_empty() {
-            Outcome::Applied
-        } else {
-            Outcome::Failed
+        let head = Head {
+            stage: "network".into(),
+            action: "tc_reconcile".into(),
+            target: None,
+            class: Some(Class::Offline.to_string()),
+            priority: None,
+            detail: Some(format!("{} interfaces", changes.len())),
+            reason: serde_json::json!({"trigger": reason, "interfaces": changes}),
         };
-        let detail = if applied.failures.is_empty() {
-            format!("{} changes", applied.changes.len())
-        } else {
-            format!(
-                "{} changes; failed: {}",
-                applied.changes.len(),
-                applied.failures.join("; ")
-            )
-        };
-        let seq = self.network_seq.take();
-        self.node_entry(
-            "network",
-            "tc_reconcile",
-            outcome,
-            serde_json::json!({"changes": applied.changes}),
-            detail,
-            seq,
-        )
-        .map(drop)
+        let (_, applied) = self.transact(head, None, |_| {
+            let applied = apply(&allowed);
+            let result = if applied.failures.is_empty() {
+                Ok(Some(format!(
+                    "{} changes: {}",
+                    applied.changes.len(),
+                    applied.changes.join("; ")
+                )))
+            } else {
+                Err(format!(
+                    "{} changes; failed: {}",
+                    applied.changes.len(),
+                    applied.failures.join("; ")
+                ))
+            };
+            (Some(applied), result)
+        })?;
+        Ok(applied)
     }
 }
 
@@ -154,7 +125,10 @@ mod tests {
 
     use crate::model::classify::Rule;
     use crate::{
-        actuators::{Operation, journal::Journal},
+        actuators::{
+            Operation,
+            journal::{Journal, Outcome},
+        },
         model::{Class, classify::RuleSet, layout::CgroupLayout},
     };
 
@@ -227,12 +201,15 @@ mod tests {
     fn interfaces_of_a_namespace_that_is_not_offline_are_refused_and_journaled() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = actuator(dir.path(), false);
-        let allowed = a
-            .authorize_network(&survey(), serde_json::json!({"why": "test"}))
-            .unwrap()
-            .expect("not a dry run");
-        let names: Vec<&str> = allowed.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(names, vec!["bond0", "eifb3", "mvhost0", "mvoff0"]);
+        let mut seen = Vec::new();
+        let applied = a
+            .tc_pass(&survey(), serde_json::json!({"why": "test"}), |allowed| {
+                seen = allowed.iter().map(|(_, n)| n.clone()).collect();
+                tc::reconcile::Applied::default()
+            })
+            .unwrap();
+        assert!(applied.is_some(), "not a dry run");
+        assert_eq!(seen, vec!["bond0", "eifb3", "mvhost0", "mvoff0"]);
         let journal = crate::actuators::journal::read(&dir.path().join("journal.jsonl")).unwrap();
         let refused: Vec<&str> = journal
             .iter()
@@ -251,8 +228,6 @@ mod tests {
             intent.reason
         );
         // The outcome is journaled under the intent's number.
-        a.network_outcome(&tc::reconcile::Applied::default())
-            .unwrap();
         let journal = crate::actuators::journal::read(&dir.path().join("journal.jsonl")).unwrap();
         let applied = journal
             .iter()
@@ -265,10 +240,12 @@ mod tests {
     fn a_dry_run_journals_the_pass_and_allows_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = actuator(dir.path(), true);
-        let allowed = a
-            .authorize_network(&survey(), serde_json::json!({"why": "test"}))
+        let applied = a
+            .tc_pass(&survey(), serde_json::json!({"why": "test"}), |_| {
+                panic!("a dry run applies nothing")
+            })
             .unwrap();
-        assert!(allowed.is_none());
+        assert!(applied.is_none());
         let journal = crate::actuators::journal::read(&dir.path().join("journal.jsonl")).unwrap();
         assert!(
             journal

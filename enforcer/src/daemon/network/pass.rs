@@ -209,14 +209,13 @@ fn execute(
         "offline_limit_egress_bytes_per_second": limits.0,
         "offline_limit_ingress_bytes_per_second": limits.1,
     });
-    let allowed = actuator.authorize_network(survey, reason)?;
-    let Some(allowed) = allowed else {
+    let applied = actuator.tc_pass(survey, reason, |allowed| {
+        reconciler.apply(survey, prog_fd, &|r| {
+            allowed.contains(&(r.netns, r.name.clone()))
+        })
+    })?;
+    if applied.is_none() {
         reconciler.discard();
-        return Ok(None);
-    };
-    let applied = reconciler.apply(survey, prog_fd, &|r| {
-        allowed.contains(&(r.netns, r.name.clone()))
-    });
-    actuator.network_outcome(&applied)?;
-    Ok(Some(applied))
+    }
+    Ok(applied)
 }

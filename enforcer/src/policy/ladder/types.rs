@@ -104,6 +104,8 @@ pub enum Trigger {
     Adopted,
     /// The daemon is stopping (SIGTERM): it lets go of what it held.
     Shutdown,
+    /// The daemon starts with nothing to adopt: the node takes offline work.
+    Startup,
 }
 
 /// The resource under pressure, which decides who is evicted first within a priority.

@@ -9,7 +9,10 @@ fn scrape_matches_the_golden_text() {
     let golden = include_str!("golden.txt");
     let text = encode(sample());
     if std::env::var_os("ENFORCER_BLESS").is_some() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/surfaces/metrics/golden.txt");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/surfaces/metrics/golden.txt"
+        );
         std::fs::write(path, &text).expect("bless golden.txt");
         return;
     }
