@@ -100,13 +100,17 @@ impl OfflineView {
     }
 }
 
-/// Where a cgroup's processes and memory figures are.
+/// Where a cgroup's processes, memory figures and limits are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CgroupRoots {
     /// The hierarchy the CPU index is of (its `cgroup.procs` list the processes).
     pub cpu: PathBuf,
+    /// Whether `cpu` is cgroup2 with the cpu controller (`cpu.max`) rather than v1.
+    pub cpu_v2: bool,
     /// The memory hierarchy and whether it is cgroup2; `None` without a memory controller.
     pub memory: Option<(PathBuf, bool)>,
+    /// Where freezing happens: cgroup2 (`cgroup.freeze`, true) or the v1 freezer.
+    pub freezer: Option<(PathBuf, bool)>,
 }
 
 impl CgroupRoots {
@@ -116,10 +120,74 @@ impl CgroupRoots {
         } else {
             layout.v1_mount("memory").map(|p| (p.to_path_buf(), false))
         };
+        let cpu_v2 = layout.unified_mount() == Some(cpu_root)
+            && layout.unified_controllers.iter().any(|c| c == "cpu");
+        let freezer = layout
+            .unified_mount()
+            .map(|p| (p.to_path_buf(), true))
+            .or_else(|| layout.v1_mount("freezer").map(|p| (p.to_path_buf(), false)));
         CgroupRoots {
             cpu: cpu_root.to_path_buf(),
+            cpu_v2,
             memory,
+            freezer,
         }
+    }
+
+    /// Whether the kernel has `rel` frozen (read back, not believed).
+    pub fn frozen(&self, host: &dyn Host, rel: &str) -> Option<bool> {
+        let (root, v2) = self.freezer.as_ref()?;
+        let dir = root.join(rel);
+        if *v2 {
+            Some(host.read(&dir.join("cgroup.freeze")).ok()?.trim() == "1")
+        } else {
+            let state = host.read(&dir.join("freezer.state")).ok()?;
+            Some(matches!(state.trim(), "FROZEN" | "FREEZING"))
+        }
+    }
+
+    /// The CPU quota in force on `rel`, in cores (`None`: unlimited or unreadable).
+    pub fn cpu_quota_cores(&self, host: &dyn Host, rel: &str) -> Option<f64> {
+        let dir = self.cpu.join(rel);
+        if self.cpu_v2 {
+            let text = host.read(&dir.join("cpu.max")).ok()?;
+            let mut parts = text.split_whitespace();
+            let quota: f64 = parts.next()?.parse().ok()?;
+            let period: f64 = parts.next()?.parse().ok()?;
+            (period > 0.0).then(|| quota / period)
+        } else {
+            let quota: f64 = host
+                .read(&dir.join("cpu.cfs_quota_us"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let period: f64 = host
+                .read(&dir.join("cpu.cfs_period_us"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            (quota > 0.0 && period > 0.0).then(|| quota / period)
+        }
+    }
+
+    /// The memory limit in force on `rel` (`None`: unlimited, or no memory cgroup).
+    pub fn memory_limit(&self, host: &dyn Host, rel: &str) -> Option<u64> {
+        let (root, v2) = self.memory.as_ref()?;
+        let file = if *v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        let value: u64 = host
+            .read(&root.join(rel).join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        // v1 says "no limit" with a huge page-aligned number.
+        (value < 1 << 62).then_some(value)
     }
 
     /// Hierarchical memory use of `rel`; `None` when it has no memory cgroup.
@@ -129,11 +197,13 @@ impl CgroupRoots {
     }
 }
 
-/// An offline parent and its memory use (`None`: no memory cgroup to limit).
-#[derive(Debug, Clone, PartialEq)]
+/// An offline parent and its memory use (`None`: no memory cgroup to limit), with what
+/// the kernel says is in force on it.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Parent {
     pub path: String,
     pub memory_bytes: Option<u64>,
+    pub state: crate::surfaces::snapshot::ParentState,
 }
 
 /// The offline side read from the node.
@@ -161,6 +231,12 @@ pub fn read(
         .map(|p| Parent {
             path: p.clone(),
             memory_bytes: roots.memory_usage(host, p),
+            state: crate::surfaces::snapshot::ParentState {
+                path: p.clone(),
+                frozen: roots.frozen(host, p).unwrap_or(false),
+                cpu_quota_cores: roots.cpu_quota_cores(host, p),
+                memory_limit_bytes: roots.memory_limit(host, p),
+            },
         })
         .collect();
     let units = if engaged {
@@ -188,5 +264,73 @@ pub fn read(
         parents,
         units,
         procs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeHost;
+
+    fn roots(v2: bool) -> CgroupRoots {
+        CgroupRoots {
+            cpu: PathBuf::from(if v2 { "/cg" } else { "/cg/cpu" }),
+            cpu_v2: v2,
+            memory: Some((PathBuf::from(if v2 { "/cg" } else { "/cg/memory" }), v2)),
+            freezer: Some((PathBuf::from(if v2 { "/cg" } else { "/cg/freezer" }), v2)),
+        }
+    }
+
+    #[test]
+    fn the_kernel_state_of_a_parent_is_read_back_on_v2_and_v1() {
+        let host = FakeHost::default();
+        host.set("/cg/be/cgroup.freeze", "1\n");
+        host.set("/cg/be/cpu.max", "50000 100000\n");
+        host.set("/cg/be/memory.max", "max\n");
+        host.set("/cg/be/memory.current", "4096\n");
+        let r = roots(true);
+        assert_eq!(r.frozen(&host, "be"), Some(true));
+        assert_eq!(r.cpu_quota_cores(&host, "be"), Some(0.5));
+        assert_eq!(r.memory_limit(&host, "be"), None, "max is no limit");
+        assert_eq!(r.memory_usage(&host, "be"), Some(4096));
+        host.set("/cg/freezer/yarn/freezer.state", "THAWED\n");
+        host.set("/cg/cpu/yarn/cpu.cfs_quota_us", "-1\n");
+        host.set("/cg/cpu/yarn/cpu.cfs_period_us", "100000\n");
+        host.set(
+            "/cg/memory/yarn/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        let r = roots(false);
+        assert_eq!(r.frozen(&host, "yarn"), Some(false));
+        assert_eq!(r.cpu_quota_cores(&host, "yarn"), None);
+        assert_eq!(r.memory_limit(&host, "yarn"), None);
+        host.set("/cg/memory/yarn/memory.limit_in_bytes", "1073741824\n");
+        assert_eq!(r.memory_limit(&host, "yarn"), Some(1 << 30));
+    }
+
+    #[test]
+    fn units_are_read_only_when_the_ladder_needs_them() {
+        let host = FakeHost::default();
+        host.set("/cg/be/cgroup.procs", "");
+        host.set("/cg/be/pod1/cgroup.procs", "7\n");
+        host.set("/cg/be/pod2/cgroup.procs", "");
+        let unit = |id| OfflineUnit {
+            id,
+            priority: Priority::P3,
+            cpu_cores: 0.0,
+            memory_bytes: 0,
+        };
+        let view = OfflineView {
+            parents: vec!["be".into()],
+            units: vec![(unit(1), "be/pod1".into()), (unit(2), "be/pod2".into())],
+            cgroups: vec!["be".into(), "be/pod1".into(), "be/pod2".into()],
+        };
+        let quiet = read(&host, &roots(true), &view, false, true);
+        assert!(quiet.units.is_empty());
+        assert_eq!(quiet.procs.len(), 3);
+        let engaged = read(&host, &roots(true), &view, true, false);
+        let ids: Vec<u64> = engaged.units.iter().map(|(u, _)| u.id).collect();
+        assert_eq!(ids, [1], "only units that still have processes");
+        assert!(engaged.procs.is_empty());
     }
 }

@@ -94,10 +94,12 @@ fn census() -> Census {
             Parent {
                 path: "kubepods/besteffort".into(),
                 memory_bytes: Some(3 * GIB),
+                ..Parent::default()
             },
             Parent {
                 path: "yarn".into(),
                 memory_bytes: Some(GIB),
+                ..Parent::default()
             },
         ],
         units: vec![

@@ -247,7 +247,10 @@ impl SamplerLoop {
         let mut st = self.state.lock().unwrap();
         st.protection = self.controllers.protector.view.clone();
         st.protection.journal_write_failures_total = self.actuator.journal_write_failures();
+        // What the kernel has, not what the controllers believe.
+        st.protection.frozen = census.parents.iter().any(|p| p.state.frozen);
         st.capacity = self.controllers.capacity.view.clone();
+        st.capacity.parents = census.parents.iter().map(|p| p.state.clone()).collect();
         Ok(unknown)
     }
 

@@ -93,6 +93,20 @@ pub fn render_status(s: &Snapshot) -> String {
                 ""
             }
         );
+        for p in &c.parents {
+            let _ = writeln!(
+                out,
+                "  /{}: {}quota {}, memory limit {} (read back from the kernel)",
+                p.path,
+                if p.frozen { "FROZEN, " } else { "" },
+                p.cpu_quota_cores
+                    .map_or("none".to_string(), |q| format!("{q:.2} cores")),
+                p.memory_limit_bytes.map_or("none".to_string(), |b| format!(
+                    "{:.1} GiB",
+                    b as f64 / (1u64 << 30) as f64
+                )),
+            );
+        }
         if c.clamped {
             let _ = writeln!(
                 out,

@@ -136,6 +136,7 @@ fn busy() -> Snapshot {
         held: true,
         clamped: true,
         memory_floor_bytes: 2 * GIB,
+        parents: Vec::new(),
     };
     s.protection = ProtectionView {
         enabled: true,

@@ -99,6 +99,7 @@ pub(crate) fn sample() -> Snapshot {
             held: false,
             clamped: false,
             memory_floor_bytes: 0,
+            parents: Vec::new(),
         },
         memory: vec![
             ClassMemory {

@@ -14,7 +14,7 @@ pub use network::{
     CgroupNet, ClassNet, Directions, InterfaceTraffic, NetworkSnapshot, NetworkView, TcHealth,
     TcReport, TcRequest,
 };
-pub use protection::{CapacityView, ProtectionView};
+pub use protection::{CapacityView, ParentState, ProtectionView};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {

@@ -41,4 +41,18 @@ pub struct CapacityView {
     pub clamped: bool,
     #[serde(default)]
     pub memory_floor_bytes: u64,
+    /// Each offline parent as the kernel has it now (read back every tick, not believed).
+    #[serde(default)]
+    pub parents: Vec<ParentState>,
+}
+
+/// An offline parent's freeze and limits, read back from cgroupfs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParentState {
+    pub path: String,
+    pub frozen: bool,
+    /// `None`: no quota.
+    pub cpu_quota_cores: Option<f64>,
+    /// `None`: no limit (or no memory cgroup).
+    pub memory_limit_bytes: Option<u64>,
 }
