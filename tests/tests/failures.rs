@@ -1,0 +1,167 @@
+//! Failure at the choke point, against the real kernel: a cgroup removed between the
+//! decision and the write, and a v1 memory limit the kernel cannot reclaim down to, are one
+//! journaled failure each (intent, then the failure naming the cgroup and the cause) — no
+//! retry, no crash, and nothing else touched.
+
+use std::{process::Command, sync::Arc, time::Duration};
+
+use enforcer::{
+    actuators::journal::{self, Journal, Outcome},
+    actuators::{Actuator, Operation, Request},
+    model::{
+        Class, Priority,
+        classify::{Rule, RuleSet},
+        layout::CgroupLayout,
+    },
+};
+use enforcer_tests::{
+    TempDir,
+    cgroup::{TestCgroup, mount_point, own_cgroup_dir, spawn_in},
+    require_root, unique_name, wait_until,
+};
+
+fn actuator(name: &str, journal_path: &std::path::Path) -> Actuator {
+    let rules = Arc::new(RuleSet::new(vec![Rule {
+        name: "test".into(),
+        pattern: regex::Regex::new(&regex::escape(name)).unwrap(),
+        class: Class::Offline,
+        priority: Some(Priority::P3),
+    }]));
+    Actuator::new(
+        CgroupLayout::discover().expect("layout"),
+        rules,
+        Journal::open(journal_path).unwrap(),
+        false,
+    )
+}
+
+fn request(target: &str, op: Operation) -> Request {
+    Request {
+        stage: "throttle".into(),
+        target: target.into(),
+        op,
+        reason: serde_json::json!({"trigger": "test"}),
+    }
+}
+
+#[test]
+fn a_cgroup_removed_before_the_write_is_one_journaled_failure_per_action() {
+    require_root();
+    let dir = TempDir::new("enf-fail");
+    let path = dir.path().join("journal.jsonl");
+    let name = unique_name("enf-gone");
+    // Created, decided upon, then removed before the write.
+    let target = {
+        let cpu = TestCgroup::create("cpu", &name);
+        cpu.dir()
+            .strip_prefix(mount_point("cpu").unwrap())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut a = actuator(&name, &path);
+    for op in [
+        Operation::CpuLimit { cores: Some(0.5) },
+        Operation::MemoryLimit {
+            bytes: Some(1 << 30),
+        },
+        Operation::Freeze,
+        Operation::Kill,
+    ] {
+        let outcome = a.apply(&request(&target, op.clone())).expect("journal");
+        assert_eq!(outcome, Outcome::Failed, "{op:?}");
+    }
+    let entries = journal::read(&path).unwrap();
+    let outcomes: Vec<(String, Outcome)> = entries
+        .iter()
+        .map(|e| (e.action.clone(), e.outcome.clone()))
+        .collect();
+    let mut expected = Vec::new();
+    for action in ["cpu_limit", "memory_limit", "freeze", "kill"] {
+        expected.push((action.to_string(), Outcome::Intent));
+        expected.push((action.to_string(), Outcome::Failed));
+    }
+    assert_eq!(
+        outcomes, expected,
+        "one intent and one failure each, no retry"
+    );
+    for e in entries.iter().filter(|e| e.outcome == Outcome::Failed) {
+        let detail = e.detail.as_deref().unwrap_or_default();
+        assert!(
+            detail.contains(&name),
+            "the failure names the cgroup: {detail}"
+        );
+    }
+    // Each failure is under its intent's number.
+    for pair in entries.chunks(2) {
+        assert_eq!(pair[0].seq, pair[1].seq);
+    }
+}
+
+#[test]
+fn a_v1_memory_limit_below_what_the_kernel_can_reclaim_fails_once_and_kills_nothing() {
+    require_root();
+    let dir = TempDir::new("enf-fail");
+    let path = dir.path().join("journal.jsonl");
+    let name = unique_name("enf-ebusy");
+    let own = own_cgroup_dir("memory");
+    let memory = TestCgroup::create_at(&own, &name);
+    let target = memory
+        .dir()
+        .strip_prefix(mount_point("memory").unwrap())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    // 96 MiB of anonymous memory, kept: with no swap the kernel cannot reclaim it.
+    let mut stress = Command::new("stress-ng");
+    stress.args([
+        "--vm",
+        "1",
+        "--vm-bytes",
+        "96M",
+        "--vm-keep",
+        "--timeout",
+        "20s",
+        "--quiet",
+    ]);
+    let worker = spawn_in(&[&memory], stress);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            memory
+                .read("memory.usage_in_bytes")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 80 << 20
+        }),
+        "the worker never allocated"
+    );
+    let mut a = actuator(&name, &path);
+    let outcome = a
+        .apply(&request(
+            &target,
+            Operation::MemoryLimit {
+                bytes: Some(4 << 20),
+            },
+        ))
+        .expect("journal");
+    assert_eq!(outcome, Outcome::Failed);
+    let entries = journal::read(&path).unwrap();
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    let detail = entries[1].detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("memory.limit_in_bytes"), "{detail}");
+    // The limit did not move, so nothing was OOM-killed by it.
+    let oom_kills: u64 = memory
+        .read("memory.oom_control")
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert_eq!(oom_kills, 0);
+    assert!(
+        !memory.pids().is_empty(),
+        "the worker still runs: {:?}",
+        worker.pid()
+    );
+    drop(worker);
+}
