@@ -123,3 +123,41 @@ fn offline_processes_are_isolated_and_restored_when_reclassified() {
     );
     assert!(journal.iter().any(|e| e.action == "restore_isolation"));
 }
+
+/// After `kill -9`, the successor puts back the values processes had before enforcer (from
+/// its effects record), not the ones enforcer set.
+#[test]
+fn a_successor_restores_the_values_from_before_the_first_daemon() {
+    require_root();
+    let base = unique_name("enf-iso9");
+    let offline = TestCgroup::create("cpu", &format!("{base}-offline"));
+    let p = spawn_in(&[&offline], sleeper());
+    let mut daemon = Daemon::start("", &rules(&base, "offline"));
+    wait_for(Duration::from_secs(3), "isolated", || {
+        oom_score_adj(p.pid()) == 1000 && nice(p.pid()) == 10
+    });
+    daemon.kill9_and_restart();
+    std::fs::write(
+        &daemon.config,
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(&daemon.config)
+                .unwrap()
+                .split("[classify]")
+                .next()
+                .unwrap(),
+            rules(&base, "online")
+        ),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for(
+        Duration::from_secs(3),
+        "the values from before restored",
+        || oom_score_adj(p.pid()) == 0 && nice(p.pid()) == 0,
+    );
+}

@@ -58,13 +58,35 @@ fn set_nice_all_threads(pid: i32, nice: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// What a process has now. A process that has already exited yields `ESRCH`/`ENOENT`,
+/// which callers skip.
+pub fn current(pid: i32) -> io::Result<Previous> {
+    Ok(Previous {
+        oom_score_adj: read_oom_score_adj(pid)?,
+        nice: get_nice(pid)?,
+    })
+}
+
+/// When the process started (clock ticks since boot, `/proc/PID/stat` field 22): with the
+/// pid, it names one process for good, so a recorded pid reused after a restart is not
+/// mistaken for the process enforcer isolated.
+pub fn start_time(pid: i32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::other("unparsable /proc/PID/stat"))?;
+    rest.split_whitespace()
+        .nth(19)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::other("unparsable /proc/PID/stat"))
+}
+
 /// Applies the offline settings to one process; returns what it had before. A process that
 /// has already exited yields `ESRCH`/`ENOENT`, which callers skip.
 pub fn isolate(pid: i32, oom_score_adj: i32, nice: i32) -> io::Result<Previous> {
-    let previous = Previous {
-        oom_score_adj: read_oom_score_adj(pid)?,
-        nice: get_nice(pid)?,
-    };
+    let previous = current(pid)?;
     // Only ever raise: a process already more killable or nicer than asked keeps its value.
     if previous.oom_score_adj < oom_score_adj {
         std::fs::write(

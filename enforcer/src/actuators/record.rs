@@ -50,12 +50,26 @@ impl CgroupEffects {
     }
 }
 
-/// The record, keyed by cgroup path relative to the hierarchy roots.
+/// A process enforcer isolated, with what it had before (what putting it back restores).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolatedProcess {
+    /// The offline cgroup it was isolated in.
+    pub cgroup: String,
+    /// `/proc/PID/stat` start time: the pid names this process, not a later one.
+    pub start_time: u64,
+    pub oom_score_adj: i32,
+    pub nice: i32,
+}
+
+/// The record, keyed by cgroup path relative to the hierarchy roots, and by pid.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EffectsRecord {
     #[serde(skip)]
     path: Option<PathBuf>,
     pub cgroups: BTreeMap<String, CgroupEffects>,
+    /// Processes isolated (SPEC §3), with their values from before.
+    #[serde(default)]
+    pub isolated: BTreeMap<i32, IsolatedProcess>,
 }
 
 impl EffectsRecord {
@@ -134,6 +148,43 @@ impl EffectsRecord {
             self.cgroups.remove(target);
         }
         self.save()
+    }
+
+    /// Notes processes about to be isolated, with what they have now, and persists.
+    pub fn note_isolated(
+        &mut self,
+        processes: impl IntoIterator<Item = (i32, IsolatedProcess)>,
+    ) -> std::io::Result<()> {
+        let before = self.isolated.len();
+        for (pid, p) in processes {
+            self.isolated.entry(pid).or_insert(p);
+        }
+        if self.isolated.len() != before {
+            return self.save();
+        }
+        Ok(())
+    }
+
+    /// Forgets processes put back (or gone), and persists.
+    pub fn forget_isolated(&mut self, pids: impl IntoIterator<Item = i32>) -> std::io::Result<()> {
+        let before = self.isolated.len();
+        for pid in pids {
+            self.isolated.remove(&pid);
+        }
+        if self.isolated.len() != before {
+            return self.save();
+        }
+        Ok(())
+    }
+
+    /// Forgets processes that are gone (or whose pid now names another process).
+    pub fn retain_isolated(&mut self, alive: impl Fn(i32, u64) -> bool) -> std::io::Result<()> {
+        let before = self.isolated.len();
+        self.isolated.retain(|pid, p| alive(*pid, p.start_time));
+        if self.isolated.len() != before {
+            return self.save();
+        }
+        Ok(())
     }
 
     /// Forgets cgroups that no longer exist.

@@ -101,6 +101,7 @@ impl Controllers {
     ) -> bool {
         self.limits.adopt(record);
         self.capacity.adopt(record);
+        self.isolator.adopt(record);
         let frozen: Vec<String> = record.frozen().into_iter().map(String::from).collect();
         if frozen.is_empty() && !record.squeezed() {
             return false;

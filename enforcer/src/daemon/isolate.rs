@@ -6,7 +6,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::effects::{Done, Effect};
-use crate::{actuators::isolation::Previous, config::IsolationConfig};
+use crate::{
+    actuators::{isolation::Previous, record::EffectsRecord},
+    config::IsolationConfig,
+};
 
 /// Dead processes are forgotten every this many ticks.
 const PRUNE_EVERY_TICKS: u64 = 10;
@@ -24,6 +27,24 @@ impl Isolator {
             config,
             isolated: HashMap::new(),
             ticks: 0,
+        }
+    }
+
+    /// Takes over the processes a previous daemon isolated, with their real values from
+    /// before (its effects record): they are not isolated again, and putting them back
+    /// restores what they had, not what enforcer set.
+    pub fn adopt(&mut self, record: &EffectsRecord) {
+        for (pid, p) in &record.isolated {
+            self.isolated.insert(
+                *pid,
+                (
+                    p.cgroup.clone(),
+                    Previous {
+                        oom_score_adj: p.oom_score_adj,
+                        nice: p.nice,
+                    },
+                ),
+            );
         }
     }
 

@@ -119,6 +119,14 @@ fn online_cpus() -> u32 {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(options: RunOptions) -> anyhow::Result<()> {
+    // glibc gives every thread that allocates its own arena; the surfaces' worker threads
+    // building large snapshots (10,000 cgroups) then keep megabytes each. Two arenas bound
+    // the daemon's RSS without slowing a daemon that allocates little.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only tunes the allocator, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let config = options.config;
     let d = &config.daemon;
     let layout = CgroupLayout::discover().context("discovering the cgroup layout")?;
@@ -131,9 +139,9 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     // Bind the surfaces before loading programs: a port in use or a daemon already running
     // must fail before anything is attached.
-    let control = {
+    let (signals, control) = {
         let _guard = runtime.enter();
-        control::bind(&d.socket)?
+        (Signals::install()?, control::bind(&d.socket)?)
     };
     let metrics = runtime
         .block_on(tokio::net::TcpListener::bind(d.metrics_listen))
@@ -336,7 +344,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let signal_result = runtime.block_on(async {
         let metrics_task = tokio::spawn(http::serve(metrics, snapshot_source));
         let control_task = tokio::spawn(control::serve(control, full_source, tc_source));
-        let result = wait_for_shutdown(&reload, &stop).await;
+        let result = wait_for_shutdown(signals, &reload, &stop).await;
         metrics_task.abort();
         control_task.abort();
         result
@@ -351,11 +359,37 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     sampler_result
 }
 
-async fn wait_for_shutdown(reload: &AtomicBool, stop: &AtomicBool) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+/// The signals the daemon answers, installed before anything else is started: SIGHUP's
+/// default action ends the process, so an operator's reload right after a start (or a
+/// DaemonSet's ConfigMap tooling) must never find the handler missing.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Within the runtime's context.
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
+        })
+    }
+}
+
+async fn wait_for_shutdown(
+    signals: Signals,
+    reload: &AtomicBool,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     let mut check = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {

@@ -2,7 +2,7 @@
 
 use super::{Actuator, transaction::Head};
 use crate::{
-    actuators::{isolation, journal::JournalError},
+    actuators::{isolation, journal::JournalError, record::IsolatedProcess},
     model::Class,
 };
 
@@ -59,7 +59,27 @@ impl Actuator {
             "cgroups": accepted.iter().map(|(r, p)| serde_json::json!({"cgroup": r, "pids": p})).collect::<Vec<_>>(),
         });
         let detail = format!("{processes} processes in {} cgroups", accepted.len());
-        let (_, done) = self.transact(head("isolate", reason, detail.clone()), None, |_| {
+        let (_, done) = self.transact(head("isolate", reason, detail.clone()), None, |a| {
+            // Written ahead: what each process has now, so that a successor (after a kill
+            // -9) puts back the real values, not the ones enforcer set.
+            let ahead = accepted.iter().flat_map(|(rel, pids)| {
+                pids.iter().filter_map(move |&pid| {
+                    let now = isolation::current(pid).ok()?;
+                    let start_time = isolation::start_time(pid).ok()?;
+                    Some((
+                        pid,
+                        IsolatedProcess {
+                            cgroup: rel.clone(),
+                            start_time,
+                            oom_score_adj: now.oom_score_adj,
+                            nice: now.nice,
+                        },
+                    ))
+                })
+            });
+            if let Err(e) = a.record.note_isolated(ahead) {
+                tracing::error!("effects record: {e}; isolating anyway");
+            }
             let mut done = Vec::new();
             let mut failures = Vec::new();
             for (rel, pids) in &accepted {
@@ -101,13 +121,16 @@ impl Actuator {
         self.transact(
             head("restore_isolation", reason, detail.clone()),
             None,
-            |_| {
+            |a| {
                 for (pid, _, previous) in items {
                     if let Err(e) = isolation::restore(*pid, *previous)
                         && !isolation::is_gone(&e)
                     {
                         tracing::warn!(pid, "restoring isolation: {e}");
                     }
+                }
+                if let Err(e) = a.record.forget_isolated(items.iter().map(|(pid, ..)| *pid)) {
+                    tracing::error!("effects record: {e}");
                 }
                 (Some(()), Ok(Some(detail)))
             },

@@ -85,6 +85,11 @@ impl Actuator {
         if let Err(e) = self.record.retain(exists) {
             tracing::error!("effects record: {e}");
         }
+        let same_process =
+            |pid: i32, start: u64| super::isolation::start_time(pid).is_ok_and(|s| s == start);
+        if let Err(e) = self.record.retain_isolated(same_process) {
+            tracing::error!("effects record: {e}");
+        }
     }
 
     /// Where the scheduling gate is written (`<state_dir>/scheduling`).
