@@ -307,6 +307,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             tick: d.tick,
             config_path: options.config_path.clone(),
             state,
+            journal_failed_at: None,
         };
         std::thread::Builder::new()
             .name("sampler".into())

@@ -234,6 +234,8 @@ pub fn record_tick(
     h.program_runs_total = reading.switches;
     h.dropped_total = reading.dropped;
     h.read_errors_total = reading.read_errors;
+    h.last_tick_unix = crate::clock::unix_now();
+    h.consecutive_read_failures = 0;
 }
 
 /// Per-cgroup and per-class bytes (cgroup2 ids), in the shared state so that views are

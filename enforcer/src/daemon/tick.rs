@@ -56,6 +56,9 @@ pub(super) enum CpuSource {
     Cgroupfs(CgroupfsPoller),
 }
 
+/// A journal write failure keeps `/healthz` failing this long.
+const JOURNAL_FAILING_FOR: Duration = Duration::from_secs(60);
+
 /// Map reads that fail this many times in a row stop the daemon.
 const MAX_CONSECUTIVE_READ_FAILURES: u32 = 50;
 
@@ -77,6 +80,8 @@ pub(super) struct SamplerLoop {
     pub(super) tick: Duration,
     pub(super) config_path: Option<PathBuf>,
     pub(super) state: Arc<Mutex<NodeState>>,
+    /// When a journal entry last could not be written.
+    pub(super) journal_failed_at: Option<Instant>,
 }
 
 impl SamplerLoop {
@@ -104,7 +109,11 @@ impl SamplerLoop {
                 }
                 Err(e) => {
                     consecutive_failures += 1;
-                    self.state.lock().unwrap().health.read_failures_total += 1;
+                    {
+                        let mut st = self.state.lock().unwrap();
+                        st.health.read_failures_total += 1;
+                        st.health.consecutive_read_failures = consecutive_failures;
+                    }
                     tracing::error!("{e}");
                     if consecutive_failures >= MAX_CONSECUTIVE_READ_FAILURES {
                         stop.store(true, Ordering::Relaxed);
@@ -246,7 +255,14 @@ impl SamplerLoop {
         // 7. publish.
         let mut st = self.state.lock().unwrap();
         st.protection = self.controllers.protector.view.clone();
-        st.protection.journal_write_failures_total = self.actuator.journal_write_failures();
+        let failures = self.actuator.journal_write_failures();
+        if failures > st.protection.journal_write_failures_total {
+            self.journal_failed_at = Some(Instant::now());
+        }
+        st.protection.journal_write_failures_total = failures;
+        st.health.journal_failing = self
+            .journal_failed_at
+            .is_some_and(|t| t.elapsed() < JOURNAL_FAILING_FOR);
         // What the kernel has, not what the controllers believe.
         st.protection.frozen = census.parents.iter().any(|p| p.state.frozen);
         st.capacity = self.controllers.capacity.view.clone();

@@ -9,7 +9,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use super::{metrics, snapshot::Snapshot};
+use super::{health, metrics, snapshot::Snapshot};
 
 /// Produces the snapshot a scrape encodes.
 pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
@@ -60,18 +60,74 @@ async fn handle(mut stream: TcpStream, source: SnapshotSource) -> std::io::Resul
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    let head_text = String::from_utf8_lossy(&head);
+    let accept = head_text
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("accept")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_default();
+    let snapshot = |source: SnapshotSource| async move {
+        tokio::task::spawn_blocking(move || source()).await.ok()
+    };
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => {
+            let openmetrics = metrics::wants_openmetrics(&accept);
             let source = source.clone();
-            let body = tokio::task::spawn_blocking(move || metrics::encode(source()))
-                .await
-                .unwrap_or_default();
-            ("200 OK", metrics::CONTENT_TYPE, body)
+            let body = tokio::task::spawn_blocking(move || {
+                let text = metrics::encode(source());
+                if openmetrics {
+                    text
+                } else {
+                    metrics::to_prometheus_text(&text)
+                }
+            })
+            .await
+            .unwrap_or_default();
+            let content_type = if openmetrics {
+                metrics::CONTENT_TYPE
+            } else {
+                metrics::TEXT_CONTENT_TYPE
+            };
+            ("200 OK", content_type, body)
         }
-        ("GET", "/") | ("GET", "/healthz") => (
+        ("GET", "/healthz") => match snapshot(source.clone()).await {
+            Some(s) => match health::health(&s, crate::clock::unix_now()) {
+                Ok(()) => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string()),
+                Err(why) => (
+                    "503 Service Unavailable",
+                    "text/plain; charset=utf-8",
+                    format!("unhealthy: {}\n", why.join("; ")),
+                ),
+            },
+            None => (
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                "unhealthy: no snapshot\n".to_string(),
+            ),
+        },
+        ("GET", "/readyz") => match snapshot(source.clone()).await {
+            Some(s) => match health::ready(&s) {
+                Ok(()) => ("200 OK", "text/plain; charset=utf-8", "ready\n".to_string()),
+                Err(why) => (
+                    "503 Service Unavailable",
+                    "text/plain; charset=utf-8",
+                    format!("not ready: {why}\n"),
+                ),
+            },
+            None => (
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                "not ready: no snapshot\n".to_string(),
+            ),
+        },
+        ("GET", "/") => (
             "200 OK",
             "text/plain; charset=utf-8",
-            "enforcer: metrics at /metrics\n".to_string(),
+            "enforcer: metrics at /metrics, health at /healthz, readiness at /readyz\n".to_string(),
         ),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => (

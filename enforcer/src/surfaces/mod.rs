@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod snapshot;

@@ -168,6 +168,9 @@ fn busy() -> Snapshot {
         rescans_total: 5,
         rescan_seconds: 0.0456,
         read_failures_total: 6,
+        last_tick_unix: 0.0,
+        consecutive_read_failures: 0,
+        journal_failing: false,
     };
     s.network = NetworkSnapshot {
         view: NetworkView {

@@ -24,6 +24,55 @@ pub(crate) mod tests_support;
 
 /// Content type of [`encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of [`to_prometheus_text`]'s output.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a scraper's `Accept` header asks for OpenMetrics; anything else (curl, older
+/// agents, `promtool check metrics`) gets the Prometheus text format 0.0.4.
+pub fn wants_openmetrics(accept: &str) -> bool {
+    accept.contains("application/openmetrics-text")
+}
+
+/// The same families in the Prometheus text format 0.0.4: counters are named by their
+/// `_total` sample there, and there is no `# EOF` or `# UNIT`.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    // Family name -> (the name of its samples' family in 0.0.4, its 0.0.4 type).
+    let families: std::collections::HashMap<&str, (String, &str)> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|r| r.split_once(' '))
+        .map(|(name, kind)| {
+            let mapped = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                // An info family's one sample is `NAME_info`, a gauge of 1 in 0.0.4.
+                "info" => (format!("{name}_info"), "gauge"),
+                "gauge" | "histogram" | "summary" => (name.to_string(), kind),
+                _ => (name.to_string(), "untyped"),
+            };
+            (name, mapped)
+        })
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = if let Some(rest) = line.strip_prefix("# TYPE ") {
+            rest.split_once(' ')
+                .and_then(|(name, _)| families.get(name))
+                .map(|(name, kind)| format!("# TYPE {name} {kind}"))
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            rest.split_once(' ')
+                .and_then(|(name, help)| Some((families.get(name)?, help)))
+                .map(|((name, _), help)| format!("# HELP {name} {help}"))
+        } else {
+            None
+        };
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
 
 /// Renders the snapshot as OpenMetrics text.
 pub fn encode(snapshot: Snapshot) -> String {

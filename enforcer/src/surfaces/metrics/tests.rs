@@ -30,6 +30,26 @@ fn scrape_matches_the_golden_text() {
 }
 
 #[test]
+fn the_prometheus_text_format_names_counters_by_their_samples() {
+    let om = encode(sample());
+    let text = super::to_prometheus_text(&om);
+    assert!(om.contains("# TYPE enforcer_actions counter"));
+    assert!(
+        text.contains("# TYPE enforcer_actions_total counter"),
+        "{text}"
+    );
+    assert!(text.contains("# HELP enforcer_actions_total "));
+    assert!(!text.contains("# EOF"));
+    // Samples are the same.
+    let samples = |t: &str| t.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(samples(&om), samples(&text));
+    assert!(super::wants_openmetrics(
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    ));
+    assert!(!super::wants_openmetrics("*/*"));
+}
+
+#[test]
 fn kswapd_wakeups_are_per_numa_node() {
     let mut s = sample();
     s.reclaim.kswapd_wakeups_by_node = vec![(0, 3), (1, 5)];

@@ -70,6 +70,9 @@ pub(crate) fn sample() -> Snapshot {
             rescans_total: 11,
             rescan_seconds: 0.015,
             read_failures_total: 1,
+            last_tick_unix: 0.0,
+            consecutive_read_failures: 0,
+            journal_failing: false,
         },
         protection: ProtectionView {
             enabled: true,

@@ -143,6 +143,15 @@ pub struct SamplerHealth {
     pub rescans_total: u64,
     pub rescan_seconds: f64,
     pub read_failures_total: u64,
+    /// Wall time of the last tick (0: none yet), for `/healthz`.
+    #[serde(default)]
+    pub last_tick_unix: f64,
+    /// Map reads failed in a row (the programs detached or their maps gone).
+    #[serde(default)]
+    pub consecutive_read_failures: u32,
+    /// A journal entry could not be written in the last minute.
+    #[serde(default)]
+    pub journal_failing: bool,
 }
 
 impl Snapshot {
