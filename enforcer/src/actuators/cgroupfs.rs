@@ -62,6 +62,39 @@ pub enum CgroupfsError {
     Survivors { path: PathBuf, pids: Vec<i32> },
 }
 
+/// What a caller should do after a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Nothing: the cgroup is gone and the next rescan forgets it.
+    Gone,
+    /// Not before the kernel's state changes (usage has to fall below the limit, a task has
+    /// to leave exec or D state): back off rather than write the same thing every tick.
+    Later,
+    /// Not until the node is fixed (a controller not delegated, a read-only mount, a
+    /// missing file or privilege, a value the kernel refuses): say it once.
+    Never,
+    /// Anything else: the next tick may try again.
+    Next,
+}
+
+impl CgroupfsError {
+    pub fn retry(&self) -> Retry {
+        match self {
+            CgroupfsError::CgroupRemoved { .. } => Retry::Gone,
+            CgroupfsError::MemoryBelowUsage { .. } | CgroupfsError::FreezeStalled { .. } => {
+                Retry::Later
+            }
+            CgroupfsError::NotDelegated { .. }
+            | CgroupfsError::PermissionDenied { .. }
+            | CgroupfsError::NoSuchFile { .. }
+            | CgroupfsError::ReadOnly { .. }
+            | CgroupfsError::Rejected { .. }
+            | CgroupfsError::Unsupported(..) => Retry::Never,
+            CgroupfsError::Io { .. } | CgroupfsError::Survivors { .. } => Retry::Next,
+        }
+    }
+}
+
 /// One cgroup (a relative path) in every hierarchy that can act on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupDirs {
@@ -722,6 +755,22 @@ mod tests {
             matches!(err, CgroupfsError::CgroupRemoved { .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn each_error_says_when_to_retry() {
+        let retry = |errno, path: &str, facts| explain(os(errno), path.into(), "1", facts).retry();
+        assert_eq!(retry(2, MEMORY_MAX, Facts::default()), Retry::Gone);
+        assert_eq!(retry(16, "/c/memory.limit_in_bytes", there()), Retry::Later);
+        assert_eq!(retry(13, MEMORY_MAX, undelegated()), Retry::Never);
+        assert_eq!(retry(30, MEMORY_MAX, there()), Retry::Never);
+        assert_eq!(retry(22, MEMORY_MAX, there()), Retry::Never);
+        assert_eq!(retry(5, MEMORY_MAX, there()), Retry::Next);
+        let stalled = CgroupfsError::FreezeStalled {
+            path: "/c".into(),
+            state: "FREEZING".into(),
+        };
+        assert_eq!(stalled.retry(), Retry::Later);
     }
 
     #[test]
