@@ -235,6 +235,72 @@ fn kill_of_a_forking_cgroup_leaves_it_empty_through_the_v1_freezer() {
     assert_eq!(freezer.read("freezer.state").trim(), "THAWED");
 }
 
+/// The v1 freezer path of `set_frozen`: the freeze is confirmed by reading `freezer.state`
+/// back (FROZEN, well within the bound for a busy forking cgroup), and the thaw lets it run.
+#[test]
+fn v1_freeze_is_confirmed_by_reading_the_state_back() {
+    require_root();
+    let name = unique_name("enf-freeze1");
+    let freezer = TestCgroup::create("freezer", &name);
+    let _forker = spawn_in(&[&freezer], forker());
+    wait_for_processes(&freezer, 20);
+    let dirs = cgroupfs::CgroupDirs {
+        rel: name.clone(),
+        cpu: None,
+        cpu_is_v2: false,
+        memory: None,
+        memory_is_v2: false,
+        freezer: Some(freezer.dir().to_path_buf()),
+        unified: None,
+    };
+    let started = Instant::now();
+    cgroupfs::set_frozen(&dirs, true).expect("freeze");
+    assert!(
+        started.elapsed() < cgroupfs::FREEZE_BUDGET + Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(freezer.read("freezer.state").trim(), "FROZEN");
+    let frozen = freezer.pids().len();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(freezer.pids().len(), frozen, "a frozen cgroup forked");
+    cgroupfs::set_frozen(&dirs, false).expect("thaw");
+    assert_eq!(freezer.read("freezer.state").trim(), "THAWED");
+    wait_for_processes(&freezer, frozen + 1);
+}
+
+/// A write into a cgroup removed between the decision and the write says so, naming the file.
+#[test]
+fn a_write_into_a_removed_cgroup_says_cgroup_removed() {
+    require_root();
+    let name = unique_name("enf-gone");
+    let freezer = TestCgroup::create("freezer", &name);
+    let dirs = cgroupfs::CgroupDirs {
+        rel: name.clone(),
+        cpu: None,
+        cpu_is_v2: false,
+        memory: None,
+        memory_is_v2: false,
+        freezer: Some(freezer.dir().to_path_buf()),
+        unified: None,
+    };
+    let dir = freezer.dir().to_path_buf();
+    drop(freezer);
+    let err = cgroupfs::set_frozen(&dirs, true).unwrap_err();
+    assert!(
+        matches!(err, cgroupfs::CgroupfsError::CgroupRemoved { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: cgroup removed ({} no longer exists)",
+            dir.join("freezer.state").display(),
+            dir.display()
+        )
+    );
+}
+
 #[test]
 fn freeze_stops_and_thaw_resumes_offline_work() {
     require_root();
@@ -288,6 +354,58 @@ fn memory_limit_in_a_child_of_our_own_memory_cgroup() {
         memory.read("memory.limit_in_bytes").trim(),
         (64u64 << 20).to_string()
     );
+}
+
+/// v1: a limit below what the kernel can reclaim (shmem without swap) fails with EBUSY,
+/// which is its own error so that callers back off instead of writing it again every tick.
+#[test]
+fn v1_memory_limit_below_unreclaimable_usage_is_memory_below_usage() {
+    require_root();
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    if swaps.lines().count() > 1 {
+        eprintln!("skipped: swap is on, shmem is reclaimable");
+        return;
+    }
+    let name = unique_name("enf-busy");
+    let memory = TestCgroup::create_at(&own_cgroup_dir("memory"), &name);
+    struct Shm(std::path::PathBuf);
+    impl Drop for Shm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let shm = Shm(Path::new("/dev/shm").join(&name));
+    let mut fill = Command::new("sh");
+    fill.args([
+        "-c",
+        &format!("head -c 33554432 /dev/zero > {}", shm.0.display()),
+    ]);
+    let mut child = spawn_in(&[&memory], fill);
+    child.wait_timeout(Duration::from_secs(10));
+    let usage: u64 = memory.read("memory.usage_in_bytes").trim().parse().unwrap();
+    assert!(usage >= 32 << 20, "shmem not charged: {usage}");
+    let dirs = cgroupfs::CgroupDirs {
+        rel: name.clone(),
+        cpu: None,
+        cpu_is_v2: false,
+        memory: Some(memory.dir().to_path_buf()),
+        memory_is_v2: false,
+        freezer: None,
+        unified: None,
+    };
+    let err = cgroupfs::set_memory_limit(&dirs, Some(4 << 20)).unwrap_err();
+    assert!(
+        matches!(err, cgroupfs::CgroupfsError::MemoryBelowUsage { bytes, .. } if bytes == 4 << 20),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().ends_with(
+            "memory limit below current usage: not reclaimable yet (limit 4194304 bytes)"
+        ),
+        "{err}"
+    );
+    drop(shm);
+    cgroupfs::set_memory_limit(&dirs, Some(4 << 20)).expect("limit once the shmem is gone");
 }
 
 #[test]

@@ -32,6 +32,7 @@ use std::{
 use anyhow::{Context, anyhow};
 use enforcer_common::CgroupMode;
 
+use crate::model::{controllers::Controllers as ControllerSites, layout::MemoryHierarchy};
 use crate::{
     actuators::Actuator,
     actuators::journal::Journal,
@@ -132,6 +133,14 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let layout = CgroupLayout::discover().context("discovering the cgroup layout")?;
     let (mode, root, hierarchy_label) = choose_hierarchy(&layout, d.hierarchy)?;
     tracing::info!(layout = layout.mode.as_str(), hierarchy = %hierarchy_label, "cgroup layout");
+    // Missing or undelegated controllers: one line each, naming the controller, the cgroup
+    // and the feature that is off (and in the status and `enforcer_feature_enabled`).
+    let sites = ControllerSites::of(&layout);
+    tracing::info!(controllers = %sites.summary(), "cgroup controllers");
+    let controller_gaps = sites.missing();
+    for gap in &controller_gaps {
+        tracing::warn!("{}", gap.explain);
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -152,12 +161,12 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             )
         })?;
 
-    let memory_mode = if layout.unified_controllers.iter().any(|c| c == "memory") {
-        CgroupMode::Unified
-    } else if layout.v1_mount("memory").is_some() {
-        CgroupMode::V1Cpu
-    } else {
-        CgroupMode::Unified
+    let memory = layout.memory_hierarchy();
+    let memory_mode = match &memory {
+        Some(MemoryHierarchy::V1(_)) => CgroupMode::V1Cpu,
+        // Without a memory controller anywhere the programs still need a choice; cgroup2's
+        // default hierarchy always exists in the kernel.
+        Some(MemoryHierarchy::Unified(_)) | None => CgroupMode::Unified,
     };
     let dry_run = options.dry_run || d.dry_run;
     // The journal must be writable before anything can be decided.
@@ -207,7 +216,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         None
     };
     let (tc_requests, tc_inbox) = std::sync::mpsc::channel::<(TcRequest, network::TcReply)>();
-    tracing::info!(mode = ?mode, ?memory_mode, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
+    tracing::info!(mode = ?mode, ?memory, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
     let mut actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run)
         .with_gate_file(&d.state_dir);
     if !dry_run {
@@ -217,6 +226,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     }
     let mut protector = Protector::new(&config.protection, d.window.as_nanos() as u64, dry_run);
     protector.view.journal = d.journal.display().to_string();
+    protector.view.controller_gaps = controller_gaps;
     let mut controllers = Controllers {
         protector,
         isolator: Isolator::new(config.protection.isolation),
@@ -277,10 +287,10 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let reload = Arc::new(AtomicBool::new(false));
     let sampler_thread = {
         let (state, stop, reload) = (state.clone(), stop.clone(), reload.clone());
-        let memory_root = match memory_mode {
-            CgroupMode::V1Cpu => layout.v1_mount("memory").map(Path::to_path_buf),
-            CgroupMode::Unified if mode == CgroupMode::Unified => None,
-            CgroupMode::Unified => layout.unified_mount().map(Path::to_path_buf),
+        let memory_root = match &memory {
+            Some(MemoryHierarchy::V1(p)) => Some(p.clone()),
+            Some(MemoryHierarchy::Unified(p)) if mode != CgroupMode::Unified => Some(p.clone()),
+            _ => None,
         };
         let loop_ = SamplerLoop {
             sampler,

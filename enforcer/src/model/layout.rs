@@ -74,6 +74,47 @@ impl CpuHierarchy {
     }
 }
 
+/// Where memory is accounted and limited on this host. There may be none: a pure v1 host
+/// whose kernel cannot mount the v1 memory controller (6.12 and later without
+/// `CONFIG_MEMCG_V1`) and has no cgroup2 mounted limits no memory at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryHierarchy {
+    /// cgroup2, with `memory` in its root's `cgroup.controllers`.
+    Unified(PathBuf),
+    /// The v1 hierarchy holding `memory`.
+    V1(PathBuf),
+}
+
+impl MemoryHierarchy {
+    pub fn root(&self) -> &Path {
+        match self {
+            MemoryHierarchy::Unified(p) | MemoryHierarchy::V1(p) => p,
+        }
+    }
+}
+
+/// The one file primitive discovery needs: reading a cgroupfs file. [`Fs`] is the real one;
+/// the unit tests pass fixtures (a closure over a map of paths to contents).
+pub trait ReadFile {
+    fn read(&self, path: &Path) -> std::io::Result<String>;
+}
+
+impl<F: Fn(&Path) -> std::io::Result<String>> ReadFile for F {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        self(path)
+    }
+}
+
+/// The node's real files.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fs;
+
+impl ReadFile for Fs {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
@@ -109,6 +150,14 @@ impl CgroupLayout {
     /// Parses mountinfo text; reads `cgroup.controllers` of the cgroup2 mount, if any, from
     /// the real filesystem.
     pub fn from_mountinfo(text: &str) -> Result<CgroupLayout, LayoutError> {
+        Self::from_mountinfo_with(text, &Fs)
+    }
+
+    /// [`from_mountinfo`](Self::from_mountinfo), reading `cgroup.controllers` through `files`.
+    pub fn from_mountinfo_with(
+        text: &str,
+        files: &impl ReadFile,
+    ) -> Result<CgroupLayout, LayoutError> {
         let mut v1: Vec<V1Hierarchy> = Vec::new();
         let mut unified: Option<PathBuf> = None;
         for line in text.lines() {
@@ -157,7 +206,7 @@ impl CgroupLayout {
         }
         let unified_controllers = unified
             .as_ref()
-            .and_then(|p| std::fs::read_to_string(p.join("cgroup.controllers")).ok())
+            .and_then(|p| files.read(&p.join("cgroup.controllers")).ok())
             .map(|s| s.split_whitespace().map(String::from).collect())
             .unwrap_or_default();
         let mode = match (v1.is_empty(), unified.is_some()) {
@@ -197,6 +246,19 @@ impl CgroupLayout {
             cpu: cpu.to_path_buf(),
             cpuacct: self.v1_mount("cpuacct").map(Path::to_path_buf),
         })
+    }
+
+    /// Where the memory controller lives: cgroup2 when it is enabled there, else the v1
+    /// hierarchy holding `memory`, else nowhere (`None`: no memory limit can be set, and
+    /// reclaim can only be charged to cgroup2's default hierarchy).
+    pub fn memory_hierarchy(&self) -> Option<MemoryHierarchy> {
+        if let Some(u) = &self.unified
+            && self.unified_controllers.iter().any(|c| c == "memory")
+        {
+            return Some(MemoryHierarchy::Unified(u.clone()));
+        }
+        self.v1_mount("memory")
+            .map(|m| MemoryHierarchy::V1(m.to_path_buf()))
     }
 }
 
@@ -345,6 +407,43 @@ mod tests {
             Some(CpuHierarchy::Unified(dir.path().into()))
         );
         assert_eq!(l.v1_mount("cpu"), None);
+    }
+
+    #[test]
+    fn memory_hierarchy_is_cgroup2_v1_or_none() {
+        let none = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let l = CgroupLayout::from_mountinfo_with(CENTOS7, &none).unwrap();
+        assert_eq!(
+            l.memory_hierarchy(),
+            Some(MemoryHierarchy::V1("/sys/fs/cgroup/memory".into()))
+        );
+        // Pure v1 on 6.12+ without CONFIG_MEMCG_V1: no memory line, no cgroup2. Not
+        // "unified" by default: nowhere.
+        let no_memory: String = CENTOS7
+            .lines()
+            .filter(|l| !l.ends_with("rw,memory"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let l = CgroupLayout::from_mountinfo_with(&no_memory, &none).unwrap();
+        assert_eq!(l.mode, LayoutMode::V1);
+        assert_eq!(l.unified_mount(), None);
+        assert_eq!(l.memory_hierarchy(), None);
+        // cgroup2 with memory enabled at its root, read through the seam.
+        let v2 = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let files = |p: &Path| {
+            assert_eq!(p, Path::new("/sys/fs/cgroup/cgroup.controllers"));
+            Ok("cpu memory pids\n".to_string())
+        };
+        let l = CgroupLayout::from_mountinfo_with(v2, &files).unwrap();
+        let m = l.memory_hierarchy().unwrap();
+        assert_eq!(m, MemoryHierarchy::Unified("/sys/fs/cgroup".into()));
+        assert_eq!(m.root(), Path::new("/sys/fs/cgroup"));
+        // The hybrid fixture: cgroup2 without controllers, memory on v1.
+        let l = CgroupLayout::from_mountinfo_with(HYBRID, &none).unwrap();
+        assert_eq!(
+            l.memory_hierarchy(),
+            Some(MemoryHierarchy::V1("/sys/fs/cgroup/memory".into()))
+        );
     }
 
     #[test]

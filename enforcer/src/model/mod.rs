@@ -1,7 +1,9 @@
-//! What the node looks like: the cgroup layout, the classification of each cgroup, and the
-//! live index `cgroup id -> path -> class`.
+//! What the node looks like: the cgroup layout, where each controller the effects need is
+//! (and whether cgroup2 delegates it), the classification of each cgroup, and the live
+//! index `cgroup id -> path -> class`.
 
 pub mod classify;
+pub mod controllers;
 pub mod index;
 pub mod layout;
 pub mod netns;

@@ -153,6 +153,7 @@ fn busy() -> Snapshot {
         refused_total: 2,
         journal: "/var/lib/enforcer/journal.jsonl".into(),
         journal_write_failures_total: 0,
+        controller_gaps: Vec::new(),
         thresholds: Some(LadderConfig::default()),
     };
     s.sampler = SamplerHealth {

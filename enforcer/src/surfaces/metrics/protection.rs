@@ -5,6 +5,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::encode::{Fmt, Labels, counter, flag, gauge, one};
 use crate::{
+    model::controllers::{Feature, features_off},
     policy::ladder::Stage,
     surfaces::snapshot::{CapacityView, ProtectionView},
 };
@@ -89,6 +90,22 @@ fn ladder(enc: &mut DescriptorEncoder, p: &ProtectionView) -> Fmt {
         "enforcer_journal_write_failures",
         "Journal entries that could not be written (full or read-only file system); protection went on.",
         &one(p.journal_write_failures_total as f64),
+    )?;
+    let off = features_off(&p.controller_gaps);
+    let feature_rows: Vec<(Labels, f64)> = Feature::ALL
+        .iter()
+        .map(|f| {
+            (
+                vec![("feature", f.as_str().to_string())],
+                flag(!off.contains(f)),
+            )
+        })
+        .collect();
+    gauge(
+        enc,
+        "enforcer_feature_enabled",
+        "1 when the host's controllers let the enforcer do this to offline cgroups; 0 when one is missing or not delegated (the status's controller_gaps say which and where).",
+        &feature_rows,
     )
 }
 

@@ -4,7 +4,10 @@
 //! family that disappears as well as two fields swapped.
 
 use crate::{
-    model::{Class, Priority},
+    model::{
+        Class, Priority,
+        controllers::{Controller, Feature, Gap},
+    },
     sampling::{
         memory::MemoryUsage,
         psi::{NodePressure, Pressure},
@@ -90,6 +93,12 @@ pub(crate) fn sample() -> Snapshot {
             journal: "/var/lib/enforcer/journal.jsonl".into(),
             journal_write_failures_total: 2,
             thresholds: None,
+            controller_gaps: vec![Gap {
+                controller: Controller::Memory,
+                feature: Some(Feature::MemoryLimits),
+                cgroup: Some("/sys/fs/cgroup/kubepods.slice".into()),
+                explain: "memory controller not enabled in /sys/fs/cgroup/kubepods.slice/cgroup.subtree_control: offline memory limits are off (enable it with \"+memory\")".into(),
+            }],
         },
         capacity: CapacityView {
             enabled: true,

@@ -22,6 +22,10 @@ pub struct ProtectionView {
     #[serde(default)]
     pub journal_write_failures_total: u64,
     pub thresholds: Option<crate::policy::ladder::LadderConfig>,
+    /// Controllers missing, or not delegated to an offline parent, found at start-up: each
+    /// names the controller, the cgroup and the feature it turns off.
+    #[serde(default)]
+    pub controller_gaps: Vec<crate::model::controllers::Gap>,
 }
 
 /// What the surfaces show of the offline capacity (SPEC §2).
