@@ -5,12 +5,16 @@
 //! task on the surfaces' runtime (the tick runs on the sampler thread and never waits for
 //! one), only root's connections are read (the peer's credentials, not just the socket's
 //! mode), a request is read up to [`MAX_REQUEST`] bytes and for [`Limits::read`] at most, and
-//! its answer is written for [`Limits::write`] at most.
+//! its answer is written for [`Limits::write`] at most. At most [`MAX_ANSWERING`] requests
+//! are answered at once (a snapshot takes the state lock the tick also takes) and one tc
+//! request (it is a whole tc pass on the sampler thread); a request past these is answered
+//! "busy" at once. A client that is slow to send or to read holds neither.
 
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::{fs::PermissionsExt, net::UnixStream},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -19,6 +23,7 @@ use thiserror::Error;
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::UnixListener,
+    sync::Semaphore,
 };
 
 pub use super::snapshot::TcRequest;
@@ -28,12 +33,16 @@ use super::{
 };
 
 /// Answers tc requests (the network controller, on the sampler thread).
-pub type TcSource = std::sync::Arc<dyn Fn(TcRequest) -> Result<TcReport, String> + Send + Sync>;
+pub type TcSource = Arc<dyn Fn(TcRequest) -> Result<TcReport, String> + Send + Sync>;
 
 /// The longest request line the daemon reads, newline included. A request is a few dozen
 /// bytes; anything near this is not the CLI, and reading it further would only let a
 /// runaway client grow the daemon's memory.
 pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// How many requests are answered at once; more are refused as busy. The CLI asks one at a
+/// time; this bounds what a loop of clients can make the daemon build and hold.
+pub const MAX_ANSWERING: usize = 4;
 
 /// How long one connection may take at each step.
 #[derive(Debug, Clone, Copy)]
@@ -189,6 +198,12 @@ pub async fn serve_with(
     tc: TcSource,
     limits: Limits,
 ) {
+    let answerers = Answerers {
+        source,
+        tc,
+        answering: Arc::new(Semaphore::new(MAX_ANSWERING)),
+        tc_pass: Arc::new(Semaphore::new(1)),
+    };
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -199,16 +214,61 @@ pub async fn serve_with(
             }
         };
         // Each connection is its own task, so that a slow one holds up no other.
-        tokio::spawn(connection(stream, source.clone(), tc.clone(), limits));
+        tokio::spawn(connection(stream, answerers.clone(), limits));
     }
 }
 
-async fn connection(
-    stream: tokio::net::UnixStream,
+/// What answers requests, and how many may be answered at once.
+#[derive(Clone)]
+struct Answerers {
     source: SnapshotSource,
     tc: TcSource,
-    limits: Limits,
-) {
+    answering: Arc<Semaphore>,
+    tc_pass: Arc<Semaphore>,
+}
+
+fn busy(what: &str) -> Response {
+    Response::Error(format!("busy: {what}; try again"))
+}
+
+impl Answerers {
+    /// The answer to a parsed request; "busy" past the bounds on what is answered at once.
+    async fn answer(&self, request: Request) -> Response {
+        let Ok(_answering) = self.answering.clone().try_acquire_owned() else {
+            return busy(&format!("{MAX_ANSWERING} requests are being answered"));
+        };
+        match request {
+            Request::Snapshot { limit } => {
+                let source = self.source.clone();
+                let snapshot = tokio::task::spawn_blocking(move || {
+                    let mut s = source();
+                    if let Some(limit) = limit {
+                        s.cgroups.truncate(limit);
+                    }
+                    s
+                })
+                .await;
+                match snapshot {
+                    Ok(s) => Response::Snapshot(Box::new(s)),
+                    Err(e) => Response::Error(e.to_string()),
+                }
+            }
+            Request::Tc(req) => {
+                let Ok(_pass) = self.tc_pass.clone().try_acquire_owned() else {
+                    return busy("another tc request is being answered");
+                };
+                let tc = self.tc.clone();
+                match tokio::task::spawn_blocking(move || tc(req)).await {
+                    Ok(Ok(report)) => Response::Tc(Box::new(report)),
+                    Ok(Err(e)) => Response::Error(e),
+                    Err(e) => Response::Error(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+async fn connection(stream: tokio::net::UnixStream, answerers: Answerers, limits: Limits) {
     // Credentials first, before a byte of the request is read.
     let peer = stream.peer_cred();
     let (read, mut write) = stream.into_split();
@@ -247,26 +307,10 @@ async fn connection(
             return;
         }
     };
+    // The permits are held while the answer is made, not while it is written: a client
+    // that does not read holds up no other.
     let response = match parse_request(&line) {
-        Ok(Request::Snapshot { limit }) => {
-            let snapshot = tokio::task::spawn_blocking(move || {
-                let mut s = source();
-                if let Some(limit) = limit {
-                    s.cgroups.truncate(limit);
-                }
-                s
-            })
-            .await;
-            match snapshot {
-                Ok(s) => Response::Snapshot(Box::new(s)),
-                Err(e) => Response::Error(e.to_string()),
-            }
-        }
-        Ok(Request::Tc(req)) => match tokio::task::spawn_blocking(move || tc(req)).await {
-            Ok(Ok(report)) => Response::Tc(Box::new(report)),
-            Ok(Err(e)) => Response::Error(e),
-            Err(e) => Response::Error(e.to_string()),
-        },
+        Ok(request) => answerers.answer(request).await,
         Err(e) => Response::Error(e),
     };
     answer(&mut write, &response, limits.write).await;

@@ -100,6 +100,14 @@ struct Server {
 
 impl Server {
     fn start(limits: Limits) -> Server {
+        Server::start_with(
+            limits,
+            Arc::new(sample),
+            Arc::new(|_| Err("no tc here".into())),
+        )
+    }
+
+    fn start_with(limits: Limits, source: SnapshotSource, tc: TcSource) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("enforcer.sock");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -108,8 +116,6 @@ impl Server {
             block_on(async move {
                 let listener = bind(&path).unwrap();
                 ready.send(()).unwrap();
-                let source: SnapshotSource = Arc::new(sample);
-                let tc: TcSource = Arc::new(|_| Err("no tc here".into()));
                 tokio::select! {
                     _ = serve_with(listener, source, tc, limits) => {}
                     _ = stopped => {}
@@ -196,6 +202,101 @@ fn an_overlong_request_is_refused_over_the_socket() {
         Response::Error(e) => assert!(e.starts_with("bad request: "), "{e}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A source that tells `entered` when it is called, then takes `hold` to answer.
+fn slow<T: Send + 'static>(
+    hold: Duration,
+    answer: impl Fn() -> T + Send + Sync + 'static,
+) -> (
+    Arc<dyn Fn() -> T + Send + Sync>,
+    std::sync::mpsc::Receiver<()>,
+) {
+    let (entered, is_entered) = std::sync::mpsc::channel();
+    let entered = std::sync::Mutex::new(entered);
+    let source = Arc::new(move || {
+        entered.lock().unwrap().send(()).unwrap();
+        std::thread::sleep(hold);
+        answer()
+    });
+    (source, is_entered)
+}
+
+fn error_of(response: Result<Response, ControlError>) -> String {
+    match response.unwrap() {
+        Response::Error(e) => e,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_second_tc_request_while_one_is_answered_is_busy() {
+    let (pass, entered) = slow(Duration::from_millis(500), || {
+        Err::<TcReport, String>("pass done".into())
+    });
+    let tc: TcSource = Arc::new(move |_| pass());
+    let server = Server::start_with(Limits::default(), Arc::new(sample), tc);
+    let path = server.path();
+    let ask = Request::Tc(TcRequest {
+        apply: false,
+        dry_run: false,
+    });
+    let first = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            error_of(request(
+                &path,
+                &Request::Tc(TcRequest {
+                    apply: false,
+                    dry_run: false,
+                }),
+            ))
+        }
+    });
+    entered.recv().unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        error_of(request(&path, &ask)),
+        "busy: another tc request is being answered; try again"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "busy at once"
+    );
+    assert_eq!(first.join().unwrap(), "pass done");
+    // Once it is answered, the next one is answered too.
+    assert_eq!(error_of(request(&path, &ask)), "pass done");
+}
+
+#[test]
+fn requests_past_the_bound_on_answering_are_busy() {
+    let (source, entered) = slow(Duration::from_millis(500), sample);
+    let server = Server::start_with(
+        Limits::default(),
+        source,
+        Arc::new(|_| Err("no tc here".into())),
+    );
+    let answering: Vec<_> = (0..MAX_ANSWERING)
+        .map(|_| {
+            let path = server.path();
+            std::thread::spawn(move || super::snapshot(&path, Some(0)).is_ok())
+        })
+        .collect();
+    for _ in 0..MAX_ANSWERING {
+        entered.recv().unwrap();
+    }
+    assert_eq!(
+        error_of(request(
+            &server.path(),
+            &Request::Snapshot { limit: Some(0) }
+        )),
+        "busy: 4 requests are being answered; try again"
+    );
+    for a in answering {
+        assert!(a.join().unwrap());
+    }
+    // The permits are back.
+    assert!(super::snapshot(&server.path(), Some(0)).is_ok());
 }
 
 /// What a client of uid `uid` is answered, connecting from a forked child that drops to
