@@ -109,6 +109,12 @@ pub fn run_all(workspace: &Path, seconds: u32) -> anyhow::Result<()> {
             .arg(format!("-max_total_time={seconds}"))
             .arg(format!("-timeout={SECONDS_PER_INPUT}"))
             .arg("-print_final_stats=1");
+        // The words of the input's language (keys, kinds, names), for a target that has them:
+        // the fuzzer would take most of its time to guess them byte by byte.
+        let dict = fuzz.join("dict").join(format!("{target}.dict"));
+        if dict.is_file() {
+            run.arg(format!("-dict={}", dict.display()));
+        }
         // libFuzzer prints a line per new path: to a log, with the end of it shown.
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         run.stdout(out.try_clone()?)
