@@ -136,6 +136,11 @@ fn run(task: Task) -> anyhow::Result<()> {
                 "cargo fmt --check",
                 cargo(&["fmt", "--all", "--", "--check"]),
             )?;
+            // The fuzz targets are their own workspace, which `--all` does not reach.
+            step(
+                "cargo fmt --check (fuzz/)",
+                cargo(&["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]),
+            )?;
             println!("\n==> layer check");
             layer_check(false).context("step `layer check` failed")?;
             // Default members only: the eBPF crate builds for bpfel-unknown-none, through
