@@ -1,6 +1,7 @@
-//! Project tasks: `cargo xtask setup | build | run | test | bench | layers`.
+//! Project tasks: `cargo xtask setup | build | run | test | bench | fuzz | layers`.
 
 mod cmd;
+mod fuzz;
 mod layers;
 mod setup;
 
@@ -33,12 +34,20 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, then fmt, clippy, unit tests and the privileged integration tests (as root).
+    /// Set up, then fmt, clippy, unit tests, the fuzz targets (briefly) and the privileged
+    /// integration tests (as root).
     Test,
     /// Set up, build and run the benchmarks (as root): `cargo xtask bench -- [overhead|tick|idle]`.
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Set up, then run every fuzz target (fuzz/) for a while; `cargo xtask test` runs them
+    /// for the default time.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::SECONDS_PER_TARGET)]
+        seconds: u32,
     },
     /// Check enforcer's module layering (no upward import, no circle); exit 1 on a violation.
     Layers {
@@ -92,16 +101,25 @@ fn main() {
 
 fn run(task: Task) -> anyhow::Result<()> {
     match task {
-        Task::Setup => setup::run(setup::Setup { packages: true }),
+        Task::Setup => setup::run(setup::Setup {
+            packages: true,
+            fuzz: true,
+        }),
         Task::Build => {
-            setup::run(setup::Setup { packages: false })?;
+            setup::run(setup::Setup {
+                packages: false,
+                fuzz: false,
+            })?;
             step("build", cargo(&["build", "--release", "-p", "enforcer"]))?;
             println!("{}", release_bin("enforcer").display());
             Ok(())
         }
         Task::Run { args } => {
             require_root("enforcer run")?;
-            setup::run(setup::Setup { packages: false })?;
+            setup::run(setup::Setup {
+                packages: false,
+                fuzz: false,
+            })?;
             step("build", cargo(&["build", "--release", "-p", "enforcer"]))?;
             let mut c = command(release_bin("enforcer"));
             c.arg("run").args(args);
@@ -110,10 +128,18 @@ fn run(task: Task) -> anyhow::Result<()> {
         }
         Task::Test => {
             require_root("the test suite")?;
-            setup::run(setup::Setup { packages: true })?;
+            setup::run(setup::Setup {
+                packages: true,
+                fuzz: true,
+            })?;
             step(
                 "cargo fmt --check",
                 cargo(&["fmt", "--all", "--", "--check"]),
+            )?;
+            // The fuzz targets are their own workspace, which `--all` does not reach.
+            step(
+                "cargo fmt --check (fuzz/)",
+                cargo(&["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]),
             )?;
             println!("\n==> layer check");
             layer_check(false).context("step `layer check` failed")?;
@@ -149,6 +175,9 @@ fn run(task: Task) -> anyhow::Result<()> {
                     "enforcer-bench",
                 ]),
             )?;
+            println!("\n==> fuzz targets");
+            fuzz::run_all(&workspace(), fuzz::SECONDS_PER_TARGET)
+                .context("step `fuzz targets` failed")?;
             let mut integration = cargo(&[
                 "test",
                 "--release",
@@ -162,7 +191,10 @@ fn run(task: Task) -> anyhow::Result<()> {
         }
         Task::Bench { args } => {
             require_root("the benchmarks")?;
-            setup::run(setup::Setup { packages: true })?;
+            setup::run(setup::Setup {
+                packages: true,
+                fuzz: false,
+            })?;
             step(
                 "build",
                 cargo(&[
@@ -177,6 +209,13 @@ fn run(task: Task) -> anyhow::Result<()> {
             let mut c = command(release_bin("enforcer-bench"));
             c.args(args).env("ENFORCER_BIN", release_bin("enforcer"));
             step("benchmarks", c)
+        }
+        Task::Fuzz { seconds } => {
+            setup::run(setup::Setup {
+                packages: false,
+                fuzz: true,
+            })?;
+            fuzz::run_all(&workspace(), seconds)
         }
         Task::Layers { graph } => layer_check(graph),
     }

@@ -1,6 +1,6 @@
 //! Installs what a fresh machine lacks, idempotently, and in seconds when all is present:
-//! the nightly toolchain's rust-src, bpf-linker built against the nightly's own LLVM, and
-//! the Debian packages the tests and benchmarks use.
+//! the nightly toolchain's rust-src, bpf-linker built against the nightly's own LLVM,
+//! cargo-fuzz for the fuzz targets, and the Debian packages the tests and benchmarks use.
 
 use std::path::{Path, PathBuf};
 
@@ -21,17 +21,46 @@ pub const PACKAGES: &[&str] = &[
     "prometheus-alertmanager",
 ];
 
+/// The cargo-fuzz that `cargo xtask test` runs the fuzz targets with.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 pub struct Setup {
     pub packages: bool,
+    /// cargo-fuzz (the test suite's fuzz step; a build or a run does without).
+    pub fuzz: bool,
 }
 
 pub fn run(what: Setup) -> anyhow::Result<()> {
     let sysroot = nightly_rust_src()?;
     bpf_linker(&sysroot)?;
+    if what.fuzz {
+        cargo_fuzz()?;
+    }
     if what.packages {
         debian_packages()?;
     }
     Ok(())
+}
+
+/// cargo-fuzz from crates.io, at [`CARGO_FUZZ_VERSION`]; `cargo install --list` says
+/// whether it is there already (the binary alone could be another version).
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let wanted = format!("cargo-fuzz v{CARGO_FUZZ_VERSION}:");
+    let listed = output({
+        let mut c = command("cargo");
+        c.args(["install", "--list"]);
+        c
+    });
+    let binary = cargo_bin_dir().join("cargo-fuzz");
+    if binary.is_file() && listed.is_some_and(|l| l.lines().any(|l| l.trim() == wanted)) {
+        println!("setup: cargo-fuzz ok ({CARGO_FUZZ_VERSION})");
+        return Ok(());
+    }
+    println!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about two minutes)");
+    let mut c = command("cargo");
+    c.args(["install", "--locked", "--force", "cargo-fuzz", "--version"])
+        .arg(CARGO_FUZZ_VERSION);
+    cmd::run(c)
 }
 
 fn rustup() -> std::process::Command {

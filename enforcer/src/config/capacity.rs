@@ -20,6 +20,19 @@ impl Default for CapacitySettings {
     }
 }
 
+/// Minutes after midnight of "HH:MM" (one or two digits each, 00:00 to 23:59). Only
+/// digits: `u32::from_str` would also take "+9", and "9:75" would be 10:15.
+fn start_minute(text: &str) -> Option<u32> {
+    let (h, m) = text.split_once(':')?;
+    let part = |p: &str, below: u32| {
+        (matches!(p.len(), 1 | 2) && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse::<u32>().ok())
+            .flatten()
+            .filter(|&v| v < below)
+    };
+    Some(part(h, 24)? * 60 + part(m, 60)?)
+}
+
 /// Builds and checks the section; `invalid(field, message)` makes the one-line error.
 pub(super) fn parse(
     c: RawCapacity,
@@ -52,17 +65,12 @@ pub(super) fn parse(
             }
             let mut schedule = Vec::with_capacity(entries.len());
             for (i, e) in entries.into_iter().enumerate() {
-                let minute = e
-                    .start
-                    .split_once(':')
-                    .and_then(|(h, m)| Some(h.parse::<u32>().ok()? * 60 + m.parse::<u32>().ok()?))
-                    .filter(|&m| m < 24 * 60)
-                    .ok_or_else(|| {
-                        invalid(
-                            format!("capacity.schedule[{i}].start"),
-                            format!("invalid time {:?} (expected \"HH:MM\")", e.start),
-                        )
-                    })?;
+                let minute = start_minute(&e.start).ok_or_else(|| {
+                    invalid(
+                        format!("capacity.schedule[{i}].start"),
+                        format!("invalid time {:?} (expected \"HH:MM\")", e.start),
+                    )
+                })?;
                 schedule.push(ScheduleEntry {
                     start_minute: minute,
                     cpu_share: e.cpu_share,

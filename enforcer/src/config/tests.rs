@@ -219,6 +219,35 @@ fn capacity_section() {
 }
 
 #[test]
+fn schedule_times_are_hours_and_minutes_of_a_day() {
+    let schedule = |start: &str| {
+        format!(
+            "[capacity]\npolicy = \"time_of_day\"\n[[capacity.schedule]]\nstart = \"{start}\"\ncpu_share = 0.2\nmemory_share = 0.2\n"
+        )
+    };
+    match parse(&schedule("9:05")).unwrap().capacity.rule.policy {
+        Policy::TimeOfDay(s) => assert_eq!(s[0].start_minute, 545),
+        p => panic!("{p:?}"),
+    }
+    // "71582789:00" overflowed `h * 60` (a panic with overflow checks, a wrapped minute
+    // that passed the range check without); "9:75" was 10:15, "+9:00" was 09:00.
+    for bad in [
+        "71582789:00",
+        "9:75",
+        "+9:00",
+        "9:+5",
+        "24:00",
+        "009:00",
+        "9",
+        ":",
+        "",
+    ] {
+        let e = error(&schedule(bad));
+        assert!(e.contains("capacity.schedule[0].start"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn durations() {
     assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
     assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));

@@ -283,7 +283,9 @@ impl SamplerLoop {
         {
             return Err(anyhow!("{e}; stopping: no action may be taken unjournaled"));
         }
-        while let Ok((req, reply)) = self.tc_inbox.try_recv() {
+        // One request a tick: each is a whole tc pass, and however many the control socket
+        // queued, the tick after this one must come on time.
+        if let Ok((req, reply)) = self.tc_inbox.try_recv() {
             let answer = match &mut self.network {
                 Some(n) => n.request(req, &mut self.actuator, &self.programs),
                 None => Err("network is off (network.enabled = false)".into()),

@@ -115,7 +115,8 @@ impl ReadFile for Fs {
     }
 }
 
-/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`). An
+/// escape is of one byte, `\000` to `\377`; anything else is kept as it is.
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -123,7 +124,8 @@ fn unescape(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
+            && (b'0'..=b'3').contains(&bytes[i + 1])
+            && bytes[i + 2..i + 4]
                 .iter()
                 .all(|b| (b'0'..=b'7').contains(b))
         {
@@ -174,6 +176,12 @@ impl CgroupLayout {
                 continue;
             }
             let mount_point = PathBuf::from(unescape(left[4]));
+            // The kernel writes absolute paths without NUL; a line with another is not a
+            // mount (a relative one would be taken from the daemon's working directory).
+            if !mount_point.is_absolute() || mount_point.as_os_str().as_encoded_bytes().contains(&0)
+            {
+                continue;
+            }
             match right[0] {
                 "cgroup2" => {
                     unified.get_or_insert(mount_point);
@@ -454,6 +462,29 @@ mod tests {
             "no cgroup filesystem mounted (read /proc/self/mountinfo)"
         );
         assert_eq!(unescape(r"/a\040b\134c"), r"/a b\c");
+    }
+
+    #[test]
+    fn escapes_past_a_byte_are_kept_as_they_are() {
+        // `\777` overflowed the byte it was decoded into: a panic with overflow checks, a
+        // wrong byte without.
+        assert_eq!(unescape(r"/a\777\400b\377"), "/a\\777\\400b\u{fffd}");
+        assert_eq!(unescape(r"/x\04"), r"/x\04");
+    }
+
+    #[test]
+    fn mount_points_that_are_not_absolute_paths_are_no_mounts() {
+        // The fuzzer's first find: `\0sys/fs/cgroup/...` was taken as a hierarchy.
+        let text = "\
+32 31 0:29 / sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/nul\0byte rw - cgroup cgroup rw,memory
+34 31 0:31 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+";
+        let l = CgroupLayout::from_mountinfo(text).unwrap();
+        assert_eq!(l.v1.len(), 1);
+        assert_eq!(l.v1[0].mount_point, Path::new("/sys/fs/cgroup/pids"));
+        let err = CgroupLayout::from_mountinfo("32 31 0:29 / cpu rw - cgroup cgroup rw,cpu\n");
+        assert!(err.is_err());
     }
 
     #[test]

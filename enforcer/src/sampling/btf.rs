@@ -38,7 +38,18 @@ pub enum BtfError {
     Malformed { path: String, what: &'static str },
     #[error("{path}: kernel BTF has no {what}; this kernel is not supported")]
     Missing { path: String, what: String },
+    #[error("{path}: kernel BTF is inconsistent: {what}")]
+    Inconsistent { path: String, what: String },
 }
+
+/// How deep anonymous structs and unions are searched for a member. The kernel nests them
+/// two or three deep; a blob whose anonymous member contains itself (directly or through
+/// others) must end the search, not the stack.
+const MAX_ANONYMOUS_DEPTH: u32 = 16;
+
+/// `css_set.subsys` has `CGROUP_SUBSYS_COUNT` slots; kernels have about fifteen subsystems.
+/// An id past this is not a slot of the array, whatever the blob says.
+const MAX_SUBSYS: i64 = 64;
 
 #[derive(Clone, Copy)]
 struct Member {
@@ -208,19 +219,24 @@ impl Btf {
         let name_off = self.name_off(name).ok_or_else(missing)?;
         let ids = self.names.get(&(name_off, true)).ok_or_else(missing)?;
         ids.iter()
-            .find_map(|&id| self.find_member(id, member.as_bytes()))
+            .find_map(|&id| self.find_member(id, member.as_bytes(), 0))
             .map(|bits| bits / 8)
             .ok_or_else(missing)
     }
 
-    fn find_member(&self, id: u32, member: &[u8]) -> Option<u32> {
+    /// The bit offset of `member` in type `id`, `depth` anonymous levels down. An offset
+    /// past `u32` (only a broken blob has one) is no offset.
+    fn find_member(&self, id: u32, member: &[u8], depth: u32) -> Option<u32> {
         let Some(Type::Composite { members }) = self.types.get(id as usize) else {
             return None;
         };
         members.iter().find_map(|m| {
             if m.name_off == 0 {
-                self.find_member(m.type_id, member)
-                    .map(|inner| m.bit_offset + inner)
+                if depth >= MAX_ANONYMOUS_DEPTH {
+                    return None;
+                }
+                self.find_member(m.type_id, member, depth + 1)
+                    .and_then(|inner| m.bit_offset.checked_add(inner))
             } else if self.name(m.name_off) == member {
                 Some(m.bit_offset)
             } else {
@@ -247,9 +263,33 @@ impl Btf {
 
     /// `offsetof(struct css_set, subsys[<id>])` for a `cgroup_subsys_id` enumerator such
     /// as `memory_cgrp_id`.
+    ///
+    /// The id must be a slot of the array (below `CGROUP_SUBSYS_COUNT`): the offset goes to
+    /// the kernel program, which would read past `css_set` with anything else.
     pub fn css_set_subsys_offset(&self, subsys_id: &str) -> Result<u32, BtfError> {
         let id = self.enum_value("cgroup_subsys_id", subsys_id)?;
-        Ok(self.member_offset("css_set", "subsys")? + id as u32 * size_of::<u64>() as u32)
+        let count = self
+            .enum_value("cgroup_subsys_id", "CGROUP_SUBSYS_COUNT")
+            .unwrap_or(MAX_SUBSYS)
+            .min(MAX_SUBSYS);
+        let inconsistent = |what: String| BtfError::Inconsistent {
+            path: self.origin.clone(),
+            what,
+        };
+        if !(0..count).contains(&id) {
+            return Err(inconsistent(format!(
+                "enum cgroup_subsys_id value {subsys_id} = {id} is not below CGROUP_SUBSYS_COUNT ({count})"
+            )));
+        }
+        let subsys = self.member_offset("css_set", "subsys")?;
+        // id < 64: the product fits; the sum may not.
+        subsys
+            .checked_add(id as u32 * size_of::<u64>() as u32)
+            .ok_or_else(|| {
+                inconsistent(format!(
+                    "struct css_set member subsys at {subsys} has no slot {id}"
+                ))
+            })
     }
 
     /// The offsets the CPU sampler walks from a `task_struct` to its cgroup id.
@@ -334,6 +374,110 @@ mod tests {
         );
         assert!(btf.enum_value("e", "Z").is_err());
         assert!(Btf::parse(b"garbage-garbage-garbage-garbage", "x").is_err());
+    }
+
+    /// `blob()` with its string section grown by `extra` names and its type section by
+    /// `types` (ids from 6 on).
+    fn blob_with(extra: &[u8], types: &[u32]) -> Vec<u8> {
+        let base = blob();
+        let hdr = |i: usize| u32::from_le_bytes(base[4 + 4 * i..8 + 4 * i].try_into().unwrap());
+        let (type_len, str_len) = (hdr(2) as usize, hdr(4) as usize);
+        let mut type_bytes = base[24..24 + type_len].to_vec();
+        type_bytes.extend(types.iter().flat_map(|v| v.to_le_bytes()));
+        let mut strings = base[24 + type_len..24 + type_len + str_len].to_vec();
+        strings.extend_from_slice(extra);
+        let mut out = base[..8].to_vec();
+        for v in [
+            0u32,
+            type_bytes.len() as u32,
+            type_bytes.len() as u32,
+            strings.len() as u32,
+        ] {
+            out.extend(v.to_le_bytes());
+        }
+        out.extend(type_bytes);
+        out.extend(strings);
+        out
+    }
+
+    /// Offset of the string `name` in `blob()`'s strings grown by `extra`.
+    fn string_at(extra: &[u8], name: &str) -> u32 {
+        let base = b"\0int\0outer\0a\0b\0pad\0e\0X\0Y\0long\0";
+        let all = [&base[..], extra].concat();
+        let needle = [b"\0", name.as_bytes(), b"\0"].concat();
+        all.windows(needle.len()).position(|w| w == needle).unwrap() as u32 + 1
+    }
+
+    #[test]
+    fn an_anonymous_member_that_contains_itself_ends_the_search() {
+        // 6: struct loop { <anonymous: struct loop> @0 }: the search recursed until the
+        // stack overflowed.
+        let extra = b"loop\0";
+        let name = string_at(extra, "loop");
+        let btf = Btf::parse(
+            &blob_with(extra, &[name, KIND_STRUCT << 24 | 1, 8, 0, 6, 0]),
+            "test",
+        )
+        .unwrap();
+        let err = btf.member_offset("loop", "x").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "test: kernel BTF has no struct loop member x; this kernel is not supported"
+        );
+    }
+
+    #[test]
+    fn member_offsets_past_u32_are_not_offsets() {
+        // 6: struct big { <anonymous: struct outer> @ u32::MAX - 63 bits }: outer's `a` is
+        // there, its `b` (64 bits further) would be past u32 (the sum overflowed).
+        let extra = b"big\0";
+        let name = string_at(extra, "big");
+        let btf = Btf::parse(
+            &blob_with(
+                extra,
+                &[name, KIND_STRUCT << 24 | 1, 8, 0, 4, u32::MAX - 63],
+            ),
+            "test",
+        )
+        .unwrap();
+        assert_eq!(btf.member_offset("big", "a").unwrap(), (u32::MAX - 63) / 8);
+        assert!(btf.member_offset("big", "b").is_err());
+    }
+
+    #[test]
+    fn a_subsystem_id_must_be_a_slot_of_css_set() {
+        // 6: struct css_set { int subsys @64 }; 7: enum cgroup_subsys_id with a huge id (the
+        // fuzzer's: `id * 8` overflowed) and one past the count (read past css_set).
+        let extra = b"css_set\0subsys\0cgroup_subsys_id\0cpu_cgrp_id\0huge_id\0late_id\0CGROUP_SUBSYS_COUNT\0";
+        let s = |n| string_at(extra, n);
+        let types = [
+            s("css_set"),
+            KIND_STRUCT << 24 | 1,
+            16,
+            s("subsys"),
+            1,
+            64,
+            s("cgroup_subsys_id"),
+            KIND_ENUM << 24 | 4,
+            4,
+            s("cpu_cgrp_id"),
+            1,
+            s("huge_id"),
+            0x2000_0001,
+            s("late_id"),
+            5,
+            s("CGROUP_SUBSYS_COUNT"),
+            5,
+        ];
+        let btf = Btf::parse(&blob_with(extra, &types), "test").unwrap();
+        assert_eq!(btf.css_set_subsys_offset("cpu_cgrp_id").unwrap(), 8 + 8);
+        for id in ["huge_id", "late_id"] {
+            let err = btf.css_set_subsys_offset(id).unwrap_err().to_string();
+            assert!(
+                err.starts_with("test: kernel BTF is inconsistent: enum cgroup_subsys_id value"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

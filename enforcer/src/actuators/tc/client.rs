@@ -14,7 +14,6 @@ use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
-    tc::TcMessage,
 };
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::Handle;
@@ -22,7 +21,7 @@ use thiserror::Error;
 
 use super::{
     codec::{TcOp, class_dump, filter_dump, ifb_add, link_del, link_dump, link_get, qdisc_dump},
-    decode::{QdiscInfo, decode_class, decode_filter, decode_qdisc},
+    decode::{Dumped, QdiscInfo, decode_message},
 };
 use crate::model::tc::{Filter, HtbClass};
 
@@ -134,13 +133,9 @@ async fn exchange(
     Ok(out)
 }
 
-fn tc_messages(answers: Vec<RouteNetlinkMessage>) -> impl Iterator<Item = TcMessage> {
-    answers.into_iter().filter_map(|m| match m {
-        RouteNetlinkMessage::NewQueueDiscipline(t)
-        | RouteNetlinkMessage::NewTrafficClass(t)
-        | RouteNetlinkMessage::NewTrafficFilter(t) => Some(t),
-        _ => None,
-    })
+/// The objects of one dump, decoded as [`super::decode_dump`] decodes raw bytes.
+fn dumped(answers: &[RouteNetlinkMessage]) -> impl Iterator<Item = Dumped> + '_ {
+    answers.iter().filter_map(decode_message)
 }
 
 impl NsConn {
@@ -184,7 +179,12 @@ impl NsConn {
         let answers = exchange(self.handle.clone(), qdisc_dump())
             .await
             .map_err(TcError::Netlink)?;
-        Ok(tc_messages(answers).map(|t| decode_qdisc(&t)).collect())
+        Ok(dumped(&answers)
+            .filter_map(|d| match d {
+                Dumped::Qdisc(q) => Some(q),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The HTB classes of each interface, all dumps in flight together.
@@ -196,8 +196,15 @@ impl NsConn {
             .await
             .into_iter()
             .map(|r| {
-                r.map(|a| tc_messages(a).filter_map(|t| decode_class(&t)).collect())
-                    .map_err(TcError::Netlink)
+                r.map(|a| {
+                    dumped(&a)
+                        .filter_map(|d| match d {
+                            Dumped::Class(c) => Some(c),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .map_err(TcError::Netlink)
             })
             .collect()
     }
@@ -212,8 +219,15 @@ impl NsConn {
             .await
             .into_iter()
             .map(|r| {
-                r.map(|a| tc_messages(a).filter_map(|t| decode_filter(&t)).collect())
-                    .map_err(TcError::Netlink)
+                r.map(|a| {
+                    dumped(&a)
+                        .filter_map(|d| match d {
+                            Dumped::Filter(f) => Some(f),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .map_err(TcError::Netlink)
             })
             .collect()
     }

@@ -2,11 +2,18 @@
 //!
 //! HTB's options are opaque to netlink-packet-route (it keeps them as one attribute): the
 //! nested `TCA_HTB_*` attributes are walked here.
+//!
+//! Every byte here comes from the kernel, of a namespace that a pod may own: decoding is
+//! total (a field that is missing or short makes the object unknown, never a panic), and
+//! [`decode_dump`] is the path raw bytes take, for the fuzzer as for the client.
 
-use netlink_packet_core::{Nla, NlasIterator};
-use netlink_packet_route::tc::{
-    TcAction, TcActionAttribute, TcActionMirrorOption, TcActionOption, TcAttribute,
-    TcFilterBpfOption, TcFilterU32Option, TcMessage, TcMirrorActionType, TcOption,
+use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload, Nla, NlasIterator};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    tc::{
+        TcAction, TcActionAttribute, TcActionMirrorOption, TcActionOption, TcAttribute,
+        TcFilterBpfOption, TcFilterU32Option, TcMessage, TcMirrorActionType, TcOption,
+    },
 };
 
 use super::htb::{TCA_HTB_CEIL64, TCA_HTB_INIT, TCA_HTB_PARMS, TCA_HTB_RATE64};
@@ -21,6 +28,49 @@ pub struct QdiscInfo {
     pub kind: String,
     /// HTB only: the minor of its default class.
     pub htb_default: Option<u16>,
+}
+
+/// One object of a qdisc, class or filter dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dumped {
+    Qdisc(QdiscInfo),
+    Class(HtbClass),
+    Filter(Filter),
+}
+
+/// One answer of a dump, decoded by its message type; `None` for what enforcer does not
+/// model (another message type, a class of another qdisc, a classifier head).
+pub(super) fn decode_message(m: &RouteNetlinkMessage) -> Option<Dumped> {
+    match m {
+        RouteNetlinkMessage::NewQueueDiscipline(t) => Some(Dumped::Qdisc(decode_qdisc(t))),
+        RouteNetlinkMessage::NewTrafficClass(t) => decode_class(t).map(Dumped::Class),
+        RouteNetlinkMessage::NewTrafficFilter(t) => decode_filter(t).map(Dumped::Filter),
+        _ => None,
+    }
+}
+
+/// The entry the kernel's bytes take: one buffer of netlink messages as a dump's datagrams
+/// bring them, split and deserialised as the client's connection does (netlink-proto's
+/// codec: a buffer that is not netlink ends the read, a message that does not deserialise
+/// is skipped), each decoded by [`decode_message`].
+pub fn decode_dump(bytes: &[u8]) -> Vec<Dumped> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Ok(buffer) = NetlinkBuffer::new_checked(rest) else {
+            break;
+        };
+        let (message, after) = rest.split_at(buffer.length() as usize);
+        rest = after;
+        if let Ok(NetlinkMessage {
+            payload: NetlinkPayload::InnerMessage(m),
+            ..
+        }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(message)
+        {
+            out.extend(decode_message(&m));
+        }
+    }
+    out
 }
 
 fn kind_of(m: &TcMessage) -> String {

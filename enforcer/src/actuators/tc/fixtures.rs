@@ -6,7 +6,7 @@
 //! ignores them when the ratespec names a link layer, so enforcer does not send them and the
 //! comparison drops them from `tc`'s message.
 
-use super::super::decode::{decode_class, decode_filter, decode_qdisc};
+use super::super::decode::{Dumped, decode_class, decode_dump, decode_filter, decode_qdisc};
 use super::*;
 use crate::model::tc::{Filter, classid, xmit_ticks};
 
@@ -284,6 +284,33 @@ fn qdiscs_and_filters_decode() {
             target_ifindex: IFB
         })
     );
+}
+
+#[test]
+fn a_dump_buffer_decodes_message_by_message() {
+    let qdisc = decode_qdisc(&tc_message(&hex(HTB_QDISC)));
+    let class = decode_class(&tc_message(&hex(CLASS_ADD_SMALL))).unwrap();
+    let filter = decode_filter(&tc_message(&hex(REDIRECT_FILTER))).unwrap();
+    let mut bytes = [HTB_QDISC, CLASS_ADD_SMALL, REDIRECT_FILTER]
+        .iter()
+        .flat_map(|h| hex(h))
+        .collect::<Vec<u8>>();
+    let all = vec![
+        Dumped::Qdisc(qdisc),
+        Dumped::Class(class),
+        Dumped::Filter(filter),
+    ];
+    assert_eq!(decode_dump(&bytes), all);
+    // A message that does not deserialise is skipped, as the client's connection skips it;
+    // a tail that is not netlink ends the dump.
+    // (Here TCA_KIND's length runs past the message.)
+    let mut with_bad = hex(HTB_QDISC);
+    with_bad[16 + 20..16 + 20 + 2].copy_from_slice(&[0xff, 0xff]);
+    with_bad.extend(&bytes);
+    assert_eq!(decode_dump(&with_bad), all);
+    bytes.extend([0x40, 0, 0, 0, 0x24]);
+    assert_eq!(decode_dump(&bytes), all);
+    assert!(decode_dump(&[]).is_empty());
 }
 
 #[test]

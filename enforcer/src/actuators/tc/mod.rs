@@ -7,3 +7,5 @@ mod decode;
 mod htb;
 mod owned;
 pub mod reconcile;
+
+pub use decode::{Dumped, QdiscInfo, decode_dump};
