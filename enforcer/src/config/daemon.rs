@@ -28,7 +28,8 @@ pub struct JournalConfig {
     /// The live segment; older ones are `<path>.1` (newest) … `<path>.<segments - 1>`.
     pub path: PathBuf,
     /// Bytes a segment may reach before the journal rotates (an intent and its outcome
-    /// stay in one segment, so a segment may pass it by the lines of one action).
+    /// stay in one segment, so a segment may pass it by the lines of an action, by a
+    /// quarter of it at most).
     pub segment_size: u64,
     /// Segments kept, the live one included (at least 2); older ones are deleted whole.
     pub segments: usize,

@@ -106,7 +106,7 @@ pub struct Journal {
     torn: bool,
     next_seq: u64,
     /// Intents written without their outcome yet: no rotation until they are concluded,
-    /// so an intent and its outcome are always in the same segment.
+    /// so an intent and its outcome (under the same number) are in the same segment.
     open_intents: BTreeSet<u64>,
     /// Entries that could not be written (full or read-only file system), counted for the
     /// metrics and the alert.
@@ -116,6 +116,10 @@ pub struct Journal {
     /// A rotation failed (said once until one succeeds).
     rotation_failing: bool,
 }
+
+/// Intents remembered as open; older ones were abandoned (a daemon that concludes every
+/// action has one or two open at a time).
+const MAX_OPEN_INTENTS: usize = 64;
 
 /// The message of a failed open: one line naming the file, the step and what to do.
 const OPEN_HINT: &str = "the journal must be writable before enforcer acts: make its directory writable by root, free space, or point daemon.journal at a writable file";
@@ -201,6 +205,9 @@ impl Journal {
         }
         if entry.outcome == Outcome::Intent {
             self.open_intents.insert(entry.seq);
+            if self.open_intents.len() > MAX_OPEN_INTENTS {
+                self.open_intents.pop_first();
+            }
         }
         match self.write_line(&line) {
             Ok(()) => {
@@ -237,13 +244,14 @@ impl Journal {
     }
 
     /// Rotates before a line of `incoming` bytes if the live segment would pass its size.
-    /// An intent still open holds the rotation back, up to twice the size (an intent never
-    /// concluded must not grow the segment for ever).
+    /// An intent still open holds the rotation back, by at most a quarter of the size: an
+    /// intent and its outcome are lines apart, so one that is still open then was never
+    /// concluded (or concluded under another number) and holds nothing back any more.
     fn rotate_if_due(&mut self, incoming: u64) {
         let cap = self.config.segment_size;
         let after = self.len + incoming;
         let due = self.len > 0 && after > cap;
-        if !due || (!self.open_intents.is_empty() && after <= cap.saturating_mul(2)) {
+        if !due || (!self.open_intents.is_empty() && after <= cap.saturating_add(cap / 4)) {
             return;
         }
         match self.rotate() {

@@ -186,6 +186,32 @@ fn an_intent_and_its_outcome_stay_in_one_segment() {
 }
 
 #[test]
+fn an_intent_never_concluded_holds_the_rotation_back_a_little_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let line = serde_json::to_vec(&entry(100, Outcome::Intent))
+        .unwrap()
+        .len() as u64
+        + 1;
+    let mut j = Journal::open(rotating(&path, 4096, 4)).unwrap();
+    // Outcomes under a number of their own: every intent stays open.
+    for _ in 0..100 {
+        let intent = j.next_seq();
+        j.append(&entry(intent, Outcome::Intent)).unwrap();
+        let outcome = j.next_seq();
+        j.append(&entry(outcome, Outcome::Applied)).unwrap();
+    }
+    assert_eq!(segment_paths(&path).unwrap().len(), 4);
+    assert!(j.open_intents.len() <= MAX_OPEN_INTENTS);
+    for p in segment_paths(&path).unwrap() {
+        let size = std::fs::metadata(&p).unwrap().len();
+        assert!(size <= 4096 + 1024 + line, "{}: {size} bytes", p.display());
+    }
+    let seqs: Vec<u64> = read(&path).unwrap().iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
 fn the_next_sequence_number_comes_from_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.jsonl");
