@@ -39,12 +39,13 @@ use crate::config::JournalConfig;
 
 #[derive(Debug, Error)]
 pub enum JournalError {
-    /// Opening at start-up: the directory, the live segment, or its tail.
-    #[error("journal {path}: {what}: {source} ({hint})")]
+    /// Opening at start-up: the directory, the live segment, or its tail. (The I/O error
+    /// is in the message, not a source, so that a chain printed whole says it once.)
+    #[error("journal {path}: {what}: {error}; {hint}")]
     Io {
         path: PathBuf,
         what: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
         hint: &'static str,
     },
 }
@@ -133,10 +134,10 @@ impl Journal {
         let path = config.path.clone();
         let io = |what| {
             let path = path.clone();
-            move |source| JournalError::Io {
+            move |error| JournalError::Io {
                 path,
                 what,
-                source,
+                error,
                 hint: OPEN_HINT,
             }
         };
