@@ -1,6 +1,10 @@
 //! The `[daemon]` section: node identity, timing, endpoints, the CPU sampler, and its checks.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use super::{error::ConfigError, raw::RawDaemon};
 
@@ -10,6 +14,62 @@ pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9977";
 pub const DEFAULT_SOCKET: &str = "/run/enforcer/enforcer.sock";
 pub const DEFAULT_JOURNAL: &str = "/var/lib/enforcer/journal.jsonl";
 pub const DEFAULT_STATE_DIR: &str = "/run/enforcer";
+/// `daemon.journal_segment_size`: the live segment is rotated before it would pass this.
+pub const DEFAULT_JOURNAL_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+/// `daemon.journal_segments`: segments kept, the live one included.
+pub const DEFAULT_JOURNAL_SEGMENTS: usize = 8;
+/// The smallest `daemon.journal_segment_size` accepted.
+const MIN_JOURNAL_SEGMENT_SIZE: u64 = 4 * 1024;
+
+/// The action journal: where its live segment is, and how it rotates
+/// (`daemon.journal`, `daemon.journal_segment_size`, `daemon.journal_segments`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// The live segment; older ones are `<path>.1` (newest) … `<path>.<segments - 1>`.
+    pub path: PathBuf,
+    /// Bytes a segment may reach before the journal rotates (an intent and its outcome
+    /// stay in one segment, so a segment may pass it by the lines of an action, by a
+    /// quarter of it at most).
+    pub segment_size: u64,
+    /// Segments kept, the live one included (at least 2); older ones are deleted whole.
+    pub segments: usize,
+}
+
+impl JournalConfig {
+    /// The live segment's path, for messages and the snapshot.
+    pub fn display(&self) -> std::path::Display<'_> {
+        self.path.display()
+    }
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig::from(Path::new(DEFAULT_JOURNAL))
+    }
+}
+
+/// A journal at this path with the default rotation.
+impl From<&Path> for JournalConfig {
+    fn from(path: &Path) -> Self {
+        JournalConfig {
+            path: path.to_path_buf(),
+            segment_size: DEFAULT_JOURNAL_SEGMENT_SIZE,
+            segments: DEFAULT_JOURNAL_SEGMENTS,
+        }
+    }
+}
+
+impl From<&PathBuf> for JournalConfig {
+    fn from(path: &PathBuf) -> Self {
+        JournalConfig::from(path.as_path())
+    }
+}
+
+impl From<&JournalConfig> for JournalConfig {
+    fn from(c: &JournalConfig) -> Self {
+        c.clone()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
@@ -23,8 +83,8 @@ pub struct DaemonConfig {
     pub hierarchy: HierarchyChoice,
     pub cgroup_map_entries: u32,
     pub sampler: SamplerChoice,
-    /// Append-only action journal.
-    pub journal: PathBuf,
+    /// Append-only action journal, in rotated segments.
+    pub journal: JournalConfig,
     /// Node-local state for other agents (the scheduling gate file).
     pub state_dir: PathBuf,
     /// Decide and journal every action without applying any.
@@ -51,7 +111,7 @@ impl Default for DaemonConfig {
             hierarchy: HierarchyChoice::Auto,
             cgroup_map_entries: enforcer_common::CPU_NS_DEFAULT_ENTRIES,
             sampler: SamplerChoice::Ebpf,
-            journal: PathBuf::from(DEFAULT_JOURNAL),
+            journal: JournalConfig::default(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             dry_run: false,
         }
@@ -75,7 +135,13 @@ pub(super) fn parse(
         hierarchy: r.hierarchy.unwrap_or(defaults.hierarchy),
         cgroup_map_entries: r.cgroup_map_entries.unwrap_or(defaults.cgroup_map_entries),
         sampler: r.sampler.unwrap_or(defaults.sampler),
-        journal: r.journal.unwrap_or(defaults.journal),
+        journal: JournalConfig {
+            path: r.journal.unwrap_or(defaults.journal.path),
+            segment_size: r
+                .journal_segment_size
+                .unwrap_or(defaults.journal.segment_size),
+            segments: r.journal_segments.unwrap_or(defaults.journal.segments),
+        },
         state_dir: r.state_dir.unwrap_or(defaults.state_dir),
         dry_run: r.dry_run.unwrap_or(defaults.dry_run),
     };
@@ -112,6 +178,24 @@ pub(super) fn parse(
             ),
         ));
     }
+    if daemon.journal.segment_size < MIN_JOURNAL_SEGMENT_SIZE {
+        return Err(invalid(
+            "daemon.journal_segment_size".into(),
+            format!(
+                "{} bytes is less than the minimum, 4KiB",
+                daemon.journal.segment_size
+            ),
+        ));
+    }
+    if !(2..=1000).contains(&daemon.journal.segments) {
+        return Err(invalid(
+            "daemon.journal_segments".into(),
+            format!(
+                "{} is out of range 2..=1000 (the live segment and at least one before it)",
+                daemon.journal.segments
+            ),
+        ));
+    }
     if daemon.node_name.trim().is_empty() {
         return Err(invalid(
             "daemon.node_name".into(),
@@ -119,4 +203,56 @@ pub(super) fn parse(
         ));
     }
     Ok(daemon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn error(text: &str) -> String {
+        Config::parse(text, Path::new("enforcer.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn journal_rotation_is_configured_with_defaults() {
+        let c = Config::parse("", Path::new("enforcer.toml")).unwrap();
+        assert_eq!(c.daemon.journal, JournalConfig::default());
+        assert_eq!(c.daemon.journal.segment_size, 64 * 1024 * 1024);
+        assert_eq!(c.daemon.journal.segments, 8);
+        let c = Config::parse(
+            "[daemon]\njournal = \"/j/journal.jsonl\"\njournal_segment_size = \"4KiB\"\njournal_segments = 3\n",
+            Path::new("enforcer.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.daemon.journal,
+            JournalConfig {
+                path: "/j/journal.jsonl".into(),
+                segment_size: 4096,
+                segments: 3,
+            }
+        );
+        let e = error("[daemon]\njournal_segment_size = \"1KiB\"\n");
+        assert!(e.contains("daemon.journal_segment_size"), "{e}");
+        let e = error("[daemon]\njournal_segment_size = \"lots\"\n");
+        assert!(
+            e.contains("daemon.journal_segment_size") && e.contains("invalid size"),
+            "{e}"
+        );
+        let e = error("[daemon]\njournal_segments = 1\n");
+        assert!(e.contains("daemon.journal_segments"), "{e}");
+    }
+
+    #[test]
+    fn the_documented_example_states_the_journal_defaults() {
+        let c = Config::parse(
+            include_str!("../../../deploy/enforcer.toml"),
+            Path::new("deploy/enforcer.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.daemon.journal, JournalConfig::default());
+    }
 }

@@ -22,8 +22,9 @@ mod units;
 
 pub use capacity::CapacitySettings;
 pub use daemon::{
-    DEFAULT_JOURNAL, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET, DEFAULT_STATE_DIR, DaemonConfig,
-    HierarchyChoice, SamplerChoice,
+    DEFAULT_JOURNAL, DEFAULT_JOURNAL_SEGMENT_SIZE, DEFAULT_JOURNAL_SEGMENTS,
+    DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET, DEFAULT_STATE_DIR, DaemonConfig, HierarchyChoice,
+    JournalConfig, SamplerChoice,
 };
 pub use error::ConfigError;
 pub use network::NetworkConfig;

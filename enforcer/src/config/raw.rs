@@ -216,6 +216,9 @@ pub(super) struct RawDaemon {
     pub(super) cgroup_map_entries: Option<u32>,
     pub(super) sampler: Option<SamplerChoice>,
     pub(super) journal: Option<PathBuf>,
+    #[serde(default, deserialize_with = "size")]
+    pub(super) journal_segment_size: Option<u64>,
+    pub(super) journal_segments: Option<usize>,
     pub(super) state_dir: Option<PathBuf>,
     pub(super) dry_run: Option<bool>,
 }
@@ -236,6 +239,16 @@ pub(super) struct RawRule {
     pub(super) pattern: Regex,
     pub(super) class: Class,
     pub(super) priority: Option<Priority>,
+}
+
+/// A size in bytes: `"64MiB"`, `"4KiB"`, `"1048576"`.
+pub(super) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_bytes(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid size {text:?} (expected a size like \"64MiB\" or \"4KiB\")"
+        ))
+    })
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
