@@ -48,12 +48,7 @@ use crate::{
     },
     surfaces::{control, http},
 };
-use crate::{
-    host::RealHost,
-    model::index::CgroupIndex,
-    policy::ladder::{Stage, Trigger},
-    surfaces::snapshot::TcRequest,
-};
+use crate::{host::RealHost, model::index::CgroupIndex, surfaces::snapshot::TcRequest};
 use capacity::CapacityController;
 use census::CgroupRoots;
 use controllers::Controllers;
@@ -245,7 +240,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     } else {
         // A (re)started daemon starts from Normal: say so to the schedulers' readers.
         actuator
-            .scheduling_gate(Stage::Normal.name(), true, Trigger::Startup)
+            .scheduling_gate_at_start()
             .context("daemon.journal")?;
     }
     if dry_run {

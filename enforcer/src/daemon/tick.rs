@@ -263,9 +263,8 @@ impl SamplerLoop {
         st.health.journal_failing = self
             .journal_failed_at
             .is_some_and(|t| t.elapsed() < JOURNAL_FAILING_FOR);
-        // What the kernel has, not what the controllers believe.
-        st.protection.frozen = census.parents.iter().any(|p| p.state.frozen);
         st.capacity = self.controllers.capacity.view.clone();
+        // The parents as the census read them this tick (before this tick's effects).
         st.capacity.parents = census.parents.iter().map(|p| p.state.clone()).collect();
         Ok(unknown)
     }

@@ -54,6 +54,19 @@ impl Actuator {
         .map(|(o, _)| o)
     }
 
+    /// At start-up with nothing to adopt: the gate is written open, journaled as its own
+    /// action (`scheduling_open_at_start`), so that `open_scheduling` keeps meaning "the
+    /// ladder reopened the node".
+    pub fn scheduling_gate_at_start(&mut self) -> Result<Outcome, JournalError> {
+        let reason = serde_json::json!({ "trigger": Trigger::Startup });
+        self.transact(
+            node_head("normal", "scheduling_open_at_start", reason),
+            None,
+            |a| (Some(()), a.write_gate(true, None).map(|()| None)),
+        )
+        .map(|(o, _)| o)
+    }
+
     /// `<state_dir>/scheduling`: "open", or "closed <trigger>" — read by the Yarn
     /// NodeManager health script (deploy/nm-health-check.sh). Written atomically.
     fn write_gate(&self, open: bool, trigger: Option<Trigger>) -> Result<(), String> {
