@@ -244,9 +244,10 @@ impl SamplerLoop {
         let decided = self
             .controllers
             .decide(signals, &input, &census, &alive, now);
-        // Without a journal no action may be taken: stop rather than act unrecorded.
-        let results = effects::apply(&mut self.actuator, decided)
-            .map_err(|e| anyhow!("{e}; stopping: no action may be taken unjournaled"))?;
+        // The journal no longer fails on I/O (it falls back to stderr); an error here is one
+        // the daemon cannot act past, so it stops.
+        let results =
+            effects::apply(&mut self.actuator, decided).map_err(|e| anyhow!("{e}; stopping"))?;
         self.controllers.observe(&results, Instant::now());
 
         // 6. network.
@@ -280,7 +281,7 @@ impl SamplerLoop {
                 &self.discovery.rules,
             )
         {
-            return Err(anyhow!("{e}; stopping: no action may be taken unjournaled"));
+            return Err(anyhow!("{e}; stopping"));
         }
         // One request a tick: each is a whole tc pass, and however many the control socket
         // queued, the tick after this one must come on time.
