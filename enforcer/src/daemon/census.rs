@@ -172,20 +172,26 @@ impl CgroupRoots {
         }
     }
 
-    /// The memory limit in force on `rel` (`None`: unlimited, or no memory cgroup).
+    /// The memory limit in force on `rel` (`None`: unlimited, or no memory cgroup). On
+    /// cgroup2 the lower of `memory.high` (what enforcer squeezes with) and `memory.max`.
     pub fn memory_limit(&self, host: &dyn Host, rel: &str) -> Option<u64> {
         let (root, v2) = self.memory.as_ref()?;
-        let file = if *v2 {
-            "memory.max"
-        } else {
-            "memory.limit_in_bytes"
+        let read = |file: &str| -> Option<u64> {
+            host.read(&root.join(rel).join(file))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
         };
-        let value: u64 = host
-            .read(&root.join(rel).join(file))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
+        let value = if *v2 {
+            // "max" does not parse: unlimited.
+            match (read("memory.high"), read("memory.max")) {
+                (Some(h), Some(m)) => h.min(m),
+                (h, m) => h.or(m)?,
+            }
+        } else {
+            read("memory.limit_in_bytes")?
+        };
         // v1 says "no limit" with a huge page-aligned number.
         (value < 1 << 62).then_some(value)
     }
@@ -293,6 +299,13 @@ mod tests {
         assert_eq!(r.cpu_quota_cores(&host, "be"), Some(0.5));
         assert_eq!(r.memory_limit(&host, "be"), None, "max is no limit");
         assert_eq!(r.memory_usage(&host, "be"), Some(4096));
+        // enforcer's squeeze is memory.high, with memory.max a margin above.
+        host.set("/cg/be/memory.high", "1073741824\n");
+        host.set("/cg/be/memory.max", "1342177280\n");
+        assert_eq!(r.memory_limit(&host, "be"), Some(1 << 30));
+        host.set("/cg/be/memory.high", "max\n");
+        assert_eq!(r.memory_limit(&host, "be"), Some(1342177280));
+        host.set("/cg/be/memory.max", "max\n");
         host.set("/cg/freezer/yarn/freezer.state", "THAWED\n");
         host.set("/cg/cpu/yarn/cpu.cfs_quota_us", "-1\n");
         host.set("/cg/cpu/yarn/cpu.cfs_period_us", "100000\n");
