@@ -6,11 +6,11 @@
 use std::{
     io,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use thiserror::Error;
 
-use super::freeze::{FREEZE_BUDGET, FREEZE_TRIES};
 use crate::model::controllers::NotDelegated;
 
 #[derive(Debug, Error)]
@@ -44,10 +44,16 @@ pub enum CgroupfsError {
     /// EINVAL: the kernel refused the value itself.
     #[error("{path}: value {value:?} rejected by the kernel (EINVAL)", path = .path.display())]
     Rejected { path: PathBuf, value: String },
-    /// A freeze that did not complete within [`FREEZE_TRIES`] writes over [`FREEZE_BUDGET`]:
-    /// left as the kernel has it (partly frozen), for a later tick to retry or escalate.
-    #[error("{path}: freeze stalled: {state} after {FREEZE_TRIES} tries over {FREEZE_BUDGET:?} (a task mid-exec or in uninterruptible sleep); left partly frozen", path = .path.display())]
-    FreezeStalled { path: PathBuf, state: String },
+    /// A freeze that did not complete within its bound (`tries` writes over `budget`, see
+    /// `freeze::FREEZE_TRIES`): left as the kernel has it (partly frozen), for a later tick
+    /// to retry or escalate.
+    #[error("{path}: freeze stalled: {state} after {tries} tries over {budget:?} (a task mid-exec or in uninterruptible sleep); left partly frozen", path = .path.display())]
+    FreezeStalled {
+        path: PathBuf,
+        state: String,
+        tries: u32,
+        budget: Duration,
+    },
     #[error("{0}: no hierarchy on this host can {1}")]
     Unsupported(String, &'static str),
     #[error("{path}: still has processes {pids:?} after kill", path = .path.display())]
@@ -295,6 +301,8 @@ mod tests {
         let stalled = CgroupfsError::FreezeStalled {
             path: "/c".into(),
             state: "FREEZING".into(),
+            tries: 3,
+            budget: Duration::from_millis(300),
         };
         assert_eq!(stalled.retry(), Retry::Later);
     }

@@ -85,6 +85,8 @@ fn confirm_freeze(f: &mut impl Freeze, path: &Path, rewrite: bool) -> Result<(),
         FreezeState::Pending(state) => Err(CgroupfsError::FreezeStalled {
             path: path.to_path_buf(),
             state,
+            tries: FREEZE_TRIES,
+            budget: FREEZE_BUDGET,
         }),
     }
 }
