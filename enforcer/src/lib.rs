@@ -3,14 +3,15 @@
 //!
 //! Layers, bottom to top; each uses only those below it (`cargo xtask layers` checks, and
 //! ARCHITECTURE.md is the map):
-//! 0. [`model`] (plain data: layout, classification, the live index, tc objects), [`clock`],
-//!    [`text`], [`host`] (the node's files as the daemon reads them);
-//! 1. [`sampling`] (the eBPF programs and their maps) and [`policy`] (pure computations,
+//! 0. [`host`] (the node's files as the daemon's logic reads them, behind one trait);
+//! 1. [`model`] (plain data: layout, classification, the live index, tc objects), [`clock`],
+//!    [`text`];
+//! 2. [`sampling`] (the eBPF programs and their maps) and [`policy`] (pure computations,
 //!    time injected);
-//! 2. [`config`] (the TOML file);
-//! 3. [`actuators`] (the only writers to the kernel, behind the one choke point);
-//! 4. [`surfaces`] (the wire schema, metrics, the control socket, the CLI's renderings);
-//! 5. [`daemon`] (the tick: sample, decide, apply through the choke point, publish).
+//! 3. [`config`] (the TOML file);
+//! 4. [`actuators`] (the only writers to the kernel, behind the one choke point);
+//! 5. [`surfaces`] (the wire schema, metrics, the control socket, the CLI's renderings);
+//! 6. [`daemon`] (the tick: sample, decide, apply through the choke point, publish).
 
 pub mod actuators;
 pub mod clock;

@@ -15,6 +15,15 @@ pub struct FakeHost {
 }
 
 impl FakeHost {
+    /// A node with these files (path, contents).
+    pub fn with(files: &[(&str, &str)]) -> FakeHost {
+        let host = FakeHost::default();
+        for (path, text) in files {
+            host.set(path, text);
+        }
+        host
+    }
+
     pub fn set(&self, path: impl AsRef<Path>, text: &str) {
         self.files
             .lock()

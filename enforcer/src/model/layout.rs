@@ -9,6 +9,8 @@ use std::{
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::host::{Host, RealHost};
+
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 #[derive(Debug, Error)]
@@ -93,28 +95,6 @@ impl MemoryHierarchy {
     }
 }
 
-/// The one file primitive discovery needs: reading a cgroupfs file. [`Fs`] is the real one;
-/// the unit tests pass fixtures (a closure over a map of paths to contents).
-pub trait ReadFile {
-    fn read(&self, path: &Path) -> std::io::Result<String>;
-}
-
-impl<F: Fn(&Path) -> std::io::Result<String>> ReadFile for F {
-    fn read(&self, path: &Path) -> std::io::Result<String> {
-        self(path)
-    }
-}
-
-/// The node's real files.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Fs;
-
-impl ReadFile for Fs {
-    fn read(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
-    }
-}
-
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`). An
 /// escape is of one byte, `\000` to `\377`; anything else is kept as it is.
 fn unescape(field: &str) -> String {
@@ -152,14 +132,11 @@ impl CgroupLayout {
     /// Parses mountinfo text; reads `cgroup.controllers` of the cgroup2 mount, if any, from
     /// the real filesystem.
     pub fn from_mountinfo(text: &str) -> Result<CgroupLayout, LayoutError> {
-        Self::from_mountinfo_with(text, &Fs)
+        Self::from_mountinfo_with(text, &RealHost)
     }
 
     /// [`from_mountinfo`](Self::from_mountinfo), reading `cgroup.controllers` through `files`.
-    pub fn from_mountinfo_with(
-        text: &str,
-        files: &impl ReadFile,
-    ) -> Result<CgroupLayout, LayoutError> {
+    pub fn from_mountinfo_with(text: &str, files: &dyn Host) -> Result<CgroupLayout, LayoutError> {
         let mut v1: Vec<V1Hierarchy> = Vec::new();
         let mut unified: Option<PathBuf> = None;
         for line in text.lines() {
@@ -338,6 +315,7 @@ pub fn walk(root: &Path) -> std::io::Result<Vec<CgroupDir>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::fake::FakeHost;
 
     const HYBRID: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -419,7 +397,7 @@ mod tests {
 
     #[test]
     fn memory_hierarchy_is_cgroup2_v1_or_none() {
-        let none = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let none = FakeHost::default();
         let l = CgroupLayout::from_mountinfo_with(CENTOS7, &none).unwrap();
         assert_eq!(
             l.memory_hierarchy(),
@@ -438,10 +416,7 @@ mod tests {
         assert_eq!(l.memory_hierarchy(), None);
         // cgroup2 with memory enabled at its root, read through the seam.
         let v2 = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        let files = |p: &Path| {
-            assert_eq!(p, Path::new("/sys/fs/cgroup/cgroup.controllers"));
-            Ok("cpu memory pids\n".to_string())
-        };
+        let files = FakeHost::with(&[("/sys/fs/cgroup/cgroup.controllers", "cpu memory pids\n")]);
         let l = CgroupLayout::from_mountinfo_with(v2, &files).unwrap();
         let m = l.memory_hierarchy().unwrap();
         assert_eq!(m, MemoryHierarchy::Unified("/sys/fs/cgroup".into()));

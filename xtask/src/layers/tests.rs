@@ -117,11 +117,11 @@ fn upward_and_same_layer_imports_are_violations_test_code_is_not() {
         "{text}"
     );
     assert!(
-        text.contains("  0  model       2 files -> policy 1!\n"),
+        text.contains("  1  model       2 files -> policy 1!\n"),
         "{text}"
     );
     assert!(
-        text.contains("  5  daemon      1 file  -> policy 1, sampling 1, model 1\n"),
+        text.contains("  6  daemon      1 file  -> policy 1, sampling 1, model 1\n"),
         "{text}"
     );
     assert!(text.contains("(not in the tree)"), "{text}");
