@@ -1,7 +1,8 @@
-//! Project tasks: `cargo xtask setup | build | run | test | bench | fuzz | layers`.
+//! Project tasks: `cargo xtask setup | build | image | run | test | bench | fuzz | layers`.
 
 mod cmd;
 mod fuzz;
+mod image;
 mod layers;
 mod setup;
 
@@ -28,6 +29,9 @@ enum Task {
     Setup,
     /// Set up and build the release binary (target/release/enforcer).
     Build,
+    /// Set up, build the static release binary and write the container image as an OCI
+    /// archive (target/image/enforcer-<version>.oci.tar); prints its digest.
+    Image,
     /// Set up, build, and run the daemon (as root): `cargo xtask run -- --config FILE`.
     Run {
         /// Arguments after `enforcer run`.
@@ -113,6 +117,13 @@ fn run(task: Task) -> anyhow::Result<()> {
             step("build", cargo(&["build", "--release", "-p", "enforcer"]))?;
             println!("{}", release_bin("enforcer").display());
             Ok(())
+        }
+        Task::Image => {
+            setup::run(setup::Setup {
+                packages: false,
+                fuzz: false,
+            })?;
+            image::run(&workspace())
         }
         Task::Run { args } => {
             require_root("enforcer run")?;
