@@ -8,6 +8,8 @@
 
 pub mod alerting;
 pub mod cgroup;
+pub mod containerd;
+pub mod cri;
 pub mod daemon;
 pub mod load;
 pub mod net;
