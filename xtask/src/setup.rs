@@ -19,7 +19,23 @@ pub const PACKAGES: &[&str] = &[
     // are checked with Prometheus's own tools (tests/tests/alert_rules.rs).
     "prometheus",
     "prometheus-alertmanager",
+    // The DaemonSet run for real (tests/tests/daemonset.rs): a private containerd and runc,
+    // busybox-static for the sandbox (pause) image, protoc for k8s-cri's build script.
+    "containerd",
+    "runc",
+    "busybox-static",
+    "protobuf-compiler",
+    // systemd-analyze verify on deploy/enforcer.service (tests/tests/manifests.rs); installing
+    // it changes no PID 1 and starts nothing where systemd is not the init.
+    "systemd",
 ];
+
+/// kubernetes-validate (PyPI) releases, each in its own directory
+/// (`~/.cache/enforcer/kubernetes-validate-<release>`, run with `PYTHONPATH` set to it), and
+/// the Kubernetes versions the manifests are validated against with it: no single release
+/// carries both SPEC's oldest (1.19: up to 1.24.1) and a current one (1.25 on).
+pub const KUBERNETES_VALIDATE: &[(&str, &[&str])] =
+    &[("1.24.1", &["1.19.0"]), ("1.37.0", &["1.31.0", "1.37.0"])];
 
 /// The cargo-fuzz that `cargo xtask test` runs the fuzz targets with.
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -38,6 +54,40 @@ pub fn run(what: Setup) -> anyhow::Result<()> {
     }
     if what.packages {
         debian_packages()?;
+        kubernetes_validate()?;
+    }
+    Ok(())
+}
+
+/// Each release of [`KUBERNETES_VALIDATE`] with pip, unless its directory already has it.
+fn kubernetes_validate() -> anyhow::Result<()> {
+    for (release, _) in KUBERNETES_VALIDATE {
+        let dir = cmd::home()
+            .join(".cache/enforcer")
+            .join(format!("kubernetes-validate-{release}"));
+        if dir
+            .join(format!("kubernetes_validate-{release}.dist-info"))
+            .is_dir()
+        {
+            println!("setup: kubernetes-validate {release} ok");
+            continue;
+        }
+        println!("setup: installing kubernetes-validate {release} (pip, about 20 s)");
+        let mut c = command("python3");
+        c.args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--upgrade",
+            "--target",
+        ])
+        .arg(&dir)
+        .arg(format!("kubernetes-validate=={release}"))
+        .env("PIP_ROOT_USER_ACTION", "ignore");
+        cmd::run(c).context("pip install kubernetes-validate (python3 with pip is needed)")?;
     }
     Ok(())
 }
