@@ -211,7 +211,7 @@ disabled_plugins = [
                     let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
                     args.first()
                         .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
-                        && args.iter().any(|a| *a == address.as_bytes())
+                        && args.contains(&address.as_bytes())
                 })
             })
             .collect()
