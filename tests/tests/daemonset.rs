@@ -382,12 +382,22 @@ fn the_daemonset_pod_runs_in_containerd_through_cri_and_stops_cleanly() {
     std::thread::sleep(Duration::from_millis(400));
     let (_, text) = get(metrics, &metrics_path).unwrap();
     let hog_seconds = acct.cpuacct_usage_ns() as f64 / 1e9;
-    assert!(hog_seconds > 0.5, "the hog ran only {hog_seconds:.2}s");
+    // On a busy machine the manifest's configuration may climb the ladder (node CPU over
+    // 90%) and squeeze the hog, an offline cgroup: whatever it got, the pod must count it.
+    let stages: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("enforcer_ladder_stage{"))
+        .filter(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(1.0))
+        .collect();
+    assert!(
+        hog_seconds > 0.1,
+        "the hog ran only {hog_seconds:.2}s (ladder: {stages:?})"
+    );
     let counted = cgroup_cpu_seconds(&text, &hog_rel)
         .unwrap_or_else(|| panic!("no per-cgroup series for {hog_rel}:\n{text}"));
     assert!(
-        (counted - hog_seconds).abs() <= hog_seconds * 0.05,
-        "the pod counted {counted:.3}s for the hog, cpuacct says {hog_seconds:.3}s"
+        (counted - hog_seconds).abs() <= (hog_seconds * 0.05).max(0.02),
+        "the pod counted {counted:.3}s for the hog, cpuacct says {hog_seconds:.3}s (ladder: {stages:?})"
     );
     assert!(
         text.contains(&format!("{hog_rel}\",class=\"offline\",priority=\"P3\"}}")),
@@ -442,7 +452,8 @@ fn the_daemonset_pod_runs_in_containerd_through_cri_and_stops_cleanly() {
     drop(pod);
     eprintln!(
         "daemonset: image {image_built:.1?}, pod started {pod_started:.2?}, ready after {time_to_ready:.2?}, \
-         SIGTERM → exit 0 in {stopped_in:.2?} (grace {grace:?}; ran {exited_after:.1?}), whole test {:.1?}",
+         hog {hog_seconds:.3}s counted {counted:.3}s (ladder {stages:?}), SIGTERM → exit 0 in {stopped_in:.2?} (grace {grace:?}; \
+         ran {exited_after:.1?}), whole test {:.1?}",
         started.elapsed()
     );
 }
