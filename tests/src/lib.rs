@@ -9,6 +9,7 @@
 pub mod alerting;
 pub mod cgroup;
 pub mod daemon;
+pub mod layout;
 pub mod load;
 pub mod net;
 pub mod netns;

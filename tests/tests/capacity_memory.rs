@@ -1,71 +1,32 @@
 //! Safe capacity on a node whose dynamic rule leaves offline memory no room: the rule is
 //! clamped at its floor (journaled, exported, explained), and no memory limit is ever
-//! written below what the offline parent uses, so the kernel OOM-kills nothing because of a
-//! limit (a kill is the ladder's decision, journaled as a kill).
+//! written that leaves offline work less than what it uses, so the kernel OOM-kills nothing
+//! because of a limit (a kill is the ladder's decision, journaled as a kill).
 //!
-//! The node's memory is on v1 here (its cgroup2 has no controllers), where the limit is
-//! hard and the daemon keeps a margin above the use; cgroup2's `memory.high` +
-//! `memory.max` is what the VM matrix runs.
+//! Layout-independent (the VM matrix runs it on pure cgroup2 and pure v1 too): on cgroup2
+//! the squeeze is `memory.high` at the use at least, with `memory.max` a margin above it;
+//! on v1, whose one limit is hard, the limit itself keeps that margin.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
 use enforcer_tests::{
-    cgroup::{TestCgroup, mount_point, own_cgroup_dir, spawn_in},
     daemon::{Daemon, metric_value},
-    require_root, unique_name, wait_until,
+    layout::Unit,
+    require_root, wait_until,
     workload::status,
 };
 
 const MIB: u64 = 1 << 20;
 /// What the offline parent holds: anonymous memory (unreclaimable without swap).
 const HELD_MIB: u64 = 160;
-
-/// A memory cgroup under the test's own memory cgroup, with a cpu twin at the same
-/// relative path (what kubelet does on real nodes), so both hierarchies agree on it.
-struct Twin {
-    memory: TestCgroup,
-    /// The leaf the process goes in (dropped first), and the guard of the first cpu
-    /// directory the test created on the way to it.
-    cpu: TestCgroup,
-    _cpu_top: TestCgroup,
-}
-
-fn twin(name: &str) -> Twin {
-    let own = own_cgroup_dir("memory");
-    let rel: PathBuf = own
-        .strip_prefix(mount_point("memory").unwrap())
-        .unwrap()
-        .join(name);
-    let cpu_mount = mount_point("cpu").unwrap();
-    let top = TestCgroup::create_path(&cpu_mount, rel.to_str().unwrap());
-    Twin {
-        memory: TestCgroup::create_at(&own, name),
-        cpu: TestCgroup::create_at(&cpu_mount, rel.to_str().unwrap()),
-        _cpu_top: top,
-    }
-}
-
-fn read_u64(cg: &TestCgroup, file: &str) -> u64 {
-    cg.read(file).trim().parse().unwrap()
-}
-
-/// `oom_kill N` of v1 `memory.oom_control` (kernels since 4.13).
-fn oom_kills(cg: &TestCgroup) -> u64 {
-    cg.read("memory.oom_control")
-        .lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .expect("memory.oom_control has an oom_kill line")
-        .trim()
-        .parse()
-        .unwrap()
-}
+/// The margin the hard limit keeps above the use, at least (256 MiB in the daemon).
+const MARGIN: u64 = 128 * MIB;
 
 #[test]
 fn no_room_for_offline_memory_clamps_at_the_floor_and_never_limits_below_use() {
     require_root();
-    let name = unique_name("enf-noroom");
-    let t = twin(&name);
-    // Allocate, touch once, then hold it without growing, for at most 40 s.
+    let unit = Unit::create("enf-noroom");
+    // Allocate, touch once, then hold it without growing, for at most 60 s.
     let mut stress = Command::new("stress-ng");
     stress.args([
         "--vm",
@@ -75,19 +36,17 @@ fn no_room_for_offline_memory_clamps_at_the_floor_and_never_limits_below_use() {
         "--vm-hang",
         "0",
         "--timeout",
-        "40s",
+        "60s",
         "--quiet",
     ]);
-    let holder = spawn_in(&[&t.memory, &t.cpu], stress);
+    let holder = unit.spawn(stress);
     assert!(
-        wait_until(Duration::from_secs(10), || read_u64(
-            &t.memory,
-            "memory.usage_in_bytes"
-        ) >= (HELD_MIB - 8) * MIB),
+        wait_until(Duration::from_secs(30), || unit.memory_usage()
+            >= (HELD_MIB - 8) * MIB),
         "stress-ng never held {HELD_MIB} MiB: {}",
-        t.memory.read("memory.usage_in_bytes")
+        unit.memory_usage()
     );
-    let used_before = read_u64(&t.memory, "memory.usage_in_bytes");
+    let used_before = unit.memory_usage();
     // More reserved for the node's daemons than the node has: no room for offline memory.
     let daemon = Daemon::start(
         "",
@@ -107,11 +66,12 @@ policy = "dynamic"
 reserved_daemons = "4096GiB"
 memory_floor = "64MiB"
 max_step = 1.0
-"#
+"#,
+            name = unit.name
         ),
     );
     assert!(
-        wait_until(Duration::from_secs(10), || daemon
+        wait_until(Duration::from_secs(20), || daemon
             .journal()
             .iter()
             .any(|e| e.action == "capacity_clamped")),
@@ -122,22 +82,33 @@ max_step = 1.0
         daemon.journal().into_iter().filter(|e| {
             e.action == "memory_limit"
                 && e.stage == "capacity"
-                && e.target.as_deref().is_some_and(|t| t.ends_with(&name))
+                && e.target.as_deref().is_some_and(|t| t.ends_with(&unit.name))
         })
     };
     assert!(
-        wait_until(Duration::from_secs(10), || limited().next().is_some()),
+        wait_until(Duration::from_secs(20), || limited().next().is_some()),
         "the capacity rule never limited the offline parent:\n{:#?}",
         daemon.journal()
     );
     // Watch the kernel for a few seconds of the rule at work.
     for _ in 0..30 {
-        let limit = read_u64(&t.memory, "memory.limit_in_bytes");
-        let usage = read_u64(&t.memory, "memory.usage_in_bytes");
+        let (high, hard) = unit.memory_limits();
+        let usage = unit.memory_usage();
         assert!(
-            limit >= usage + 128 * MIB,
-            "limit {limit} leaves no margin above the use {usage}"
+            hard >= usage + MARGIN,
+            "hard limit {hard} leaves no margin above the use {usage}"
         );
+        if unit.memory_v2() {
+            let high = high.expect("memory.high is set on cgroup2");
+            assert!(
+                high >= used_before,
+                "memory.high {high} below the use {used_before}"
+            );
+            assert!(
+                hard >= high + MARGIN,
+                "memory.max {hard} not above memory.high {high}"
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     for e in limited() {
@@ -149,20 +120,15 @@ max_step = 1.0
             "a limit below the use was written: {bytes} < {used_before}: {e:#?}"
         );
     }
-    assert_eq!(
-        oom_kills(&t.memory),
-        0,
-        "the kernel OOM-killed offline work"
-    );
+    assert_eq!(unit.oom_kills(), 0, "the kernel OOM-killed offline work");
     assert!(
-        read_u64(&t.memory, "memory.usage_in_bytes") >= (HELD_MIB - 8) * MIB,
+        unit.memory_usage() >= (HELD_MIB - 8) * MIB,
         "the holder lost its memory (killed?)"
     );
     assert!(
-        std::path::Path::new(&format!("/proc/{}", holder.pid())).exists()
-            && t.memory.pids().len() >= 2,
+        std::path::Path::new(&format!("/proc/{}", holder.pid())).exists() && unit.pids().len() >= 2,
         "the offline processes are gone: {:?}",
-        t.memory.pids()
+        unit.pids()
     );
     // Exported, shown and explained.
     let metrics = daemon.scrape();

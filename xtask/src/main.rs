@@ -4,6 +4,7 @@ mod cmd;
 mod fuzz;
 mod layers;
 mod setup;
+mod vm;
 
 use std::{
     os::unix::process::CommandExt,
@@ -48,6 +49,19 @@ enum Task {
         /// Seconds per target.
         #[arg(long, default_value_t = fuzz::SECONDS_PER_TARGET)]
         seconds: u32,
+    },
+    /// Boot Debian kernels under qemu with a chosen cgroup layout and run the
+    /// layout-independent integration suites inside (as root).
+    Vmtest {
+        /// 6.1, 6.12, newest or all (repeatable).
+        #[arg(long = "kernel", default_value = "6.12")]
+        kernels: Vec<String>,
+        /// The cgroup layout (repeatable).
+        #[arg(long = "cgroup", value_enum, default_value = "v2")]
+        layouts: Vec<vm::Layout>,
+        /// The suites (tests/tests/*.rs) to run; default: the layout-independent ones.
+        #[arg(long = "suite")]
+        suites: Vec<String>,
     },
     /// Check enforcer's module layering (no upward import, no circle); exit 1 on a violation.
     Layers {
@@ -218,5 +232,37 @@ fn run(task: Task) -> anyhow::Result<()> {
             fuzz::run_all(&workspace(), seconds)
         }
         Task::Layers { graph } => layer_check(graph),
+        Task::Vmtest {
+            kernels,
+            layouts,
+            suites,
+        } => {
+            require_root("the VM matrix")?;
+            setup::run(setup::Setup {
+                packages: true,
+                fuzz: false,
+            })?;
+            step(
+                "build enforcer",
+                cargo(&["build", "--release", "-p", "enforcer", "--bins"]),
+            )?;
+            let suites = if suites.is_empty() {
+                vm::SUITES.iter().map(|s| s.to_string()).collect()
+            } else {
+                suites
+            };
+            let cells = vm::run(
+                &workspace(),
+                &release_bin("enforcer"),
+                &kernels,
+                &layouts,
+                &suites,
+            )?;
+            let failed = cells.iter().filter(|c| !c.passed).count();
+            if failed > 0 {
+                bail!("vm matrix: {failed} of {} cells failed", cells.len());
+            }
+            Ok(())
+        }
     }
 }
