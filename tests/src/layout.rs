@@ -140,6 +140,11 @@ impl Unit {
         }
     }
 
+    /// The node has a memory controller (pure v1 from kernel 6.12 on has none).
+    pub fn has_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
     /// Memory is limited on cgroup2 (`memory.high` + `memory.max`).
     pub fn memory_v2(&self) -> bool {
         self.memory.as_ref().expect("a memory controller").v2

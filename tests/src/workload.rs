@@ -79,5 +79,12 @@ pub fn taken<'a>(journal: &'a [Entry], action: &str, dry_run_counts: bool) -> Ve
 /// `enforcer status --output json`, freshly asked.
 pub fn status(daemon: &Daemon) -> serde_json::Value {
     let out = daemon.cli(&["status", "--output", "json"]);
-    serde_json::from_slice(&out.stdout).expect("status json")
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "enforcer status --output json: {e}\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            daemon.log()
+        )
+    })
 }

@@ -22,10 +22,30 @@ const HELD_MIB: u64 = 160;
 /// The margin the hard limit keeps above the use, at least (256 MiB in the daemon).
 const MARGIN: u64 = 128 * MIB;
 
+const CONFIG: &str = r#"
+[classify]
+append_defaults = true
+[[classify.rules]]
+name = "test-offline"
+match = 'NAME$'
+class = "offline"
+priority = "P3"
+
+[capacity]
+enabled = true
+policy = "dynamic"
+reserved_daemons = "4096GiB"
+memory_floor = "64MiB"
+max_step = 1.0
+"#;
+
 #[test]
 fn no_room_for_offline_memory_clamps_at_the_floor_and_never_limits_below_use() {
     require_root();
     let unit = Unit::create("enf-noroom");
+    if !unit.has_memory() {
+        return no_memory_controller_is_said_and_no_memory_limit_is_written(unit);
+    }
     // Allocate, touch once, then hold it without growing, for at most 60 s.
     let mut stress = Command::new("stress-ng");
     stress.args([
@@ -48,28 +68,7 @@ fn no_room_for_offline_memory_clamps_at_the_floor_and_never_limits_below_use() {
     );
     let used_before = unit.memory_usage();
     // More reserved for the node's daemons than the node has: no room for offline memory.
-    let daemon = Daemon::start(
-        "",
-        &format!(
-            r#"
-[classify]
-append_defaults = true
-[[classify.rules]]
-name = "test-offline"
-match = '{name}$'
-class = "offline"
-priority = "P3"
-
-[capacity]
-enabled = true
-policy = "dynamic"
-reserved_daemons = "4096GiB"
-memory_floor = "64MiB"
-max_step = 1.0
-"#,
-            name = unit.name
-        ),
-    );
+    let daemon = Daemon::start("", &CONFIG.replace("NAME", &unit.name));
     assert!(
         wait_until(Duration::from_secs(20), || daemon
             .journal()
@@ -144,5 +143,43 @@ max_step = 1.0
     assert!(
         explain.contains("offline memory capacity CLAMPED"),
         "{explain}"
+    );
+}
+
+/// A node without a memory controller (pure v1 on 6.12+): the gap is said in the status
+/// (and on stderr at start-up), the capacity rule's CPU side still works, and no memory
+/// limit is ever attempted.
+fn no_memory_controller_is_said_and_no_memory_limit_is_written(unit: Unit) {
+    let daemon = Daemon::start("", &CONFIG.replace("NAME", &unit.name));
+    let _hog = unit.spawn(enforcer_tests::cgroup::cpu_hog(30.0));
+    assert!(
+        wait_until(Duration::from_secs(20), || daemon.journal().iter().any(
+            |e| {
+                e.action == "cpu_limit"
+                    && e.stage == "capacity"
+                    && e.target.as_deref().is_some_and(|t| t.ends_with(&unit.name))
+            }
+        )),
+        "the capacity rule never limited the offline parent's CPU:\n{:#?}",
+        daemon.journal()
+    );
+    let st = status(&daemon);
+    let gaps = st["protection"]["controller_gaps"].as_array().unwrap();
+    assert!(
+        gaps.iter().any(|g| g["controller"] == "memory"
+            && g["explain"]
+                .as_str()
+                .is_some_and(|e| e.contains("memory controller not mounted"))),
+        "{gaps:#?}"
+    );
+    assert!(
+        daemon.log().contains("memory controller not mounted"),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        !daemon.journal().iter().any(|e| e.action == "memory_limit"),
+        "a memory limit was attempted without a memory controller: {:#?}",
+        daemon.journal()
     );
 }

@@ -52,12 +52,23 @@ enabled = false
     };
     let st = status(&daemon);
     assert_eq!(st["layout"], expected, "{st:#}");
+    // Every controller the node has is found; one it lacks is said (memory on a pure v1
+    // node from 6.12 on, where the v1 memory controller cannot be mounted), never silent.
+    let gaps: Vec<String> = st["protection"]["controller_gaps"]
+        .as_array()
+        .expect("controller_gaps")
+        .iter()
+        .filter(|g| g["controller"] != "pids")
+        .map(|g| g["controller"].as_str().unwrap_or("?").to_string())
+        .collect();
+    let expected_gaps: Vec<String> = if unit.has_memory() {
+        Vec::new()
+    } else {
+        vec!["memory".to_string()]
+    };
     assert_eq!(
-        st["protection"]["controller_gaps"]
-            .as_array()
-            .map(|g| g.iter().filter(|g| g["controller"] != "pids").count()),
-        Some(0),
-        "controllers missing for an offline parent: {:#}",
+        gaps, expected_gaps,
+        "controller gaps: {:#}",
         st["protection"]["controller_gaps"]
     );
     let mut hog = unit.spawn(cpu_hog(3.0));

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test | bench | fuzz | layers`.
+//! Project tasks: `cargo xtask setup | build | run | test | bench | fuzz | layers | vmtest`.
 
 mod cmd;
 mod fuzz;
@@ -115,10 +115,13 @@ fn main() {
 
 fn run(task: Task) -> anyhow::Result<()> {
     match task {
-        Task::Setup => setup::run(setup::Setup {
-            packages: true,
-            fuzz: true,
-        }),
+        Task::Setup => {
+            setup::run(setup::Setup {
+                packages: true,
+                fuzz: true,
+            })?;
+            vm::install::ensure()
+        }
         Task::Build => {
             setup::run(setup::Setup {
                 packages: false,
@@ -201,7 +204,22 @@ fn run(task: Task) -> anyhow::Result<()> {
                 "--test-threads=1",
             ]);
             integration.env("ENFORCER_BIN", release_bin("enforcer"));
-            step("privileged integration tests (real kernel)", integration)
+            step("privileged integration tests (real kernel)", integration)?;
+            // The kernels and cgroup layouts the fleet runs, each in a qemu guest: pure
+            // cgroup2 and pure v1 on the oldest (6.1), trixie's 6.12 and the newest.
+            println!("\n==> VM matrix (cargo xtask vmtest --kernel all --cgroup v2 --cgroup v1)");
+            let cells = vm::run(
+                &workspace(),
+                &release_bin("enforcer"),
+                &["all".to_string()],
+                &[vm::Layout::V2, vm::Layout::V1],
+                &vm::SUITES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )?;
+            let failed = cells.iter().filter(|c| !c.passed).count();
+            if failed > 0 {
+                bail!("step `VM matrix` failed: {failed} of {} cells", cells.len());
+            }
+            Ok(())
         }
         Task::Bench { args } => {
             require_root("the benchmarks")?;

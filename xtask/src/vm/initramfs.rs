@@ -10,9 +10,9 @@ use anyhow::{Context, bail};
 use super::kernel::Kernel;
 use crate::cmd::{self, command};
 
-/// The modules the guest needs before it can reach the host's files (virtio_pci and the
-/// virtio console are built in on Debian's kernels).
-const MODULES: &[&str] = &["9pnet_virtio", "9p", "overlay"];
+/// The modules the guest needs before it can reach the host's files (each only when the
+/// kernel does not have it built in: virtio_pci is a module on 6.1, built in on 6.12).
+const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -22,8 +22,10 @@ pub fn ensure(kernel: &Kernel, cache: &Path) -> anyhow::Result<PathBuf> {
         .join("initramfs")
         .join(format!("{}.cpio.gz", kernel.release));
     let init = include_str!("init.sh");
-    let stamp = out.with_extension("init");
-    if out.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == init) {
+    // What the archive was built from: rebuilt when the script or the module list changes.
+    let recipe = format!("{init}\n{MODULES:?}");
+    let stamp = out.with_extension("recipe");
+    if out.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == recipe) {
         return Ok(out);
     }
     if !Path::new(BUSYBOX).is_file() {
@@ -46,8 +48,16 @@ pub fn ensure(kernel: &Kernel, cache: &Path) -> anyhow::Result<PathBuf> {
             "--show-depends",
             module,
         ]);
-        let deps = cmd::output(c)
-            .with_context(|| format!("modprobe --show-depends {module} for {}", kernel.release))?;
+        // Without modules.builtin (Debian's 7.x packages ship none) modprobe cannot say
+        // "builtin": a module it cannot find is taken as built in, and a guest that lacks
+        // it after all says so when it cannot mount the host's root.
+        let Some(deps) = cmd::output(c) else {
+            println!(
+                "vm: {module} is no module of {}: taken as built in",
+                kernel.release
+            );
+            continue;
+        };
         for line in deps.lines() {
             let Some(path) = line.strip_prefix("insmod ") else {
                 continue; // builtin
@@ -91,6 +101,6 @@ pub fn ensure(kernel: &Kernel, cache: &Path) -> anyhow::Result<PathBuf> {
         out.display()
     ));
     cmd::run(sh)?;
-    std::fs::write(&stamp, init)?;
+    std::fs::write(&stamp, recipe)?;
     Ok(out)
 }

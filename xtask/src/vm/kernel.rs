@@ -50,10 +50,20 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// `/boot/vmlinuz-<release>` up to 6.x; from Debian's 7.x packages on, the kernel is
+    /// `/usr/lib/modules/<release>/vmlinuz`.
     pub fn vmlinuz(&self) -> PathBuf {
-        self.root
+        let boot = self
+            .root
             .join("boot")
-            .join(format!("vmlinuz-{}", self.release))
+            .join(format!("vmlinuz-{}", self.release));
+        if boot.exists() {
+            return boot;
+        }
+        self.module_base()
+            .join("lib/modules")
+            .join(&self.release)
+            .join("vmlinuz")
     }
 
     /// The module tree's base for `modprobe -d`: Debian ships modules in /usr/lib/modules
@@ -73,20 +83,31 @@ pub struct Package {
     pub name: String,
     pub version: String,
     pub filename: String,
+    /// The packages of the same release the image needs unpacked beside it: from Debian
+    /// 7.x on the image is split into `linux-binary-*` (the kernel) and `linux-modules-*`.
+    pub parts: Vec<String>,
+}
+
+/// Every stanza of an index by package name (the first of each name).
+fn stanzas(index: &str) -> impl Iterator<Item = (&str, &str)> {
+    index.split("\n\n").filter_map(|s| {
+        let name = s.lines().find_map(|l| l.strip_prefix("Package: "))?;
+        Some((name, s))
+    })
+}
+
+fn field(stanza: &str, name: &str) -> Option<String> {
+    stanza
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+        .map(str::to_string)
 }
 
 /// The generic amd64 kernel images of a `Packages` index (not cloud, rt, dbg, unsigned).
 pub fn kernel_images(index: &str) -> Vec<Package> {
     let mut out = Vec::new();
-    for stanza in index.split("\n\n") {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
-                .map(str::to_string)
-        };
-        let (Some(name), Some(version), Some(filename)) =
-            (field("Package"), field("Version"), field("Filename"))
+    for (name, stanza) in stanzas(index) {
+        let (Some(version), Some(filename)) = (field(stanza, "Version"), field(stanza, "Filename"))
         else {
             continue;
         };
@@ -104,13 +125,24 @@ pub fn kernel_images(index: &str) -> Vec<Package> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c))
             && !release.ends_with("-unsigned");
-        if generic {
-            out.push(Package {
-                name,
-                version,
-                filename,
-            });
+        if !generic {
+            continue;
         }
+        let parts = field(stanza, "Depends")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|d| d.split_whitespace().next())
+            .filter(|d| {
+                *d == format!("linux-binary-{rest}") || *d == format!("linux-modules-{rest}")
+            })
+            .map(str::to_string)
+            .collect();
+        out.push(Package {
+            name: name.to_string(),
+            version,
+            filename,
+            parts,
+        });
     }
     out
 }
@@ -186,17 +218,27 @@ pub fn ensure(spec: &KernelSpec, cache: &Path) -> anyhow::Result<Kernel> {
     if done.exists() {
         return Ok(kernel);
     }
-    let deb = dir.join(format!("{}.deb", kernel.release));
-    println!("vm: downloading {} {}", pkg.name, pkg.version);
-    fetch(&format!("{MIRROR}/{}", pkg.filename), &deb)?;
     let _ = std::fs::remove_dir_all(&kernel.root);
-    let mut x = command("dpkg");
-    x.arg("-x").arg(&deb).arg(&kernel.root);
-    cmd::run(x)?;
+    let mut files = vec![(pkg.name.clone(), pkg.filename.clone())];
+    for part in &pkg.parts {
+        let filename = stanzas(&index)
+            .find(|(name, s)| name == part && field(s, "Version").as_ref() == Some(&pkg.version))
+            .and_then(|(_, s)| field(s, "Filename"))
+            .with_context(|| format!("{part} {} not in Debian {}", pkg.version, spec.suite))?;
+        files.push((part.clone(), filename));
+    }
+    for (name, filename) in files {
+        let deb = dir.join(format!("{name}.deb"));
+        println!("vm: downloading {name} {}", pkg.version);
+        fetch(&format!("{MIRROR}/{filename}"), &deb)?;
+        let mut x = command("dpkg");
+        x.arg("-x").arg(&deb).arg(&kernel.root);
+        cmd::run(x)?;
+        std::fs::remove_file(&deb).ok();
+    }
     let mut d = command("depmod");
     d.arg("-b").arg(kernel.module_base()).arg(&kernel.release);
     cmd::run(d)?;
-    std::fs::remove_file(&deb).ok();
     std::fs::write(&done, &pkg.version)?;
     Ok(kernel)
 }
@@ -228,6 +270,7 @@ Filename: pool/meta.deb
 
 Package: linux-image-6.16.3+deb13-amd64
 Version: 6.16.3-1~bpo13+1
+Depends: linux-base, linux-binary-6.16.3+deb13-amd64 (= 6.16.3-1~bpo13+1), linux-modules-6.16.3+deb13-amd64 (= 6.16.3-1~bpo13+1)
 Filename: pool/616.deb
 ";
 
@@ -256,6 +299,15 @@ Filename: pool/616.deb
             series: None,
             ..spec
         };
-        assert_eq!(pick(&newest, &images).unwrap().filename, "pool/616.deb");
+        let newest = pick(&newest, &images).unwrap();
+        assert_eq!(newest.filename, "pool/616.deb");
+        assert_eq!(
+            newest.parts,
+            [
+                "linux-binary-6.16.3+deb13-amd64",
+                "linux-modules-6.16.3+deb13-amd64"
+            ]
+        );
+        assert!(images[0].parts.is_empty());
     }
 }
