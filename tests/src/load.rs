@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use crate::{
-    cgroup::{TestCgroup, spawn_in},
+    cgroup::{TestCgroup, cpu_hog, spawn_in},
     process::ChildGuard,
 };
 
@@ -35,4 +35,33 @@ pub fn memcg_squeeze(
         "--quiet",
     ]);
     spawn_in(&[memory], stress)
+}
+
+/// One workload laid out as kubelet and Yarn do: the same relative path in the cpu, cpuacct
+/// and cgroup2 hierarchies (children of this process's own cgroups), so that the daemon
+/// charges, classifies, throttles, freezes and kills it whatever the host's layout.
+pub struct Workload {
+    pub cpu: TestCgroup,
+    pub cpuacct: TestCgroup,
+    pub unified: TestCgroup,
+}
+
+impl Workload {
+    pub fn new(name: &str) -> Workload {
+        Workload {
+            cpu: TestCgroup::create("cpu", name),
+            cpuacct: TestCgroup::create("cpuacct", name),
+            unified: TestCgroup::create("unified", name),
+        }
+    }
+
+    /// A CPU hog in every hierarchy of the workload, exiting by itself after `seconds`.
+    pub fn hog(&self, seconds: f64) -> ChildGuard {
+        spawn_in(&[&self.cpu, &self.cpuacct, &self.unified], cpu_hog(seconds))
+    }
+
+    /// `n` hogs (e.g. one per CPU, to fill the node).
+    pub fn hogs(&self, n: usize, seconds: f64) -> Vec<ChildGuard> {
+        (0..n).map(|_| self.hog(seconds)).collect()
+    }
 }
