@@ -14,6 +14,7 @@ pub mod net;
 pub mod netns;
 pub mod pods;
 pub mod process;
+pub mod servers;
 
 use std::{
     path::PathBuf,
