@@ -15,6 +15,7 @@ pub mod net;
 pub mod netns;
 pub mod pods;
 pub mod process;
+pub mod servers;
 pub mod workload;
 
 use std::{

@@ -31,6 +31,11 @@ impl Workload {
         spawn_in(&[&self.cpu, &self._acct, &self.unified], cpu_hog(seconds))
     }
 
+    /// `n` hogs (e.g. one per CPU, to fill the node).
+    pub fn hogs(&self, n: usize, seconds: f64) -> Vec<ChildGuard> {
+        (0..n).map(|_| self.hog(seconds)).collect()
+    }
+
     /// `cgroup.freeze` says frozen (the ladder freezes through cgroup2 here).
     pub fn frozen(&self) -> bool {
         self.unified.read("cgroup.freeze").trim() == "1"
