@@ -140,6 +140,32 @@ impl Unit {
         }
     }
 
+    /// A counter of the unit's `cpu.stat` (`nr_throttled`, ...), in its CPU hierarchy.
+    pub fn cpu_stat(&self, field: &str) -> u64 {
+        let stat = self.read(&self.dir_in(&self.cpu), "cpu.stat");
+        stat.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in cpu.stat: {stat}"))
+    }
+
+    /// The CPU quota in force, in cores (None: unlimited): `cpu.max` on cgroup2,
+    /// `cpu.cfs_quota_us` / `cpu.cfs_period_us` on v1.
+    pub fn cpu_quota_cores(&self) -> Option<f64> {
+        let dir = self.dir_in(&self.cpu);
+        if self.cpu.v2 {
+            let text = self.read(&dir, "cpu.max");
+            let mut parts = text.split_whitespace();
+            let quota: f64 = parts.next()?.parse().ok()?;
+            let period: f64 = parts.next()?.parse().ok()?;
+            Some(quota / period)
+        } else {
+            let quota: i64 = self.read(&dir, "cpu.cfs_quota_us").trim().parse().ok()?;
+            let period = self.read_u64(&dir, "cpu.cfs_period_us") as f64;
+            (quota > 0).then(|| quota as f64 / period)
+        }
+    }
+
     /// The node has a memory controller (pure v1 from kernel 6.12 on has none).
     pub fn has_memory(&self) -> bool {
         self.memory.is_some()
@@ -174,7 +200,9 @@ impl Unit {
                 value("memory.max").unwrap_or(u64::MAX),
             )
         } else {
-            (None, value("memory.limit_in_bytes").unwrap_or(u64::MAX))
+            // v1 says "no limit" with a huge page-aligned number.
+            let limit = value("memory.limit_in_bytes").unwrap_or(u64::MAX);
+            (None, if limit >= 1 << 62 { u64::MAX } else { limit })
         }
     }
 

@@ -22,7 +22,7 @@ pub use qemu::Layout;
 use crate::cmd::command;
 
 /// The suites that do not depend on the host's own layout, run in every guest.
-pub const SUITES: &[&str] = &["layouts", "capacity_memory"];
+pub const SUITES: &[&str] = &["layouts", "layout_actuators", "capacity_memory"];
 
 /// A guest that has not powered off after this long is killed and counted as failed.
 const BOUND: Duration = Duration::from_secs(600);
