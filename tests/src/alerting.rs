@@ -216,3 +216,81 @@ pub fn markdown_anchors(text: &str) -> Vec<String> {
     }
     out
 }
+
+/// A Prometheus duration (`90s`, `1h30m`, `500ms`) in milliseconds.
+pub fn duration_ms(text: &str) -> Option<u64> {
+    let unit_ms = |unit: &str| -> Option<u64> {
+        Some(match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => return None,
+        })
+    };
+    let re = regex::Regex::new(r"^(?:[0-9]+(?:ms|[smhdwy]))+$").expect("valid regex");
+    if !re.is_match(text) {
+        return None;
+    }
+    let part = regex::Regex::new(r"([0-9]+)(ms|[smhdwy])").expect("valid regex");
+    part.captures_iter(text)
+        .map(|c| Some(c[1].parse::<u64>().ok()? * unit_ms(&c[2])?))
+        .sum()
+}
+
+/// `ms` as a Prometheus duration: whole seconds as `Ns`, else `Nms`.
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The rules file `rules` with its time scale divided by `factor`, by a mechanical rewrite of
+/// two kinds of lines only: a rule's `for: D` and the range selectors `[D]` (or subquery
+/// `[D:S]`) of a one-line `expr: ...`, each duration becoming D / factor (3m / 10 = 18s).
+/// Everything else — thresholds, labels, annotations (their templates' own queries too) —
+/// is left as it is. Returns the text and how many durations were rewritten. Panics on a
+/// duration it cannot read or on an `expr:` continued on the next lines (a block scalar),
+/// which it would not see.
+pub fn shorten_durations(rules: &str, factor: u64) -> (String, usize) {
+    let scale = |d: &str| -> String {
+        let ms = duration_ms(d).unwrap_or_else(|| panic!("not a duration: {d:?}"));
+        format_duration_ms((ms / factor).max(1))
+    };
+    let range = regex::Regex::new(r"\[([0-9a-z]+)(?::([0-9a-z]*))?\]").expect("valid regex");
+    let mut count = 0;
+    let mut out = String::with_capacity(rules.len());
+    for line in rules.split_inclusive('\n') {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let body = line.trim();
+        let eol = &line[line.trim_end().len()..];
+        let rewritten = if let Some(d) = body.strip_prefix("for:") {
+            count += 1;
+            format!("{indent}for: {}{eol}", scale(d.trim()))
+        } else if let Some(expr) = body.strip_prefix("expr:") {
+            let expr = expr.trim();
+            assert!(
+                !expr.is_empty() && !expr.starts_with('|') && !expr.starts_with('>'),
+                "an expr on several lines: {line:?}"
+            );
+            let expr = range.replace_all(expr, |c: &regex::Captures| {
+                count += 1;
+                match c.get(2).map(|m| m.as_str()) {
+                    Some("") => format!("[{}:]", scale(&c[1])),
+                    Some(step) => format!("[{}:{}]", scale(&c[1]), scale(step)),
+                    None => format!("[{}]", scale(&c[1])),
+                }
+            });
+            format!("{indent}expr: {expr}{eol}")
+        } else {
+            line.to_string()
+        };
+        out.push_str(&rewritten);
+    }
+    (out, count)
+}

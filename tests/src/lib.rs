@@ -11,11 +11,14 @@ pub mod cgroup;
 pub mod containerd;
 pub mod cri;
 pub mod daemon;
+pub mod layout;
 pub mod load;
 pub mod net;
 pub mod netns;
 pub mod pods;
 pub mod process;
+pub mod servers;
+pub mod workload;
 
 use std::{
     path::PathBuf,

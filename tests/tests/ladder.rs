@@ -6,49 +6,10 @@ use std::time::{Duration, Instant};
 
 use enforcer::actuators::journal::{Entry, Outcome};
 use enforcer_tests::{
-    cgroup::{TestCgroup, cpu_hog, spawn_in},
     daemon::{Daemon, enforcer},
-    process::ChildGuard,
     require_root, unique_name,
+    workload::{Workload, status, taken},
 };
-
-/// One workload: the same relative path in the cpu, cpuacct and cgroup2 hierarchies.
-struct Workload {
-    cpu: TestCgroup,
-    _acct: TestCgroup,
-    unified: TestCgroup,
-}
-
-impl Workload {
-    fn new(name: &str) -> Workload {
-        Workload {
-            cpu: TestCgroup::create("cpu", name),
-            _acct: TestCgroup::create("cpuacct", name),
-            unified: TestCgroup::create("unified", name),
-        }
-    }
-
-    fn hog(&self, seconds: f64) -> ChildGuard {
-        spawn_in(&[&self.cpu, &self._acct, &self.unified], cpu_hog(seconds))
-    }
-
-    fn nr_throttled(&self) -> u64 {
-        self.cpu
-            .read("cpu.stat")
-            .lines()
-            .find_map(|l| l.strip_prefix("nr_throttled "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn files(&self) -> (String, String, String) {
-        (
-            self.cpu.read("cpu.cfs_quota_us"),
-            self.cpu.read("cpu.shares"),
-            self.unified.read("cgroup.freeze"),
-        )
-    }
-}
 
 struct Scenario {
     online: Workload,
@@ -119,10 +80,7 @@ fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn applied<'a>(journal: &'a [Entry], action: &str) -> Vec<&'a Entry> {
-    journal
-        .iter()
-        .filter(|e| e.action == action && matches!(e.outcome, Outcome::Applied | Outcome::DryRun))
-        .collect()
+    taken(journal, action, true)
 }
 
 fn alive(pid: i32) -> bool {
@@ -257,17 +215,6 @@ fn overload_throttles_then_kills_debug_before_p3_and_never_touches_online() {
     );
 }
 
-fn quota_cores(w: &Workload) -> Option<f64> {
-    let quota: i64 = w.cpu.read("cpu.cfs_quota_us").trim().parse().unwrap();
-    let period: f64 = w.cpu.read("cpu.cfs_period_us").trim().parse().unwrap();
-    (quota > 0).then(|| quota as f64 / period)
-}
-
-fn status(daemon: &Daemon) -> serde_json::Value {
-    let out = daemon.cli(&["status", "--output", "json"]);
-    serde_json::from_slice(&out.stdout).expect("status json")
-}
-
 #[test]
 fn recovery_steps_back_down_to_the_capacity_rules_limits() {
     require_root();
@@ -278,7 +225,7 @@ fn recovery_steps_back_down_to_the_capacity_rules_limits() {
         let _b = s.p3.hog(30.0);
         // The ladder's squeeze: 5% of the node split over two parents.
         wait_for(Duration::from_secs(5), "the ladder's throttle", || {
-            quota_cores(&s.p3).is_some_and(|q| q < 0.1)
+            s.p3.quota_cores().is_some_and(|q| q < 0.1)
         });
     } // the hogs are killed here: load stops
     // Two steps down of recover_hold (1.5 s) each once the window shows the node idle.
@@ -299,7 +246,7 @@ fn recovery_steps_back_down_to_the_capacity_rules_limits() {
     let per_parent = st["capacity"]["applied_cpu_cores"].as_f64().unwrap() / 2.0;
     assert_eq!(st["capacity"]["offline_parents"], 2);
     for w in [&s.debug, &s.p3] {
-        let q = quota_cores(w).expect("a quota is set");
+        let q = w.quota_cores().expect("a quota is set");
         assert!(
             (q - per_parent).abs() < 0.05,
             "quota {q} cores, capacity {per_parent} per parent"
@@ -321,7 +268,7 @@ fn static_capacity_is_applied_gradually_to_the_offline_parents() {
     wait_for(
         Duration::from_secs(5),
         "the static capacity applied",
-        || quota_cores(&s.p3).is_some_and(|q| (q - 0.25).abs() < 0.03),
+        || s.p3.quota_cores().is_some_and(|q| (q - 0.25).abs() < 0.03),
     );
     let writes: Vec<f64> = daemon
         .journal()

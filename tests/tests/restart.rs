@@ -6,44 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use enforcer::actuators::journal::{Entry, Outcome};
+use enforcer::actuators::journal::Entry;
 use enforcer_tests::{
-    cgroup::{TestCgroup, cpu_hog, spawn_in},
     daemon::Daemon,
     process::ChildGuard,
     require_root, unique_name, wait_until,
+    workload::{Workload, status, taken},
 };
-
-/// One workload: the same relative path in the cpu, cpuacct and cgroup2 hierarchies.
-struct Workload {
-    cpu: TestCgroup,
-    _acct: TestCgroup,
-    unified: TestCgroup,
-}
-
-impl Workload {
-    fn new(name: &str) -> Workload {
-        Workload {
-            cpu: TestCgroup::create("cpu", name),
-            _acct: TestCgroup::create("cpuacct", name),
-            unified: TestCgroup::create("unified", name),
-        }
-    }
-
-    fn hog(&self, seconds: f64) -> ChildGuard {
-        spawn_in(&[&self.cpu, &self._acct, &self.unified], cpu_hog(seconds))
-    }
-
-    fn frozen(&self) -> bool {
-        self.unified.read("cgroup.freeze").trim() == "1"
-    }
-
-    fn quota_cores(&self) -> Option<f64> {
-        let quota: i64 = self.cpu.read("cpu.cfs_quota_us").trim().parse().unwrap();
-        let period: f64 = self.cpu.read("cpu.cfs_period_us").trim().parse().unwrap();
-        (quota > 0).then(|| quota as f64 / period)
-    }
-}
 
 struct Scenario {
     online: Workload,
@@ -97,15 +66,7 @@ throttle_cpu_share = 0.05
 }
 
 fn applied<'a>(journal: &'a [Entry], action: &str) -> Vec<&'a Entry> {
-    journal
-        .iter()
-        .filter(|e| e.action == action && e.outcome == Outcome::Applied)
-        .collect()
-}
-
-fn status(daemon: &Daemon) -> serde_json::Value {
-    let out = daemon.cli(&["status", "--output", "json"]);
-    serde_json::from_slice(&out.stdout).expect("status json")
+    taken(journal, action, false)
 }
 
 /// Starts the daemon and overloads the node until both offline parents are frozen.

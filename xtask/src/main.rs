@@ -1,10 +1,12 @@
-//! Project tasks: `cargo xtask setup | build | image | run | test | bench | fuzz | layers`.
+//! Project tasks: `cargo xtask setup | build | image | run | test | bench | fuzz | layers |
+//! vmtest`.
 
 mod cmd;
 mod fuzz;
 mod image;
 mod layers;
 mod setup;
+mod vm;
 
 use std::{
     os::unix::process::CommandExt,
@@ -52,6 +54,19 @@ enum Task {
         /// Seconds per target.
         #[arg(long, default_value_t = fuzz::SECONDS_PER_TARGET)]
         seconds: u32,
+    },
+    /// Boot Debian kernels under qemu with a chosen cgroup layout and run the
+    /// layout-independent integration suites inside (as root).
+    Vmtest {
+        /// 6.1, 6.12, newest or all (repeatable).
+        #[arg(long = "kernel", default_value = "6.12")]
+        kernels: Vec<String>,
+        /// The cgroup layout (repeatable).
+        #[arg(long = "cgroup", value_enum, default_value = "v2")]
+        layouts: Vec<vm::Layout>,
+        /// The suites (tests/tests/*.rs) to run; default: the layout-independent ones.
+        #[arg(long = "suite")]
+        suites: Vec<String>,
     },
     /// Check enforcer's module layering (no upward import, no circle); exit 1 on a violation.
     Layers {
@@ -105,10 +120,13 @@ fn main() {
 
 fn run(task: Task) -> anyhow::Result<()> {
     match task {
-        Task::Setup => setup::run(setup::Setup {
-            packages: true,
-            fuzz: true,
-        }),
+        Task::Setup => {
+            setup::run(setup::Setup {
+                packages: true,
+                fuzz: true,
+            })?;
+            vm::install::ensure()
+        }
         Task::Build => {
             setup::run(setup::Setup {
                 packages: false,
@@ -198,7 +216,22 @@ fn run(task: Task) -> anyhow::Result<()> {
                 "--test-threads=1",
             ]);
             integration.env("ENFORCER_BIN", release_bin("enforcer"));
-            step("privileged integration tests (real kernel)", integration)
+            step("privileged integration tests (real kernel)", integration)?;
+            // The kernels and cgroup layouts the fleet runs, each in a qemu guest: pure
+            // cgroup2 and pure v1 on the oldest (6.1), trixie's 6.12 and the newest.
+            println!("\n==> VM matrix (cargo xtask vmtest --kernel all --cgroup v2 --cgroup v1)");
+            let cells = vm::run(
+                &workspace(),
+                &release_bin("enforcer"),
+                &["all".to_string()],
+                &[vm::Layout::V2, vm::Layout::V1],
+                &vm::SUITES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )?;
+            let failed = cells.iter().filter(|c| !c.passed).count();
+            if failed > 0 {
+                bail!("step `VM matrix` failed: {failed} of {} cells", cells.len());
+            }
+            Ok(())
         }
         Task::Bench { args } => {
             require_root("the benchmarks")?;
@@ -229,5 +262,37 @@ fn run(task: Task) -> anyhow::Result<()> {
             fuzz::run_all(&workspace(), seconds)
         }
         Task::Layers { graph } => layer_check(graph),
+        Task::Vmtest {
+            kernels,
+            layouts,
+            suites,
+        } => {
+            require_root("the VM matrix")?;
+            setup::run(setup::Setup {
+                packages: true,
+                fuzz: false,
+            })?;
+            step(
+                "build enforcer",
+                cargo(&["build", "--release", "-p", "enforcer", "--bins"]),
+            )?;
+            let suites = if suites.is_empty() {
+                vm::SUITES.iter().map(|s| s.to_string()).collect()
+            } else {
+                suites
+            };
+            let cells = vm::run(
+                &workspace(),
+                &release_bin("enforcer"),
+                &kernels,
+                &layouts,
+                &suites,
+            )?;
+            let failed = cells.iter().filter(|c| !c.passed).count();
+            if failed > 0 {
+                bail!("vm matrix: {failed} of {} cells failed", cells.len());
+            }
+            Ok(())
+        }
     }
 }

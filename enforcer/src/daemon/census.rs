@@ -209,6 +209,9 @@ impl CgroupRoots {
 pub struct Parent {
     pub path: String,
     pub memory_bytes: Option<u64>,
+    /// Its memory is limited on cgroup2 (`memory.high` below a `memory.max` backstop), not
+    /// with v1's one hard `memory.limit_in_bytes`.
+    pub memory_v2: bool,
     pub state: crate::surfaces::snapshot::ParentState,
 }
 
@@ -221,6 +224,20 @@ pub struct Census {
     pub units: Vec<(OfflineUnit, String)>,
     /// The processes of each offline cgroup, for isolation; read only when it is on.
     pub procs: Vec<(String, Vec<i32>)>,
+}
+
+/// An offline parent's freeze and limits as the kernel has them now.
+pub fn parent_state(
+    host: &dyn Host,
+    roots: &CgroupRoots,
+    path: &str,
+) -> crate::surfaces::snapshot::ParentState {
+    crate::surfaces::snapshot::ParentState {
+        path: path.to_string(),
+        frozen: roots.frozen(host, path).unwrap_or(false),
+        cpu_quota_cores: roots.cpu_quota_cores(host, path),
+        memory_limit_bytes: roots.memory_limit(host, path),
+    }
 }
 
 /// Reads what `view` names from the node.
@@ -237,12 +254,8 @@ pub fn read(
         .map(|p| Parent {
             path: p.clone(),
             memory_bytes: roots.memory_usage(host, p),
-            state: crate::surfaces::snapshot::ParentState {
-                path: p.clone(),
-                frozen: roots.frozen(host, p).unwrap_or(false),
-                cpu_quota_cores: roots.cpu_quota_cores(host, p),
-                memory_limit_bytes: roots.memory_limit(host, p),
-            },
+            memory_v2: roots.memory.as_ref().is_some_and(|(_, v2)| *v2),
+            state: parent_state(host, roots, p),
         })
         .collect();
     let units = if engaged {

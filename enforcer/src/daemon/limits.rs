@@ -17,7 +17,9 @@ use super::{
     effects::{Done, Effect},
 };
 use crate::{
-    actuators::{Operation, Request, journal::Outcome, record::EffectsRecord},
+    actuators::{
+        Operation, Request, cgroupfs::memory_max_above, journal::Outcome, record::EffectsRecord,
+    },
     policy::ladder::Decision,
 };
 
@@ -54,6 +56,20 @@ pub struct OfflineLimits {
     /// The ladder is squeezing: the capacity rule waits.
     squeezed: bool,
     written: HashMap<String, Written>,
+}
+
+/// `bytes`, raised so that no limit written can make the kernel OOM-kill offline work for
+/// using what it uses now (a kill is the ladder's decision, journaled as a kill, never a side
+/// effect of a limit). On cgroup2 the limit is `memory.high` (reclaim and throttling, no
+/// kill) with `memory.max` a margin above it, so `bytes` only has to reach the use. On v1
+/// the one limit is hard, and a task that allocates past it is reclaimed and then killed
+/// (no swap on these nodes): it keeps the same margin above the use that `memory.max` has.
+fn at_least_use(p: &Parent, bytes: u64) -> u64 {
+    match p.memory_bytes {
+        Some(used) if p.memory_v2 => bytes.max(used),
+        Some(used) => bytes.max(memory_max_above(used)),
+        None => bytes,
+    }
 }
 
 fn limit_request(stage: &str, target: &str, op: Operation, reason: &serde_json::Value) -> Effect {
@@ -105,7 +121,9 @@ impl OfflineLimits {
                 out.push(limit_request(
                     stage,
                     &p.path,
-                    Operation::MemoryLimit { bytes: Some(used) },
+                    Operation::MemoryLimit {
+                        bytes: Some(at_least_use(p, used)),
+                    },
                     &reason,
                 ));
             }
@@ -126,6 +144,8 @@ impl OfflineLimits {
         let (cores, bytes) = restore_to.map_or((None, None), |(c, b)| (Some(c), Some(b)));
         let mut out = Vec::new();
         for p in parents {
+            // Never below what the parent uses now, as in `capacity`.
+            let bytes = bytes.map(|b| at_least_use(p, b));
             out.push(limit_request(
                 stage,
                 &p.path,
@@ -177,11 +197,10 @@ impl OfflineLimits {
                     &wish.reason,
                 ));
             }
-            // Never below what the parent uses now: the limit is stepped down toward its use
-            // as reclaim frees memory, so the rule cannot OOM-kill offline work (a kill is
-            // the ladder's decision, journaled as a kill, never a side effect of a limit)
-            // nor be refused with EBUSY on v1.
-            let bytes = p.memory_bytes.map_or(bytes, |used| bytes.max(used));
+            // Never below what the parent uses now (`at_least_use`): the limit is stepped
+            // down toward its use as reclaim frees memory, so the rule can neither OOM-kill
+            // offline work nor be refused with EBUSY on v1.
+            let bytes = at_least_use(p, bytes);
             let mem_due = p.memory_bytes.is_some()
                 && w.bytes
                     .is_none_or(|b| b.is_none_or(|b| b.abs_diff(bytes) > wish.memory_band))

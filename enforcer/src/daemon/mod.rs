@@ -191,7 +191,15 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         }
     };
     let reclaim = programs.reclaim_sampler()?;
-    let network = if config.network.enabled {
+    let network = if config.network.enabled && layout.unified_mount().is_none() {
+        // Found by the VM matrix on a pure v1 node: the cgroup_skb programs attach to
+        // cgroup2 only, so without it the network side is off, said once, and the rest of
+        // the daemon runs.
+        tracing::warn!(
+            "network.enabled: no cgroup2 mounted on this node: per-cgroup network counting and tc shaping are off (mount cgroup2, e.g. at /sys/fs/cgroup/unified, to have them)"
+        );
+        None
+    } else if config.network.enabled {
         let unified = layout.unified_mount().map(Path::to_path_buf);
         let line = match mode {
             CgroupMode::Unified => CgroupLine::Unified,

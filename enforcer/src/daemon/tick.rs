@@ -265,8 +265,20 @@ impl SamplerLoop {
             .journal_failed_at
             .is_some_and(|t| t.elapsed() < JOURNAL_FAILING_FOR);
         st.capacity = self.controllers.capacity.view.clone();
-        // The parents as the census read them this tick (before this tick's effects).
-        st.capacity.parents = census.parents.iter().map(|p| p.state.clone()).collect();
+        // The parents as the kernel has them: read again when this tick acted on the node,
+        // so that what the surfaces show (frozen, quota, limit) is never a belief.
+        st.capacity.parents = if results.is_empty() {
+            census.parents.iter().map(|p| p.state.clone()).collect()
+        } else {
+            census
+                .parents
+                .iter()
+                .map(|p| census::parent_state(self.host.as_ref(), &self.cgroup_roots, &p.path))
+                .collect()
+        };
+        if !st.capacity.parents.is_empty() {
+            st.protection.frozen = st.capacity.parents.iter().any(|p| p.frozen);
+        }
         Ok(unknown)
     }
 

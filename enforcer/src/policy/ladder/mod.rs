@@ -202,7 +202,25 @@ impl Ladder {
                     self.kill_next(now, t, s, out);
                 }
             }
-            Stage::NodeSick => {}
+            Stage::NodeSick => {
+                // Offline work that shows up on a node declared sick (a container
+                // restarted, work placed before the schedulers saw the gate) is evicted
+                // too, at the same pace; the node stays declared sick.
+                let cooled = self
+                    .last_kill
+                    .is_none_or(|k| now - k >= ns(c.evict_cooldown));
+                if cooled && let Some(victim) = pick_victim(&s.offline, resource_of(t)) {
+                    self.last_kill = Some(now);
+                    out.push(Decision {
+                        stage: Stage::NodeSick,
+                        action: Action::Kill {
+                            id: victim.id,
+                            priority: victim.priority,
+                        },
+                        trigger: t,
+                    });
+                }
+            }
         }
     }
 
@@ -222,11 +240,7 @@ impl Ladder {
     }
 
     fn kill_next(&mut self, now: u64, t: Trigger, s: &Signals, out: &mut Vec<Decision>) {
-        let resource = match t {
-            Trigger::NodeCpu { .. } => Resource::Cpu,
-            _ => Resource::Memory,
-        };
-        match pick_victim(&s.offline, resource) {
+        match pick_victim(&s.offline, resource_of(t)) {
             Some(victim) => {
                 self.last_kill = Some(now);
                 out.push(Decision {
@@ -335,6 +349,14 @@ pub fn pick_victim(units: &[OfflineUnit], resource: Resource) -> Option<&Offline
             Resource::Memory => a.memory_bytes.cmp(&b.memory_bytes),
         })
     })
+}
+
+/// The scarce resource a trigger is about: victims are chosen by their use of it.
+fn resource_of(t: Trigger) -> Resource {
+    match t {
+        Trigger::NodeCpu { .. } => Resource::Cpu,
+        _ => Resource::Memory,
+    }
 }
 
 #[cfg(test)]

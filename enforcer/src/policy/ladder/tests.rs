@@ -137,6 +137,20 @@ fn climbs_the_ladder_step_by_step_and_evicts_lowest_priority_first() {
     assert_eq!(actions(&d), [Action::DeclareSick]);
     assert_eq!(l.stage(), Stage::NodeSick);
     assert!(run(&mut l, 6600 * MS, 9 * S, 0.95, &[]).is_empty());
+    // Offline work that appears while the node is sick is evicted too, one a cooldown,
+    // without declaring the node sick again.
+    let late = [unit(7, Priority::P2, 0.4, 0), unit(8, Priority::P3, 0.2, 0)];
+    let d = run(&mut l, 9100 * MS, 10_000 * MS, 0.95, &late);
+    assert_eq!(
+        d.iter().map(|(_, d)| d.action.clone()).collect::<Vec<_>>(),
+        [Action::Kill {
+            id: 8,
+            priority: Priority::P3
+        }],
+        "one kill per cooldown, lowest priority first"
+    );
+    assert_eq!(d[0].1.stage, Stage::NodeSick);
+    assert_eq!(l.stage(), Stage::NodeSick);
 }
 
 #[test]

@@ -51,6 +51,15 @@ pub fn render_explain(s: &Snapshot, recent: &[Entry]) -> String {
             t.recover_hold
         );
     }
+    let c = &s.capacity;
+    if c.enabled && c.clamped {
+        let _ = writeln!(
+            out,
+            "  offline memory capacity CLAMPED: the {} rule leaves offline memory no room, so its floor {:.1} GiB applies; no limit is set below what offline work uses (see capacity.reserved_daemons, capacity.memory_floor)",
+            c.policy,
+            c.memory_floor_bytes as f64 / (1u64 << 30) as f64
+        );
+    }
     let _ = writeln!(
         out,
         "  {} offline units killed, {} actions, {} refused; journal {}",

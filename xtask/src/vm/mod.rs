@@ -1,0 +1,172 @@
+//! `cargo xtask vmtest`: the kernels and cgroup layouts the fleet runs, each booted under
+//! qemu with the host's root shared read-only, running the layout-independent integration
+//! tests inside against the guest's own kernel.
+//!
+//! Kernels come from Debian's archive into a cache outside the repository
+//! (`/var/cache/enforcer-vm`, or `ENFORCER_VM_CACHE`), reused across runs.
+
+mod initramfs;
+pub mod install;
+mod kernel;
+mod qemu;
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+
+pub use qemu::Layout;
+
+use crate::cmd::command;
+
+/// The suites that do not depend on the host's own layout, run in every guest.
+pub const SUITES: &[&str] = &["layouts", "layout_actuators", "capacity_memory"];
+
+/// A guest that has not powered off after this long is killed and counted as failed.
+const BOUND: Duration = Duration::from_secs(600);
+
+fn cache() -> PathBuf {
+    std::env::var_os("ENFORCER_VM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/enforcer-vm"))
+}
+
+/// The test executables of `suites`, built on the host (the guest runs them from the
+/// shared root).
+fn test_binaries(workspace: &Path, suites: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut c = command("cargo");
+    c.current_dir(workspace).args([
+        "test",
+        "--release",
+        "-p",
+        "enforcer-tests",
+        "--no-run",
+        "--message-format=json",
+    ]);
+    for s in suites {
+        c.args(["--test", s]);
+    }
+    let out = c.output().context("cannot run cargo test --no-run")?;
+    if !out.status.success() {
+        bail!(
+            "building the VM suites failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(at) = line.find("\"executable\":\"") else {
+            continue;
+        };
+        let rest = &line[at + 14..];
+        let Some(end) = rest.find('"') else { continue };
+        found.push(PathBuf::from(&rest[..end]));
+    }
+    if found.len() != suites.len() {
+        bail!(
+            "expected {} test executables, cargo built {found:?}",
+            suites.len()
+        );
+    }
+    Ok(found)
+}
+
+/// One cell of the matrix.
+#[derive(Debug)]
+pub struct Cell {
+    pub kernel: String,
+    pub layout: Layout,
+    pub passed: bool,
+    pub took: Duration,
+    pub note: String,
+}
+
+/// Boots each of `kernels` × `layouts` and runs `suites` in it.
+pub fn run(
+    workspace: &Path,
+    enforcer_bin: &Path,
+    kernels: &[String],
+    layouts: &[Layout],
+    suites: &[String],
+) -> anyhow::Result<Vec<Cell>> {
+    install::ensure()?;
+    qemu::require_qemu()?;
+    let binaries = test_binaries(workspace, suites)?;
+    let specs: Vec<_> = if kernels.iter().any(|k| k == "all") {
+        kernel::KERNELS.to_vec()
+    } else {
+        kernels
+            .iter()
+            .map(|k| {
+                kernel::KERNELS
+                    .iter()
+                    .find(|s| s.name == k)
+                    .copied()
+                    .with_context(|| format!("unknown kernel {k:?} (6.1, 6.12, newest, all)"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let cache = cache();
+    let mut cells = Vec::new();
+    for spec in &specs {
+        let kernel = kernel::ensure(spec, &cache)?;
+        let initramfs = initramfs::ensure(&kernel, &cache)?;
+        for &layout in layouts {
+            let line = binaries
+                .iter()
+                .map(|b| {
+                    format!(
+                        "ENFORCER_BIN={} {} --test-threads=1 || exit 1",
+                        enforcer_bin.display(),
+                        b.display()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            println!(
+                "\n==> vm: kernel {} ({}), cgroup {}",
+                spec.name,
+                kernel.release,
+                layout.name()
+            );
+            let share = qemu::share_dir(&cache, &kernel, layout);
+            let boot = qemu::boot(&kernel, &initramfs, layout, &line, workspace, &share, BOUND)?;
+            let (passed, note) = match boot.exit_code {
+                Some(0) => (true, "passed".to_string()),
+                Some(code) => (false, format!("tests failed (exit {code})")),
+                None if boot.timed_out => (false, format!("killed after {BOUND:?}")),
+                None => (
+                    false,
+                    "no exit code: the guest did not boot or crashed".into(),
+                ),
+            };
+            println!(
+                "vm: {} {}: {note} in {:.0} s",
+                kernel.release,
+                layout.name(),
+                boot.took.as_secs_f64()
+            );
+            cells.push(Cell {
+                kernel: kernel.release.clone(),
+                layout,
+                passed,
+                took: boot.took,
+                note,
+            });
+        }
+    }
+    println!("\nvm matrix:");
+    for c in &cells {
+        println!(
+            "  {:<28} {:<7} {:<6} {:>5.0} s  {}",
+            c.kernel,
+            c.layout.name(),
+            if c.passed { "ok" } else { "FAILED" },
+            c.took.as_secs_f64(),
+            c.note
+        );
+    }
+    Ok(cells)
+}
