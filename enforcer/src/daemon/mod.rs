@@ -43,6 +43,7 @@ use crate::{
     },
     policy::usage::UsageTracker,
     sampling::{
+        filesystem::{self, FilesystemReader, ReaderOptions},
         poll::{CgroupfsPoller, UsageFiles},
         programs::{ProgramOptions, Programs},
     },
@@ -247,6 +248,24 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::warn!(journal = %d.journal.display(), "dry run: every action is journaled, none applied");
     }
 
+    // Each configured path on its own thread: a hung mount never stalls the tick.
+    let fs = &config.filesystems;
+    let fs_root = match &fs.root {
+        Some(root) => root.clone(),
+        None if fs.mountpoints.is_empty() => PathBuf::from("/"),
+        None => filesystem::default_root(),
+    };
+    let filesystems = FilesystemReader::start(ReaderOptions {
+        paths: fs
+            .mountpoints
+            .iter()
+            .map(|m| (m.clone(), filesystem::under(&fs_root, m)))
+            .collect(),
+        interval: fs.interval,
+        quiet_missing: fs.defaulted,
+    })
+    .context("starting the file system readers")?;
+    let started_at = crate::clock::unix_now();
     let state = Arc::new(Mutex::new(NodeState {
         node: d.node_name.clone(),
         layout: layout.mode.as_str().to_string(),
@@ -257,7 +276,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         }
         .to_string(),
         cpu_hierarchy: hierarchy_label,
-        started_at: crate::clock::unix_now(),
+        started_at,
         tick_seconds: d.tick.as_secs_f64(),
         window_seconds: d.window.as_secs_f64(),
         online_cpus: online_cpus(),
@@ -275,6 +294,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         reclaim_kswapd_by_node: Vec::new(),
         net: state::NetAccounting::new(d.window.as_nanos() as u64, mode != CgroupMode::Unified),
         network: Default::default(),
+        filesystems,
     }));
     state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;
 

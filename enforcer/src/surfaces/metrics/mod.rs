@@ -13,6 +13,7 @@ use super::snapshot::Snapshot;
 mod compat;
 mod cpu;
 mod encode;
+mod filesystem;
 mod memory;
 mod network;
 mod protection;
@@ -94,6 +95,7 @@ impl Collector for SnapshotCollector {
         protection::encode(&mut enc, &s.protection, &s.capacity)?;
         memory::encode(&mut enc, s)?;
         compat::encode(&mut enc, s)?;
-        network::encode(&mut enc, &s.network)
+        network::encode(&mut enc, &s.network)?;
+        filesystem::encode(&mut enc, &s.filesystems)
     }
 }

@@ -14,8 +14,8 @@ use crate::{
     },
     surfaces::snapshot::{
         CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
-        Directions, InterfaceTraffic, NetworkSnapshot, NetworkView, ProtectionView,
-        ReclaimStatsView, ReclaimTotals, SamplerHealth, Snapshot, TcHealth,
+        Directions, FilesystemUsage, InterfaceTraffic, NetworkSnapshot, NetworkView,
+        ProtectionView, ReclaimStatsView, ReclaimTotals, SamplerHealth, Snapshot, TcHealth,
     },
 };
 
@@ -186,6 +186,22 @@ pub(crate) fn sample() -> Snapshot {
             kswapd_wakeups: 8,
             kswapd_wakeups_by_node: vec![(0, 8)],
         },
+        filesystems: vec![
+            FilesystemUsage {
+                mountpoint: "/".into(),
+                size_bytes: 100 << 30,
+                avail_bytes: 40 << 30,
+                used_ratio: 0.55,
+                age_seconds: 2.5,
+            },
+            FilesystemUsage {
+                mountpoint: "/data1".into(),
+                size_bytes: 4 << 40,
+                avail_bytes: 200 << 30,
+                used_ratio: 0.93,
+                age_seconds: 7.5,
+            },
+        ],
     }
 }
 

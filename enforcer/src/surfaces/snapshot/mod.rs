@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+mod filesystem;
 mod network;
 mod protection;
 
@@ -10,6 +11,7 @@ use crate::{
     model::{Class, Priority},
     sampling::{memory::MemoryUsage, psi::NodePressure},
 };
+pub use filesystem::FilesystemUsage;
 pub use network::{
     CgroupNet, ClassNet, Directions, InterfaceTraffic, NetworkSnapshot, NetworkView, TcHealth,
     TcReport, TcRequest,
@@ -50,6 +52,9 @@ pub struct Snapshot {
     pub reclaim_by_class: Vec<ClassReclaim>,
     pub reclaim: ReclaimTotals,
     pub network: NetworkSnapshot,
+    /// The configured file systems that could be read, each once.
+    #[serde(default)]
+    pub filesystems: Vec<FilesystemUsage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
