@@ -47,11 +47,17 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Where the config file goes: given the daemon's directory and the config's text, writes
+/// it and returns the path handed to `--config`.
+pub type PlaceConfig = Box<dyn FnOnce(&Path, &str) -> PathBuf>;
+
 /// How the daemon is started, beyond its configuration.
 #[derive(Default)]
 pub struct Launch {
     /// Extra command-line flags (e.g. `--dry-run`).
     pub flags: Vec<String>,
+    /// Default: `<dir>/enforcer.toml`.
+    pub place_config: Option<PlaceConfig>,
     /// A tmpfs of this many bytes mounted at this (existing) directory in a private mount
     /// namespace of the daemon's own: the daemon sees it, the host does not (the test
     /// reaches it through `/proc/<pid>/root`).
@@ -87,8 +93,14 @@ impl Daemon {
             dir.path().join("journal.jsonl").display(),
             dir.path().join("state").display(),
         );
-        let config = dir.path().join("enforcer.toml");
-        std::fs::write(&config, &text).expect("write config");
+        let config = match launch.place_config {
+            Some(place) => place(dir.path(), &text),
+            None => {
+                let config = dir.path().join("enforcer.toml");
+                std::fs::write(&config, &text).expect("write config");
+                config
+            }
+        };
         let log = dir.path().join("daemon.log");
         let mut daemon = Daemon {
             child: None,

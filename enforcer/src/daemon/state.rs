@@ -9,7 +9,7 @@ use crate::{
     sampling::{filesystem::FilesystemReader, psi::NodePressure},
     surfaces::snapshot::{
         CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
-        FilesystemUsage, NetworkSnapshot, NetworkView, ProtectionView, ReclaimTotals,
+        ConfigView, FilesystemUsage, NetworkSnapshot, NetworkView, ProtectionView, ReclaimTotals,
         SamplerHealth, Snapshot,
     },
 };
@@ -41,6 +41,8 @@ pub struct NodeState {
     pub network: NetworkView,
     /// The configured file systems, read on their own threads.
     pub filesystems: FilesystemReader,
+    /// The configuration file and its reloads.
+    pub config: ConfigView,
 }
 
 impl NodeState {
@@ -120,6 +122,7 @@ impl NodeState {
         Snapshot {
             network,
             filesystems,
+            config: self.config.clone(),
             node: self.node.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),

@@ -11,6 +11,7 @@ use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, regis
 use super::snapshot::Snapshot;
 
 mod compat;
+mod config;
 mod cpu;
 mod encode;
 mod filesystem;
@@ -96,6 +97,7 @@ impl Collector for SnapshotCollector {
         memory::encode(&mut enc, s)?;
         compat::encode(&mut enc, s)?;
         network::encode(&mut enc, &s.network)?;
-        filesystem::encode(&mut enc, &s.filesystems)
+        filesystem::encode(&mut enc, &s.filesystems)?;
+        config::encode(&mut enc, &s.config)
     }
 }

@@ -108,3 +108,20 @@ fn filesystems_are_exported_per_mountpoint() {
     let text = encode(s);
     assert!(!text.contains("enforcer_filesystem_used_ratio{"), "{text}");
 }
+
+#[test]
+fn config_reloads_are_exported() {
+    let text = encode(sample());
+    for line in [
+        "enforcer_config_last_reload_successful 0.0",
+        "enforcer_config_last_reload_success_timestamp_seconds 1700000000.5",
+        "enforcer_config_reload_failures_total 2.0",
+        "enforcer_config_reloads_total 3.0",
+        "enforcer_config_watched 1.0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}

@@ -14,7 +14,7 @@ use crate::{
     },
     surfaces::snapshot::{
         CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
-        Directions, FilesystemUsage, InterfaceTraffic, NetworkSnapshot, NetworkView,
+        ConfigView, Directions, FilesystemUsage, InterfaceTraffic, NetworkSnapshot, NetworkView,
         ProtectionView, ReclaimStatsView, ReclaimTotals, SamplerHealth, Snapshot, TcHealth,
     },
 };
@@ -202,6 +202,15 @@ pub(crate) fn sample() -> Snapshot {
                 age_seconds: 7.5,
             },
         ],
+        config: ConfigView {
+            path: "/etc/enforcer/enforcer.toml".into(),
+            watched: true,
+            loaded_at: 1_700_000_000.5,
+            reloads_total: 3,
+            reload_failures_total: 2,
+            last_reload_failed: true,
+            last_error: Some("/etc/enforcer/enforcer.toml: daemon.top_n: 0 is out of range 1..=1000".into()),
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+mod config;
 mod filesystem;
 mod network;
 mod protection;
@@ -11,6 +12,7 @@ use crate::{
     model::{Class, Priority},
     sampling::{memory::MemoryUsage, psi::NodePressure},
 };
+pub use config::ConfigView;
 pub use filesystem::FilesystemUsage;
 pub use network::{
     CgroupNet, ClassNet, Directions, InterfaceTraffic, NetworkSnapshot, NetworkView, TcHealth,
@@ -55,6 +57,8 @@ pub struct Snapshot {
     /// The configured file systems that could be read, each once.
     #[serde(default)]
     pub filesystems: Vec<FilesystemUsage>,
+    #[serde(default)]
+    pub config: ConfigView,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
