@@ -47,8 +47,21 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-thread_local! {
-    static FLAGS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+/// Where the config file goes: given the daemon's directory and the config's text, writes
+/// it and returns the path handed to `--config`.
+pub type PlaceConfig = Box<dyn FnOnce(&Path, &str) -> PathBuf>;
+
+/// How the daemon is started, beyond its configuration.
+#[derive(Default)]
+pub struct Launch {
+    /// Extra command-line flags (e.g. `--dry-run`).
+    pub flags: Vec<String>,
+    /// Default: `<dir>/enforcer.toml`.
+    pub place_config: Option<PlaceConfig>,
+    /// A tmpfs of this many bytes mounted at this (existing) directory in a private mount
+    /// namespace of the daemon's own: the daemon sees it, the host does not (the test
+    /// reaches it through `/proc/<pid>/root`).
+    pub private_tmpfs: Option<(PathBuf, u64)>,
 }
 
 pub struct Daemon {
@@ -58,26 +71,36 @@ pub struct Daemon {
     pub metrics: SocketAddr,
     pub config: PathBuf,
     log: PathBuf,
+    flags: Vec<String>,
+    private_tmpfs: Option<(PathBuf, u64)>,
 }
 
 impl Daemon {
     /// Writes a config with a private socket and metrics port, plus `extra` TOML appended
     /// (e.g. classification rules), starts the daemon and waits until it answers.
     pub fn start(daemon_section: &str, extra: &str) -> Daemon {
+        Daemon::start_with(daemon_section, extra, Launch::default())
+    }
+
+    /// [`Daemon::start`], started as `launch` says.
+    pub fn start_with(daemon_section: &str, extra: &str, launch: Launch) -> Daemon {
         let dir = TempDir::new("enforcer-daemon");
         let socket = dir.path().join("enforcer.sock");
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = dir.path().join("enforcer.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[daemon]\nsocket = \"{}\"\nmetrics_listen = \"{metrics}\"\nnode_name = \"test-node\"\njournal = \"{}\"\nstate_dir = \"{}\"\n{daemon_section}\n{extra}\n",
-                socket.display(),
-                dir.path().join("journal.jsonl").display(),
-                dir.path().join("state").display(),
-            ),
-        )
-        .expect("write config");
+        let text = format!(
+            "[daemon]\nsocket = \"{}\"\nmetrics_listen = \"{metrics}\"\nnode_name = \"test-node\"\njournal = \"{}\"\nstate_dir = \"{}\"\n{daemon_section}\n{extra}\n",
+            socket.display(),
+            dir.path().join("journal.jsonl").display(),
+            dir.path().join("state").display(),
+        );
+        let config = match launch.place_config {
+            Some(place) => place(dir.path(), &text),
+            None => {
+                let config = dir.path().join("enforcer.toml");
+                std::fs::write(&config, &text).expect("write config");
+                config
+            }
+        };
         let log = dir.path().join("daemon.log");
         let mut daemon = Daemon {
             child: None,
@@ -86,6 +109,8 @@ impl Daemon {
             metrics,
             config,
             log,
+            flags: launch.flags,
+            private_tmpfs: launch.private_tmpfs,
         };
         daemon.spawn();
         daemon
@@ -101,10 +126,13 @@ impl Daemon {
         command
             .args(["run", "--config"])
             .arg(&self.config)
-            .args(FLAGS.with(|f| f.borrow().clone()))
+            .args(&self.flags)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some((dir, size)) = &self.private_tmpfs {
+            private_tmpfs(&mut command, dir, *size);
+        }
         self.child = Some(ChildGuard::spawn(command));
         self.wait_ready(Duration::from_secs(20));
     }
@@ -175,10 +203,11 @@ impl Daemon {
 
     /// Starts with extra command-line flags (e.g. `--dry-run`).
     pub fn start_with_flags(daemon_section: &str, extra: &str, flags: &[&str]) -> Daemon {
-        FLAGS.with(|f| *f.borrow_mut() = flags.iter().map(|s| s.to_string()).collect());
-        let d = Daemon::start(daemon_section, extra);
-        FLAGS.with(|f| f.borrow_mut().clear());
-        d
+        let launch = Launch {
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+            ..Launch::default()
+        };
+        Daemon::start_with(daemon_section, extra, launch)
     }
 
     /// Runs a CLI command against this daemon's socket.
@@ -210,6 +239,46 @@ impl Drop for Daemon {
                 drop(child); // SIGKILL
             }
         }
+    }
+}
+
+/// Runs `command` in a mount namespace of its own (nothing propagates back to the host)
+/// with a tmpfs of `size` bytes at `dir`.
+fn private_tmpfs(command: &mut Command, dir: &Path, size: u64) {
+    use std::{ffi::CString, os::unix::ffi::OsStrExt, os::unix::process::CommandExt};
+    // Everything allocated before the fork: the child only makes system calls.
+    let target = CString::new(dir.as_os_str().as_bytes()).expect("path without NUL");
+    let options = CString::new(format!("size={size}")).expect("no NUL");
+    let fail = || Err(std::io::Error::last_os_error());
+    // SAFETY: the closure only calls unshare(2) and mount(2) on memory it owns.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return fail();
+            }
+            let none = std::ptr::null();
+            if libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                none.cast(),
+            ) != 0
+            {
+                return fail();
+            }
+            if libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                options.as_ptr().cast(),
+            ) != 0
+            {
+                return fail();
+            }
+            Ok(())
+        });
     }
 }
 

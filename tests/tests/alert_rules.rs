@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 /// Metrics the rules use before the daemon exports them (they cannot fire until it does).
 const PLANNED: &[&str] = &[
-    "enforcer_filesystem_used_ratio",
     "enforcer_journal_write_failures_total",
     "enforcer_capacity_clamped",
 ];

@@ -14,6 +14,7 @@ use crate::model::classify::RuleSet;
 mod capacity;
 mod daemon;
 mod error;
+mod filesystems;
 mod network;
 mod protection;
 mod raw;
@@ -27,6 +28,7 @@ pub use daemon::{
     JournalConfig, SamplerChoice,
 };
 pub use error::ConfigError;
+pub use filesystems::{DEFAULT_MOUNTPOINTS, FilesystemsConfig};
 pub use network::NetworkConfig;
 pub use protection::{IsolationConfig, ProtectionConfig};
 pub use units::{parse_bytes, parse_duration};
@@ -39,6 +41,8 @@ pub struct Config {
     pub protection: ProtectionConfig,
     pub capacity: CapacitySettings,
     pub network: NetworkConfig,
+    /// The file systems reported (never enforced).
+    pub filesystems: FilesystemsConfig,
     /// The classification rules in force (compiled and validated at load).
     pub rules: Arc<RuleSet>,
 }
@@ -50,6 +54,7 @@ impl Default for Config {
             protection: ProtectionConfig::default(),
             capacity: CapacitySettings::default(),
             network: NetworkConfig::default(),
+            filesystems: FilesystemsConfig::default(),
             rules: Arc::new(RuleSet::defaults()),
         }
     }
@@ -100,18 +105,20 @@ impl Config {
 
         // The sections are checked in this order so that, of several mistakes in one file,
         // the same one is reported first as ever: isolation, capacity, ladder thresholds,
-        // daemon, network, rules.
+        // daemon, network, rules, filesystems.
         let protection = protection::parse(raw.ladder, raw.isolation, &invalid)?;
         let capacity = capacity::parse(raw.capacity, &invalid)?;
         protection::check_ladder(&protection.ladder, &invalid)?;
         let daemon = daemon::parse(raw.daemon, &invalid)?;
         let network = network::parse(raw.network, &invalid)?;
         let rules = rules::parse(raw.classify, &invalid)?;
+        let filesystems = filesystems::parse(raw.filesystems, &invalid)?;
         Ok(Config {
             daemon,
             protection,
             capacity,
             network,
+            filesystems,
             rules: Arc::new(rules),
         })
     }

@@ -53,6 +53,17 @@ pub(super) struct RawConfig {
     pub(super) capacity: RawCapacity,
     #[serde(default)]
     pub(super) network: RawNetwork,
+    #[serde(default)]
+    pub(super) filesystems: RawFilesystems,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFilesystems {
+    pub(super) mountpoints: Option<Vec<PathBuf>>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) interval: Option<Duration>,
+    pub(super) root: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

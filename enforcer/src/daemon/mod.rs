@@ -14,11 +14,14 @@ pub mod limits;
 mod memory;
 pub mod network;
 pub mod protect;
+mod reload;
 mod rescan;
+mod signals;
 pub mod state;
 #[cfg(test)]
 mod tests;
 mod tick;
+mod watch;
 
 use std::{
     path::{Path, PathBuf},
@@ -43,10 +46,11 @@ use crate::{
     },
     policy::usage::UsageTracker,
     sampling::{
+        filesystem::{self, FilesystemReader, ReaderOptions},
         poll::{CgroupfsPoller, UsageFiles},
         programs::{ProgramOptions, Programs},
     },
-    surfaces::{control, http},
+    surfaces::{control, http, snapshot::ConfigView},
 };
 use crate::{host::RealHost, model::index::CgroupIndex, surfaces::snapshot::TcRequest};
 use capacity::CapacityController;
@@ -56,11 +60,15 @@ use isolate::Isolator;
 use limits::OfflineLimits;
 use memory::MemoryAccounting;
 use protect::Protector;
+use reload::ReloadRequest;
 use rescan::Discovery;
+use signals::{Signals, wait_for_shutdown};
 use state::NodeState;
 use tick::{CpuSource, SamplerLoop};
+use watch::ConfigWatcher;
 
-/// Where the daemon takes its configuration from, so SIGHUP can re-read it.
+/// Where the daemon takes its configuration from, so SIGHUP and a change of the file can
+/// re-read it.
 pub struct RunOptions {
     pub config: Config,
     pub config_path: Option<PathBuf>,
@@ -147,6 +155,13 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         let _guard = runtime.enter();
         (Signals::install()?, control::bind(&d.socket)?)
     };
+    // A ConfigMap update (or an edit) reloads the file as SIGHUP does.
+    let watcher = options.config_path.as_deref().and_then(|path| {
+        let _guard = runtime.enter();
+        ConfigWatcher::new(path)
+            .inspect_err(|e| tracing::warn!("{e}; the configuration reloads on SIGHUP only"))
+            .ok()
+    });
     let metrics = runtime
         .block_on(tokio::net::TcpListener::bind(d.metrics_listen))
         .with_context(|| {
@@ -255,6 +270,24 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::warn!(journal = %d.journal.display(), "dry run: every action is journaled, none applied");
     }
 
+    // Each configured path on its own thread: a hung mount never stalls the tick.
+    let fs = &config.filesystems;
+    let fs_root = match &fs.root {
+        Some(root) => root.clone(),
+        None if fs.mountpoints.is_empty() => PathBuf::from("/"),
+        None => filesystem::default_root(),
+    };
+    let filesystems = FilesystemReader::start(ReaderOptions {
+        paths: fs
+            .mountpoints
+            .iter()
+            .map(|m| (m.clone(), filesystem::under(&fs_root, m)))
+            .collect(),
+        interval: fs.interval,
+        quiet_missing: fs.defaulted,
+    })
+    .context("starting the file system readers")?;
+    let started_at = crate::clock::unix_now();
     let state = Arc::new(Mutex::new(NodeState {
         node: d.node_name.clone(),
         layout: layout.mode.as_str().to_string(),
@@ -265,7 +298,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         }
         .to_string(),
         cpu_hierarchy: hierarchy_label,
-        started_at: crate::clock::unix_now(),
+        started_at,
         tick_seconds: d.tick.as_secs_f64(),
         window_seconds: d.window.as_secs_f64(),
         online_cpus: online_cpus(),
@@ -283,11 +316,22 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         reclaim_kswapd_by_node: Vec::new(),
         net: state::NetAccounting::new(d.window.as_nanos() as u64, mode != CgroupMode::Unified),
         network: Default::default(),
+        filesystems,
+        config: ConfigView {
+            path: options
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            watched: watcher.as_ref().is_some_and(ConfigWatcher::armed),
+            loaded_at: started_at,
+            ..Default::default()
+        },
     }));
     state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let reload = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(ReloadRequest::default());
     let sampler_thread = {
         let (state, stop, reload) = (state.clone(), stop.clone(), reload.clone());
         let memory_root = match &memory {
@@ -358,7 +402,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let signal_result = runtime.block_on(async {
         let metrics_task = tokio::spawn(http::serve(metrics, snapshot_source));
         let control_task = tokio::spawn(control::serve(control, full_source, tc_source));
-        let result = wait_for_shutdown(signals, &reload, &stop).await;
+        let result = wait_for_shutdown(signals, watcher, &reload, &stop).await;
         metrics_task.abort();
         control_task.abort();
         result
@@ -371,49 +415,6 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     tracing::info!("stopped; eBPF programs detached");
     signal_result?;
     sampler_result
-}
-
-/// The signals the daemon answers, installed before anything else is started: SIGHUP's
-/// default action ends the process, so an operator's reload right after a start (or a
-/// DaemonSet's ConfigMap tooling) must never find the handler missing.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    /// Within the runtime's context.
-    fn install() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
-            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
-            hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
-        })
-    }
-}
-
-async fn wait_for_shutdown(
-    signals: Signals,
-    reload: &AtomicBool,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    let Signals {
-        mut term,
-        mut int,
-        mut hup,
-    } = signals;
-    let mut check = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()) }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(()) }
-            _ = hup.recv() => reload.store(true, Ordering::Relaxed),
-            // The sampler thread stops on a fatal error; follow it.
-            _ = check.tick() => if stop.load(Ordering::Relaxed) { return Ok(()) },
-        }
-    }
 }
 
 /// Used by `enforcer config check`: validates without running anything.

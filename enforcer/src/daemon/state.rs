@@ -6,10 +6,11 @@ use enforcer_common::ReclaimStats;
 use crate::{
     model::{Class, index::CgroupIndex},
     policy::usage::UsageTracker,
-    sampling::psi::NodePressure,
+    sampling::{filesystem::FilesystemReader, psi::NodePressure},
     surfaces::snapshot::{
         CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
-        NetworkSnapshot, NetworkView, ProtectionView, ReclaimTotals, SamplerHealth, Snapshot,
+        ConfigView, FilesystemUsage, NetworkSnapshot, NetworkView, ProtectionView, ReclaimTotals,
+        SamplerHealth, Snapshot,
     },
 };
 
@@ -38,6 +39,10 @@ pub struct NodeState {
     /// Bytes per cgroup2 cgroup and class (cgroup_skb).
     pub net: NetAccounting,
     pub network: NetworkView,
+    /// The configured file systems, read on their own threads.
+    pub filesystems: FilesystemReader,
+    /// The configuration file and its reloads.
+    pub config: ConfigView,
 }
 
 impl NodeState {
@@ -102,8 +107,22 @@ impl NodeState {
             cgroups.truncate(limit);
         }
         let network = self.network_snapshot(limit);
+        let filesystems = self
+            .filesystems
+            .latest()
+            .into_iter()
+            .map(|f| FilesystemUsage {
+                used_ratio: f.stats.used_ratio(),
+                size_bytes: f.stats.size_bytes,
+                avail_bytes: f.stats.avail_bytes,
+                age_seconds: f.age.as_secs_f64(),
+                mountpoint: f.mountpoint,
+            })
+            .collect();
         Snapshot {
             network,
+            filesystems,
+            config: self.config.clone(),
             node: self.node.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),

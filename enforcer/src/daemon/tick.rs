@@ -32,6 +32,7 @@ use super::{
     effects,
     memory::MemoryAccounting,
     network::{NetworkController, TcReply},
+    reload::{self, ReloadRequest, Trigger},
     rescan::Discovery,
     state::NodeState,
 };
@@ -85,7 +86,7 @@ pub(super) struct SamplerLoop {
 }
 
 impl SamplerLoop {
-    pub(super) fn run(mut self, stop: &AtomicBool, reload: &AtomicBool) -> anyhow::Result<()> {
+    pub(super) fn run(mut self, stop: &AtomicBool, reload: &ReloadRequest) -> anyhow::Result<()> {
         let mut next_tick = Instant::now();
         let mut consecutive_failures = 0u32;
         while !stop.load(Ordering::Relaxed) {
@@ -99,8 +100,8 @@ impl SamplerLoop {
             if next_tick < Instant::now() {
                 next_tick = Instant::now() + self.tick;
             }
-            if reload.swap(false, Ordering::Relaxed) {
-                self.reload();
+            if let Some(trigger) = reload.take() {
+                self.reload(trigger);
             }
             let reading = match self.read_cpu() {
                 Ok(r) => {
@@ -320,11 +321,13 @@ impl SamplerLoop {
         }
     }
 
-    /// SIGHUP: re-read the config file and apply its classification rules. A bad file is
-    /// reported and the running rules stay.
-    fn reload(&mut self) {
+    /// SIGHUP or a change of the file: re-read it and apply its classification rules,
+    /// `top_n` and the network limits. A bad file is said in one line (file, field) and
+    /// counted, and the running configuration stays.
+    fn reload(&mut self, trigger: Trigger) {
+        let why = trigger.as_str();
         let Some(path) = &self.config_path else {
-            tracing::info!("SIGHUP: no config file to reload (running on defaults)");
+            tracing::info!("{why}: no config file to reload (running on defaults)");
             return;
         };
         match Config::load(path) {
@@ -338,9 +341,13 @@ impl SamplerLoop {
                 if let Some(n) = &mut self.network {
                     n.reload(&config.network);
                 }
-                tracing::info!(path = %path.display(), "SIGHUP: configuration reloaded (classification rules, top_n)");
+                reload::succeeded(&mut st.config, crate::clock::unix_now());
+                tracing::info!(path = %path.display(), "{why}: configuration reloaded (classification rules, top_n, network limits)");
             }
-            Err(e) => tracing::error!("SIGHUP: {e}; keeping the running configuration"),
+            Err(e) => {
+                reload::failed(&mut self.state.lock().unwrap().config, &e.to_string());
+                tracing::error!("{why}: {e}; keeping the running configuration");
+            }
         }
     }
 }

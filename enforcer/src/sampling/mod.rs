@@ -1,9 +1,10 @@
-//! Kernel sampling: loading the eBPF programs and reading their maps.
+//! Kernel sampling: loading the eBPF programs and reading their maps; file system usage.
 
 pub mod batch;
 pub mod btf;
 pub mod cpu;
 pub mod error;
+pub mod filesystem;
 pub mod memory;
 pub mod net;
 pub mod poll;

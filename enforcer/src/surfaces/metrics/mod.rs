@@ -11,8 +11,10 @@ use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, regis
 use super::snapshot::Snapshot;
 
 mod compat;
+mod config;
 mod cpu;
 mod encode;
+mod filesystem;
 mod memory;
 mod network;
 mod protection;
@@ -94,6 +96,8 @@ impl Collector for SnapshotCollector {
         protection::encode(&mut enc, &s.protection, &s.capacity)?;
         memory::encode(&mut enc, s)?;
         compat::encode(&mut enc, s)?;
-        network::encode(&mut enc, &s.network)
+        network::encode(&mut enc, &s.network)?;
+        filesystem::encode(&mut enc, &s.filesystems)?;
+        config::encode(&mut enc, &s.config)
     }
 }

@@ -87,3 +87,41 @@ fn encodes_class_counters_top_n_and_compatibility_series() {
         "{text}"
     );
 }
+
+#[test]
+fn filesystems_are_exported_per_mountpoint() {
+    let text = encode(sample());
+    for line in [
+        r#"enforcer_filesystem_used_ratio{mountpoint="/data1"} 0.93"#,
+        r#"enforcer_filesystem_size_bytes{mountpoint="/"} 107374182400.0"#,
+        r#"enforcer_filesystem_avail_bytes{mountpoint="/"} 42949672960.0"#,
+        r#"enforcer_filesystem_read_age_seconds{mountpoint="/data1"} 7.5"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    // A node with no readable file system has no filesystem series, only the families.
+    let mut s = sample();
+    s.filesystems.clear();
+    let text = encode(s);
+    assert!(!text.contains("enforcer_filesystem_used_ratio{"), "{text}");
+}
+
+#[test]
+fn config_reloads_are_exported() {
+    let text = encode(sample());
+    for line in [
+        "enforcer_config_last_reload_successful 0.0",
+        "enforcer_config_last_reload_success_timestamp_seconds 1700000000.5",
+        "enforcer_config_reload_failures_total 2.0",
+        "enforcer_config_reloads_total 3.0",
+        "enforcer_config_watched 1.0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}

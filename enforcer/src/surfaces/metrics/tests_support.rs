@@ -14,8 +14,8 @@ use crate::{
     },
     surfaces::snapshot::{
         CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
-        Directions, InterfaceTraffic, NetworkSnapshot, NetworkView, ProtectionView,
-        ReclaimStatsView, ReclaimTotals, SamplerHealth, Snapshot, TcHealth,
+        ConfigView, Directions, FilesystemUsage, InterfaceTraffic, NetworkSnapshot, NetworkView,
+        ProtectionView, ReclaimStatsView, ReclaimTotals, SamplerHealth, Snapshot, TcHealth,
     },
 };
 
@@ -185,6 +185,31 @@ pub(crate) fn sample() -> Snapshot {
             memcg_stall_seconds: 3.0,
             kswapd_wakeups: 8,
             kswapd_wakeups_by_node: vec![(0, 8)],
+        },
+        filesystems: vec![
+            FilesystemUsage {
+                mountpoint: "/".into(),
+                size_bytes: 100 << 30,
+                avail_bytes: 40 << 30,
+                used_ratio: 0.55,
+                age_seconds: 2.5,
+            },
+            FilesystemUsage {
+                mountpoint: "/data1".into(),
+                size_bytes: 4 << 40,
+                avail_bytes: 200 << 30,
+                used_ratio: 0.93,
+                age_seconds: 7.5,
+            },
+        ],
+        config: ConfigView {
+            path: "/etc/enforcer/enforcer.toml".into(),
+            watched: true,
+            loaded_at: 1_700_000_000.5,
+            reloads_total: 3,
+            reload_failures_total: 2,
+            last_reload_failed: true,
+            last_error: Some("/etc/enforcer/enforcer.toml: daemon.top_n: 0 is out of range 1..=1000".into()),
         },
     }
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+mod config;
+mod filesystem;
 mod network;
 mod protection;
 
@@ -10,6 +12,8 @@ use crate::{
     model::{Class, Priority},
     sampling::{memory::MemoryUsage, psi::NodePressure},
 };
+pub use config::ConfigView;
+pub use filesystem::FilesystemUsage;
 pub use network::{
     CgroupNet, ClassNet, Directions, InterfaceTraffic, NetworkSnapshot, NetworkView, TcHealth,
     TcReport, TcRequest,
@@ -50,6 +54,11 @@ pub struct Snapshot {
     pub reclaim_by_class: Vec<ClassReclaim>,
     pub reclaim: ReclaimTotals,
     pub network: NetworkSnapshot,
+    /// The configured file systems that could be read, each once.
+    #[serde(default)]
+    pub filesystems: Vec<FilesystemUsage>,
+    #[serde(default)]
+    pub config: ConfigView,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
