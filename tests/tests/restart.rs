@@ -22,7 +22,9 @@ struct Scenario {
 }
 
 /// Two offline parents and an online cgroup; a ladder lowered so the 2-core machine
-/// crosses it, freezing quickly; the capacity rule on (its values are what a successor must
+/// crosses it, freezing with the throttle (`freeze_after = 0s`: with a delay, a throttle
+/// that brings the window's average below the trigger first would decide the race, and the
+/// capacity rule's own steps make that timing vary); the capacity rule on (its values are what a successor must
 /// restore); a slow eviction so that freezing is where the ladder stands when it is killed.
 fn scenario() -> Scenario {
     let base = unique_name("enf-restart");
@@ -50,7 +52,7 @@ cpu_trigger = 0.45
 cpu_recover = 0.30
 sustain = "300ms"
 throttle_after = "0s"
-freeze_after = "500ms"
+freeze_after = "0s"
 evict_after = "60s"
 evict_cooldown = "1s"
 recover_hold = "1500ms"
