@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod containerd;
 pub mod cri;
 pub mod daemon;
+pub mod kubelet;
 pub mod layout;
 pub mod load;
 pub mod net;

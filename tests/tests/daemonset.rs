@@ -18,8 +18,9 @@ use enforcer_tests::{
     TempDir,
     cgroup::{TestCgroup, cpu_hog, own_cgroup_dir, spawn_in},
     containerd::{Containerd, archive_image_name, write_pause_image},
-    cri::{Cri, Manifest, Node, PodGuard, plan_pod},
+    cri::{Cri, PodGuard},
     daemon::{free_port, metric_value},
+    kubelet::{Manifest, Node, plan_pod},
     require_root, unique_name, wait_until,
 };
 
