@@ -9,6 +9,16 @@ use std::{
     process::{Command, Output},
 };
 
+/// A file's text; a missing file fails the test with its path.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A YAML file, parsed; a bad one fails the test with its path.
+pub fn yaml<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    serde_yaml_ng::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -293,4 +303,74 @@ pub fn shorten_durations(rules: &str, factor: u64) -> (String, usize) {
         out.push_str(&rewritten);
     }
     (out, count)
+}
+
+/// A Grafana variable's value as the Prometheus data source interpolates it: a single value
+/// as it is, several (multi-value or "All") as an escaped regular-expression alternation.
+pub fn grafana_value(values: &[String], regex: bool) -> String {
+    if !regex {
+        return values[0].clone();
+    }
+    let escape = |v: &String| {
+        let mut out = String::new();
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str(r"\\\\"),
+                '$' | '^' | '*' | '{' | '}' | '[' | ']' | '\'' | '+' | '?' | '.' | '(' | ')'
+                | '|' => {
+                    out.push_str(r"\\");
+                    out.push(c);
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let all: Vec<String> = values.iter().map(escape).collect();
+    if all.len() == 1 {
+        all[0].clone()
+    } else {
+        format!("({})", all.join("|"))
+    }
+}
+
+/// The dashboard's variables resolved through `label_values` (Prometheus's label values
+/// for a selector), in their order (each may use the previous ones), with "All" selected
+/// where the dashboard selects it, and Grafana's interval variables first.
+pub fn dashboard_variables(
+    dash: &serde_json::Value,
+    label_values: impl Fn(&str, &str) -> Result<Vec<String>, String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut values: Vec<(String, String)> = vec![
+        ("__rate_interval".into(), "1m".into()),
+        ("__interval".into(), "15s".into()),
+        ("__range".into(), "5m".into()),
+    ];
+    let query_re =
+        regex::Regex::new(r"^label_values\((.+),\s*([A-Za-z_][A-Za-z0-9_]*)\)$").expect("regex");
+    for var in dash["templating"]["list"].as_array().expect("templating") {
+        if var["type"] != "query" {
+            continue;
+        }
+        let name = var["name"].as_str().expect("variable name");
+        let query = var["query"]["query"]
+            .as_str()
+            .or(var["query"].as_str())
+            .expect("variable query");
+        let pairs: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let query = substitute(query, &pairs);
+        let c = query_re
+            .captures(&query)
+            .ok_or_else(|| format!("variable {name}: not a label_values() query: {query}"))?;
+        let found = label_values(&c[1], &c[2]).map_err(|e| format!("variable {name}: {e}"))?;
+        if found.is_empty() {
+            return Err(format!("variable {name}: {query} gives no value"));
+        }
+        let regex = var["multi"] == true || var["includeAll"] == true;
+        values.push((name.to_string(), grafana_value(&found, regex)));
+    }
+    Ok(values)
 }

@@ -8,8 +8,8 @@ use enforcer_tests::{
     TempDir,
     alerting::{
         DEFAULT_VARIABLES, assert_success, deploy, exported_metric_names, heading_anchor,
-        markdown_anchors, metric_names, panel_queries, run_tool, substitute, variable_queries,
-        variables_left, workspace,
+        markdown_anchors, metric_names, panel_queries, read, run_tool, substitute,
+        variable_queries, variables_left, workspace, yaml,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -88,14 +88,6 @@ struct AlertTest {
     alertname: String,
     eval_time: String,
     exp_alerts: Vec<serde_yaml_ng::Value>,
-}
-
-fn read(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn yaml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> T {
-    serde_yaml_ng::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn rules() -> RuleFile {

@@ -53,8 +53,8 @@ use std::time::{Duration, Instant};
 use enforcer::actuators::journal::Outcome;
 use enforcer_tests::{
     alerting::{
-        assert_success, deploy, panel_queries, run_tool, shorten_durations, substitute, tool,
-        variables_left,
+        self, assert_success, deploy, panel_queries, read, run_tool, shorten_durations, substitute,
+        tool, variables_left, yaml,
     },
     daemon::{Daemon, metric_value},
     require_root,
@@ -86,21 +86,13 @@ const EXPECTED_EMPTY: &[(u64, &str, &str, &str)] = &[(
      network namespace.",
 )];
 
-fn read(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn yaml(path: &std::path::Path) -> Value {
-    serde_yaml_ng::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// The repo's rules with durations divided by [`SPEEDUP`], checked: as many durations
 /// rewritten as the rules have `for:` and ranges, and `promtool check rules` accepts it.
 fn shortened_rules() -> (String, usize) {
     let path = deploy("prometheus/enforcer-rules.yml");
     let original = read(&path);
     let (text, rewritten) = shorten_durations(&original, SPEEDUP);
-    let parsed = yaml(&path);
+    let parsed: Value = yaml(&path);
     let range = regex::Regex::new(r"\[[0-9a-z]+(?::[0-9a-z]*)?\]").unwrap();
     let rules: Vec<&Value> = parsed["groups"]
         .as_array()
@@ -129,7 +121,7 @@ fn shortened_rules() -> (String, usize) {
 /// `deploy/prometheus/alertmanager.yml` pointed at the webhook with short timings; returns
 /// it and the webhook path of each receiver.
 fn alertmanager_config(webhook: &Webhook) -> (String, Vec<(String, String)>) {
-    let mut config = yaml(&deploy("prometheus/alertmanager.yml"));
+    let mut config: Value = yaml(&deploy("prometheus/alertmanager.yml"));
     if !config["global"].is_object() {
         config["global"] = json!({});
     }
@@ -191,7 +183,7 @@ fn alertmanager_config(webhook: &Webhook) -> (String, Vec<(String, String)>) {
 
 /// prometheus.yml: the repo's scrape job with file discovery instead of Kubernetes'.
 fn prometheus_config(am: &Alertmanager) -> String {
-    let scrape = yaml(&deploy("prometheus/scrape-config.yml"));
+    let scrape: Value = yaml(&deploy("prometheus/scrape-config.yml"));
     let mut job = scrape["scrape_configs"][0].clone();
     let fields = job.as_object_mut().expect("scrape job");
     assert!(
@@ -413,73 +405,15 @@ impl Rig {
     }
 }
 
-/// A Grafana variable's value as the Prometheus data source interpolates it: a single value
-/// as it is, several (multi-value or "All") as an escaped regular-expression alternation.
-fn grafana_value(values: &[String], regex: bool) -> String {
-    if !regex {
-        return values[0].clone();
-    }
-    let escape = |v: &String| {
-        let mut out = String::new();
-        for c in v.chars() {
-            match c {
-                '\\' => out.push_str(r"\\\\"),
-                '$' | '^' | '*' | '{' | '}' | '[' | ']' | '\'' | '+' | '?' | '.' | '(' | ')'
-                | '|' => {
-                    out.push_str(r"\\");
-                    out.push(c);
-                }
-                c => out.push(c),
-            }
-        }
-        out
-    };
-    let all: Vec<String> = values.iter().map(escape).collect();
-    if all.len() == 1 {
-        all[0].clone()
-    } else {
-        format!("({})", all.join("|"))
-    }
-}
-
-/// The dashboard's variables resolved against Prometheus, in their order (each may use the
-/// previous ones), with "All" selected where the dashboard selects it, and Grafana's
-/// interval variables.
+/// The dashboard's variables resolved against Prometheus (see
+/// [`enforcer_tests::alerting::dashboard_variables`]).
 fn dashboard_variables(rig: &Rig, dash: &Value) -> Vec<(String, String)> {
-    let mut values: Vec<(String, String)> = vec![
-        ("__rate_interval".into(), "1m".into()),
-        ("__interval".into(), "15s".into()),
-        ("__range".into(), "5m".into()),
-    ];
-    let label_values =
-        regex::Regex::new(r"^label_values\((.+),\s*([A-Za-z_][A-Za-z0-9_]*)\)$").expect("regex");
-    for var in dash["templating"]["list"].as_array().expect("templating") {
-        if var["type"] != "query" {
-            continue;
-        }
-        let name = var["name"].as_str().expect("variable name");
-        let query = var["query"]["query"]
-            .as_str()
-            .or(var["query"].as_str())
-            .expect("variable query");
-        let pairs: Vec<(&str, &str)> = values
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let query = substitute(query, &pairs);
-        let c = label_values
-            .captures(&query)
-            .unwrap_or_else(|| panic!("variable {name}: not a label_values() query: {query}"));
-        let found = rig
-            .prom
-            .label_values(&c[1], &c[2])
-            .unwrap_or_else(|e| rig.fail(&format!("variable {name}: {e}")));
-        if found.is_empty() {
-            rig.fail(&format!("variable {name}: {query} gives no value"));
-        }
-        let regex = var["multi"] == true || var["includeAll"] == true;
-        println!("  ${name} = {found:?}  ({query})");
-        values.push((name.to_string(), grafana_value(&found, regex)));
+    let values = alerting::dashboard_variables(dash, |selector, label| {
+        rig.prom.label_values(selector, label)
+    })
+    .unwrap_or_else(|e| rig.fail(&e));
+    for (name, value) in &values {
+        println!("  ${name} = {value}");
     }
     values
 }
