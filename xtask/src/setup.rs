@@ -28,6 +28,11 @@ pub const PACKAGES: &[&str] = &[
     // systemd-analyze verify on deploy/enforcer.service (tests/tests/manifests.rs); installing
     // it changes no PID 1 and starts nothing where systemd is not the init.
     "systemd",
+    // The VM matrix (xtask/src/vm): curl fetches Debian's indexes and kernel packages, xz
+    // unpacks the indexes, depmod (kmod) indexes an unpacked kernel's modules.
+    "curl",
+    "xz-utils",
+    "kmod",
 ];
 
 /// kubernetes-validate (PyPI) releases, each in its own directory
