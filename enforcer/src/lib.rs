@@ -6,7 +6,8 @@
 //! 0. [`host`] (the node's files as the daemon's logic reads them, behind one trait);
 //! 1. [`model`] (plain data: layout, classification, the live index, tc objects), [`clock`],
 //!    [`text`];
-//! 2. [`sampling`] (the eBPF programs and their maps) and [`policy`] (pure computations,
+//! 2. [`sampling`] (the eBPF programs and their maps), [`runtime`] (the container runtime
+//!    over CRI) and [`policy`] (pure computations,
 //!    time injected);
 //! 3. [`config`] (the TOML file);
 //! 4. [`actuators`] (the only writers to the kernel, behind the one choke point);
@@ -20,6 +21,7 @@ pub mod daemon;
 pub mod host;
 pub mod model;
 pub mod policy;
+pub mod runtime;
 pub mod sampling;
 pub mod surfaces;
 pub mod text;

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Run { config, dry_run } => command::run::execute(config, dry_run),
         Command::Status(t) => command::status::execute(&t),
         Command::Cgroups(t) => command::cgroups::execute(&t),
+        Command::Pods(t) => command::pods::execute(&t),
         Command::Top {
             target,
             interval,

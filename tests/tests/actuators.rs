@@ -25,12 +25,12 @@ use enforcer_tests::{
 };
 
 fn rules(name: &str, class: Class) -> Arc<RuleSet> {
-    Arc::new(RuleSet::new(vec![Rule {
-        name: "test".into(),
-        pattern: regex::Regex::new(&regex::escape(name)).unwrap(),
+    Arc::new(RuleSet::new(vec![Rule::path(
+        "test",
+        regex::Regex::new(&regex::escape(name)).unwrap(),
         class,
-        priority: (class == Class::Offline).then_some(Priority::P3),
-    }]))
+        (class == Class::Offline).then_some(Priority::P3),
+    )]))
 }
 
 struct Fixture {

@@ -87,8 +87,9 @@ fn no_room_for_offline_memory_clamps_at_the_floor_and_never_limits_below_use() {
     // Applied, not only intended: the intent is journaled (fsynced) before the write, and
     // on a slow guest the kernel is read between the two.
     assert!(
-        wait_until(Duration::from_secs(20), || limited()
-            .any(|e| e.outcome == enforcer::actuators::journal::Outcome::Applied)),
+        wait_until(Duration::from_secs(20), || limited().any(
+            |e| e.outcome == enforcer::actuators::journal::Outcome::Applied
+        )),
         "the capacity rule never limited the offline parent:\n{:#?}",
         daemon.journal()
     );

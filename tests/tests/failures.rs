@@ -21,12 +21,12 @@ use enforcer_tests::{
 };
 
 fn actuator(name: &str, journal_path: &std::path::Path) -> Actuator {
-    let rules = Arc::new(RuleSet::new(vec![Rule {
-        name: "test".into(),
-        pattern: regex::Regex::new(&regex::escape(name)).unwrap(),
-        class: Class::Offline,
-        priority: Some(Priority::P3),
-    }]));
+    let rules = Arc::new(RuleSet::new(vec![Rule::path(
+        "test",
+        regex::Regex::new(&regex::escape(name)).unwrap(),
+        Class::Offline,
+        Some(Priority::P3),
+    )]));
     Actuator::new(
         CgroupLayout::discover().expect("layout"),
         rules,

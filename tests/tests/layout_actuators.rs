@@ -32,12 +32,12 @@ struct Fixture {
 /// The choke point, with a rule that makes `unit` offline.
 fn actuator(unit: &Unit) -> Fixture {
     let dir = TempDir::new("enf-lact");
-    let rules = Arc::new(RuleSet::new(vec![Rule {
-        name: "test".into(),
-        pattern: regex::Regex::new(&format!("{}$", regex::escape(&unit.name))).unwrap(),
-        class: Class::Offline,
-        priority: Some(Priority::P3),
-    }]));
+    let rules = Arc::new(RuleSet::new(vec![Rule::path(
+        "test",
+        regex::Regex::new(&format!("{}$", regex::escape(&unit.name))).unwrap(),
+        Class::Offline,
+        Some(Priority::P3),
+    )]));
     let journal = Journal::open(&dir.path().join("journal.jsonl")).unwrap();
     Fixture {
         actuator: Actuator::new(

@@ -10,6 +10,7 @@ pub mod cgroups;
 pub mod config;
 pub mod explain;
 pub mod journal;
+pub mod pods;
 pub mod run;
 pub mod status;
 pub mod tc;
@@ -70,6 +71,8 @@ pub enum Command {
     },
     /// Every cgroup the daemon knows: id, path, class, priority, the rule that matched.
     Cgroups(Target),
+    /// Every pod the container runtime lists: class, priority, the rule that matched, CPU.
+    Pods(Target),
     /// The protection ladder's current state and why, with the last actions.
     Explain(Target),
     /// The action journal (read from the file: works without a running daemon).

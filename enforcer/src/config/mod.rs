@@ -19,6 +19,7 @@ mod network;
 mod protection;
 mod raw;
 mod rules;
+mod runtime;
 mod units;
 
 pub use capacity::CapacitySettings;
@@ -31,6 +32,7 @@ pub use error::ConfigError;
 pub use filesystems::{DEFAULT_MOUNTPOINTS, FilesystemsConfig};
 pub use network::NetworkConfig;
 pub use protection::{IsolationConfig, ProtectionConfig};
+pub use runtime::{DEFAULT_RUNTIME_SOCKET, RuntimeConfig};
 pub use units::{parse_bytes, parse_duration};
 
 use raw::RawConfig;
@@ -43,6 +45,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// The file systems reported (never enforced).
     pub filesystems: FilesystemsConfig,
+    /// The container runtime pods are read from.
+    pub runtime: RuntimeConfig,
     /// The classification rules in force (compiled and validated at load).
     pub rules: Arc<RuleSet>,
 }
@@ -55,6 +59,7 @@ impl Default for Config {
             capacity: CapacitySettings::default(),
             network: NetworkConfig::default(),
             filesystems: FilesystemsConfig::default(),
+            runtime: RuntimeConfig::default(),
             rules: Arc::new(RuleSet::defaults()),
         }
     }
@@ -105,7 +110,7 @@ impl Config {
 
         // The sections are checked in this order so that, of several mistakes in one file,
         // the same one is reported first as ever: isolation, capacity, ladder thresholds,
-        // daemon, network, rules, filesystems.
+        // daemon, network, rules, filesystems, runtime.
         let protection = protection::parse(raw.ladder, raw.isolation, &invalid)?;
         let capacity = capacity::parse(raw.capacity, &invalid)?;
         protection::check_ladder(&protection.ladder, &invalid)?;
@@ -113,12 +118,14 @@ impl Config {
         let network = network::parse(raw.network, &invalid)?;
         let rules = rules::parse(raw.classify, &invalid)?;
         let filesystems = filesystems::parse(raw.filesystems, &invalid)?;
+        let runtime = runtime::parse(raw.runtime, &invalid)?;
         Ok(Config {
             daemon,
             protection,
             capacity,
             network,
             filesystems,
+            runtime,
             rules: Arc::new(rules),
         })
     }

@@ -55,6 +55,19 @@ pub(super) struct RawConfig {
     pub(super) network: RawNetwork,
     #[serde(default)]
     pub(super) filesystems: RawFilesystems,
+    #[serde(default)]
+    pub(super) runtime: RawRuntime,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRuntime {
+    pub(super) enabled: Option<bool>,
+    pub(super) socket: Option<PathBuf>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) refresh_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) timeout: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -246,10 +259,21 @@ pub(super) struct RawClassify {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRule {
     pub(super) name: String,
-    #[serde(rename = "match", deserialize_with = "regex")]
-    pub(super) pattern: Regex,
+    /// The path regex; optional for a rule that matches pods.
+    #[serde(rename = "match", default, deserialize_with = "optional_regex")]
+    pub(super) pattern: Option<Regex>,
     pub(super) class: Class,
     pub(super) priority: Option<Priority>,
+    #[serde(default, deserialize_with = "optional_regex")]
+    pub(super) namespace: Option<Regex>,
+    /// Label → regex its value must match.
+    pub(super) labels: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) annotations: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) qos: Option<String>,
+    #[serde(default, deserialize_with = "optional_regex")]
+    pub(super) container: Option<Regex>,
+    /// `label:<key>` / `annotation:<key>`, read in order.
+    pub(super) priority_from: Option<Vec<String>>,
 }
 
 /// A size in bytes: `"64MiB"`, `"4KiB"`, `"1048576"`.

@@ -38,13 +38,38 @@ pub fn class_roots(index: &CgroupIndex, class: Class) -> Vec<&CgroupEntry> {
     roots
 }
 
-/// Offline parents: the cgroups the offline limits go on.
+/// Offline parents: the cgroups the offline limits go on — the top offline cgroups with
+/// nothing but offline work below them. An offline cgroup with an online or system cgroup
+/// anywhere below it (a BestEffort pod an operator labelled online) is never one: its limit
+/// would bound that work too; its offline children are the parents instead.
 pub fn offline_roots(index: &CgroupIndex) -> Vec<&CgroupEntry> {
-    class_roots(index, Class::Offline)
+    let mut above_other: HashSet<&str> = HashSet::new();
+    for e in index.iter().filter(|e| e.class != Class::Offline) {
+        let mut p = &*e.path;
+        while !p.is_empty() {
+            p = parent(p);
+            if !above_other.insert(p) {
+                break;
+            }
+        }
+    }
+    let bounded = |e: &CgroupEntry| e.class == Class::Offline && !above_other.contains(&*e.path);
+    let parents: HashSet<&str> = index
+        .iter()
+        .filter(|e| bounded(e))
+        .map(|e| &*e.path)
+        .collect();
+    let mut roots: Vec<&CgroupEntry> = index
+        .iter()
+        .filter(|e| bounded(e) && !e.path.is_empty() && !parents.contains(parent(&e.path)))
+        .collect();
+    roots.sort_by(|a, b| a.path.cmp(&b.path));
+    roots
 }
 
-/// Offline units, the things evicted one at a time: children of an offline parent (a pod,
-/// a Yarn container), or an offline parent with no offline children.
+/// Offline units, the things evicted one at a time: a pod the runtime knows (its own
+/// cgroup, never one of its containers'), else children of an offline parent (a pod, a Yarn
+/// container), or an offline parent with no offline children.
 pub fn offline_units(index: &CgroupIndex) -> Vec<&CgroupEntry> {
     let roots: HashSet<&str> = offline_roots(index).iter().map(|e| &*e.path).collect();
     let has_offline_child: HashSet<&str> = index
@@ -55,9 +80,12 @@ pub fn offline_units(index: &CgroupIndex) -> Vec<&CgroupEntry> {
     index
         .iter()
         .filter(|e| e.class == Class::Offline)
-        .filter(|e| {
-            roots.contains(parent(&e.path))
-                || (roots.contains(&*e.path) && !has_offline_child.contains(&*e.path))
+        .filter(|e| match &e.pod {
+            Some(p) => p.is_pod_cgroup,
+            None => {
+                roots.contains(parent(&e.path))
+                    || (roots.contains(&*e.path) && !has_offline_child.contains(&*e.path))
+            }
         })
         .collect()
 }
@@ -358,5 +386,91 @@ mod tests {
         let ids: Vec<u64> = engaged.units.iter().map(|(u, _)| u.id).collect();
         assert_eq!(ids, [1], "only units that still have processes");
         assert!(engaged.procs.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod pod_tests {
+    use super::*;
+    use crate::model::{
+        classify::{CLASS_LABEL, RuleSet},
+        layout::CgroupDir,
+        pod::{ContainerMeta, Pod, PodTable},
+    };
+
+    fn pod(uid: &str, labels: &[(&str, &str)]) -> Pod {
+        Pod {
+            uid: uid.into(),
+            namespace: "spark".into(),
+            name: format!("p{uid}"),
+            sandbox_id: format!("s{uid}"),
+            ready: true,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: Default::default(),
+            containers: vec![ContainerMeta {
+                id: format!("c{uid}"),
+                name: "main".into(),
+                running: true,
+            }],
+            netns: None,
+            created_at: 0,
+        }
+    }
+
+    fn index(pods: &PodTable) -> CgroupIndex {
+        let dirs = [
+            "",
+            "kubepods",
+            "kubepods/besteffort",
+            "kubepods/besteffort/poda1",
+            "kubepods/besteffort/poda1/ca1",
+            "kubepods/besteffort/poda2",
+            "kubepods/besteffort/poda2/ca2",
+        ];
+        let mut ix = CgroupIndex::new();
+        ix.refresh(
+            dirs.iter()
+                .enumerate()
+                .map(|(i, p)| CgroupDir {
+                    rel_path: p.to_string(),
+                    id: i as u64 + 1,
+                })
+                .collect(),
+            &RuleSet::defaults(),
+            pods,
+        );
+        ix
+    }
+
+    fn paths(v: Vec<&CgroupEntry>) -> Vec<String> {
+        let mut v: Vec<String> = v.iter().map(|e| e.path.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn pods_are_the_units_and_the_besteffort_slice_the_parent() {
+        let mut pods = PodTable::new();
+        pods.replace(vec![pod("a1", &[]), pod("a2", &[])]);
+        let ix = index(&pods);
+        assert_eq!(paths(offline_roots(&ix)), ["kubepods/besteffort"]);
+        assert_eq!(
+            paths(offline_units(&ix)),
+            ["kubepods/besteffort/poda1", "kubepods/besteffort/poda2"]
+        );
+    }
+
+    /// A BestEffort pod labelled online: no limit goes on the BestEffort slice (it would
+    /// bound the online pod), the other pod is its own parent, and the online pod is no unit.
+    #[test]
+    fn an_online_pod_inside_the_besteffort_slice_keeps_limits_off_the_slice() {
+        let mut pods = PodTable::new();
+        pods.replace(vec![pod("a1", &[(CLASS_LABEL, "online")]), pod("a2", &[])]);
+        let ix = index(&pods);
+        assert_eq!(paths(offline_roots(&ix)), ["kubepods/besteffort/poda2"]);
+        assert_eq!(paths(offline_units(&ix)), ["kubepods/besteffort/poda2"]);
     }
 }

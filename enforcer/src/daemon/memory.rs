@@ -5,7 +5,8 @@
 
 use std::{collections::HashMap, path::PathBuf};
 
-use super::census::class_roots;
+use super::census::{class_roots, offline_roots};
+use crate::model::pod::PodTable;
 use crate::{
     actuators::cgroupfs::CgroupDirs,
     model::{Class, classify::RuleSet, index::CgroupIndex, layout::CgroupLayout},
@@ -45,8 +46,13 @@ impl MemoryAccounting {
     }
 
     /// After SIGHUP.
-    pub fn reclassify(&mut self, rules: &RuleSet) {
-        self.index.reclassify(rules);
+    pub fn reclassify(&mut self, rules: &RuleSet, pods: &PodTable) {
+        self.index.reclassify(rules, pods);
+    }
+
+    /// A new pod list from the runtime.
+    pub fn apply_pods(&mut self, rules: &RuleSet, pods: &PodTable) {
+        self.index.apply_pods(rules, pods);
     }
 
     /// Reclaim per class; `cpu_index` serves when the memory hierarchy is the CPU one.
@@ -96,7 +102,12 @@ impl MemoryAccounting {
         [Class::Online, Class::Offline]
             .into_iter()
             .map(|class| {
-                let roots = class_roots(index, class);
+                // Offline: the parents with nothing else below them, so that an online pod
+                // inside the BestEffort slice is counted once, as online.
+                let roots = match class {
+                    Class::Offline => offline_roots(index),
+                    _ => class_roots(index, class),
+                };
                 (class, roots.iter().map(|e| e.path.to_string()).collect())
             })
             .collect()

@@ -13,6 +13,7 @@ pub mod isolate;
 pub mod limits;
 mod memory;
 pub mod network;
+mod pods;
 pub mod protect;
 mod reload;
 mod rescan;
@@ -327,11 +328,14 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             loaded_at: started_at,
             ..Default::default()
         },
+        pods: Arc::new(crate::model::pod::PodTable::new()),
+        runtime: Default::default(),
     }));
     state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;
 
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(ReloadRequest::default());
+    let pod_nudge = pods::spawn(&config.runtime, state.clone(), stop.clone());
     let sampler_thread = {
         let (state, stop, reload) = (state.clone(), stop.clone(), reload.clone());
         let memory_root = match &memory {
@@ -365,6 +369,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             config_path: options.config_path.clone(),
             state,
             journal_failed_at: None,
+            pods: pods::PodWatch::new(pod_nudge),
         };
         std::thread::Builder::new()
             .name("sampler".into())

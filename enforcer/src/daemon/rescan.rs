@@ -85,7 +85,8 @@ impl Discovery {
         };
         let cpus = online_cpus();
         let mut st = state.lock().unwrap();
-        let diff = st.index.refresh(dirs, &self.rules);
+        let pods = st.pods.clone();
+        let diff = st.index.refresh(dirs, &self.rules, &pods);
         let class_roots = MemoryAccounting::class_roots(&st.index);
         st.online_cpus = cpus;
         for &id in &diff.removed {
@@ -112,7 +113,8 @@ impl Discovery {
         if let Some(root) = &memory.root {
             match walk(root) {
                 Ok(dirs) => {
-                    self.memory_removed = Some(memory.index.refresh(dirs, &self.rules).removed);
+                    self.memory_removed =
+                        Some(memory.index.refresh(dirs, &self.rules, &pods).removed);
                 }
                 Err(e) => {
                     tracing::error!("{}: cannot scan the memory hierarchy: {e}", root.display())

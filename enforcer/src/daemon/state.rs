@@ -3,14 +3,16 @@
 
 use enforcer_common::ReclaimStats;
 
+use std::{collections::HashMap, sync::Arc};
+
 use crate::{
-    model::{Class, index::CgroupIndex},
+    model::{Class, index::CgroupIndex, pod::PodTable},
     policy::usage::UsageTracker,
     sampling::{filesystem::FilesystemReader, psi::NodePressure},
     surfaces::snapshot::{
         CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
-        ConfigView, FilesystemUsage, NetworkSnapshot, NetworkView, ProtectionView, ReclaimTotals,
-        SamplerHealth, Snapshot,
+        ConfigView, FilesystemUsage, NetworkSnapshot, NetworkView, PodUsage, ProtectionView,
+        ReclaimTotals, RuntimeView, SamplerHealth, Snapshot,
     },
 };
 
@@ -43,6 +45,9 @@ pub struct NodeState {
     pub filesystems: FilesystemReader,
     /// The configuration file and its reloads.
     pub config: ConfigView,
+    /// The pods the container runtime listed last (replaced whole by the pod source).
+    pub pods: Arc<PodTable>,
+    pub runtime: RuntimeView,
 }
 
 impl NodeState {
@@ -79,6 +84,9 @@ impl NodeState {
                 class: entry.class,
                 priority: entry.priority,
                 rule: entry.rule.to_string(),
+                pod: entry.pod_name(),
+                pod_uid: entry.pod.as_ref().map(|p| p.pod.uid.clone()),
+                container: entry.pod.as_ref().and_then(|p| p.container.clone()),
                 cpu_seconds_total: total_ns as f64 / 1e9,
                 cpu_cores: cores,
             });
@@ -119,7 +127,13 @@ impl NodeState {
                 mountpoint: f.mountpoint,
             })
             .collect();
+        let mut pods = self.pods_snapshot();
+        if let Some(limit) = limit {
+            pods.truncate(limit);
+        }
         Snapshot {
+            pods,
+            runtime: self.runtime.clone(),
             network,
             filesystems,
             config: self.config.clone(),
@@ -153,6 +167,64 @@ impl NodeState {
                 kswapd_wakeups_by_node: self.reclaim_kswapd_by_node.clone(),
             },
         }
+    }
+
+    /// Every pod the runtime lists, with the class of its cgroup and the CPU of all its
+    /// cgroups (the kernel charges a task's own cgroup: the pod's time is its containers').
+    fn pods_snapshot(&self) -> Vec<PodUsage> {
+        let mut cpu: HashMap<&str, (f64, f64)> = HashMap::new();
+        let mut cgroup: HashMap<&str, &crate::model::index::CgroupEntry> = HashMap::new();
+        for entry in self.index.iter() {
+            let Some(p) = &entry.pod else { continue };
+            let (total_ns, cores) = self.usage.cgroup(entry.id).unwrap_or((0, 0.0));
+            let sum = cpu.entry(p.pod.uid.as_str()).or_default();
+            sum.0 += cores;
+            sum.1 += total_ns as f64 / 1e9;
+            if p.is_pod_cgroup {
+                cgroup.insert(p.pod.uid.as_str(), entry);
+            }
+        }
+        let shown =
+            |k: &str| k == "queue" || k.starts_with("spark-") || k.starts_with("enforcer.io/");
+        let mut pods: Vec<PodUsage> = self
+            .pods
+            .iter()
+            .map(|pod| {
+                let entry = cgroup.get(pod.uid.as_str());
+                let (cores, seconds) = cpu.get(pod.uid.as_str()).copied().unwrap_or_default();
+                PodUsage {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    uid: pod.uid.clone(),
+                    qos: entry
+                        .and_then(|e| e.pod.as_ref())
+                        .map_or_else(String::new, |p| p.qos.to_string()),
+                    ready: pod.ready,
+                    cgroup: entry.map(|e| e.path.to_string()),
+                    // A pod whose cgroup the index has not seen is classified by nothing
+                    // yet: shown as system, which nothing acts on.
+                    class: entry.map_or(Class::System, |e| e.class),
+                    priority: entry.and_then(|e| e.priority),
+                    rule: entry
+                        .map_or_else(|| "none (no cgroup yet)".into(), |e| e.rule.to_string()),
+                    containers: pod.containers.iter().map(|c| c.name.clone()).collect(),
+                    cpu_cores: cores,
+                    cpu_seconds_total: seconds,
+                    labels: pod
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| shown(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                }
+            })
+            .collect();
+        pods.sort_by(|a, b| {
+            b.cpu_cores
+                .total_cmp(&a.cpu_cores)
+                .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+        });
+        pods
     }
 
     /// Network bytes per class and the `limit` cgroups moving the most bytes.

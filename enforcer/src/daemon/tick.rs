@@ -83,6 +83,8 @@ pub(super) struct SamplerLoop {
     pub(super) state: Arc<Mutex<NodeState>>,
     /// When a journal entry last could not be written.
     pub(super) journal_failed_at: Option<Instant>,
+    /// The pod list as last applied to the indexes and the choke point.
+    pub(super) pods: super::pods::PodWatch,
 }
 
 impl SamplerLoop {
@@ -133,6 +135,7 @@ impl SamplerLoop {
                 // cgroups are classified within a tick instead of a rescan interval.
                 self.rescan(&unknown);
             }
+            self.apply_pods();
         }
         self.shutdown();
         if let Some(network) = &mut self.network
@@ -308,6 +311,17 @@ impl SamplerLoop {
         Ok(())
     }
 
+    /// A new pod list from the runtime: the indexes and the choke point classify with it.
+    fn apply_pods(&mut self) {
+        let mut st = self.state.lock().unwrap();
+        let Some(pods) = self.pods.update(&mut st, &self.discovery.rules) else {
+            return;
+        };
+        drop(st);
+        self.memory.apply_pods(&self.discovery.rules, &pods);
+        self.actuator.set_pods(pods);
+    }
+
     fn rescan(&mut self, unknown: &[u64]) {
         let node_used = host::meminfo(self.host.as_ref()).used_ratio();
         let removed = self
@@ -335,8 +349,12 @@ impl SamplerLoop {
                 self.discovery.rules = config.rules.clone();
                 self.actuator.set_rules(config.rules.clone());
                 let mut st = self.state.lock().unwrap();
-                st.index.reclassify(&self.discovery.rules);
-                self.memory.reclassify(&self.discovery.rules);
+                let pods = st.pods.clone();
+                st.index.reclassify(&self.discovery.rules, &pods);
+                if let Some(index) = st.net.index.as_mut() {
+                    index.reclassify(&self.discovery.rules, &pods);
+                }
+                self.memory.reclassify(&self.discovery.rules, &pods);
                 st.top_n = config.daemon.top_n;
                 if let Some(n) = &mut self.network {
                     n.reload(&config.network);

@@ -1,8 +1,14 @@
-//! The live index `cgroup id -> path -> class`, refreshed from scans of the hierarchy.
+//! The live index `cgroup id -> path -> pod -> class`, refreshed from scans of the hierarchy
+//! and from the container runtime's pod list.
 
 use std::{collections::HashMap, sync::Arc};
 
-use super::{Class, Priority, classify::RuleSet, layout::CgroupDir};
+use super::{
+    Class, Priority,
+    classify::RuleSet,
+    layout::CgroupDir,
+    pod::{PodRef, PodTable, pod_path},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupEntry {
@@ -12,6 +18,29 @@ pub struct CgroupEntry {
     pub class: Class,
     pub priority: Option<Priority>,
     pub rule: Arc<str>,
+    /// The pod (and container) this cgroup is of, when the runtime knows it.
+    pub pod: Option<PodRef>,
+}
+
+impl CgroupEntry {
+    fn classified(id: u64, path: Arc<str>, rules: &RuleSet, pods: &PodTable) -> CgroupEntry {
+        let ctx = pods.lookup(&path);
+        let c = rules.classify_with(&path, ctx.as_ref());
+        let pod = ctx.as_ref().map(|ctx| PodRef::from_context(ctx, &path));
+        CgroupEntry {
+            id,
+            path,
+            class: c.class,
+            priority: c.priority,
+            rule: c.rule,
+            pod,
+        }
+    }
+
+    /// `namespace/name` of its pod, when known.
+    pub fn pod_name(&self) -> Option<String> {
+        self.pod.as_ref().map(|p| p.pod.full_name())
+    }
 }
 
 /// What a refresh changed. A cgroup whose path changed (same id) is removed and added.
@@ -34,7 +63,7 @@ impl CgroupIndex {
     /// Replaces the content with a fresh scan. Entries whose id and path are unchanged are
     /// kept as they are: the regexes run only for new cgroups (a refresh runs every second
     /// over up to tens of thousands of cgroups).
-    pub fn refresh(&mut self, dirs: Vec<CgroupDir>, rules: &RuleSet) -> IndexDiff {
+    pub fn refresh(&mut self, dirs: Vec<CgroupDir>, rules: &RuleSet, pods: &PodTable) -> IndexDiff {
         let mut diff = IndexDiff::default();
         let mut next = HashMap::with_capacity(dirs.len());
         for dir in dirs {
@@ -45,14 +74,7 @@ impl CgroupIndex {
                         diff.removed.push(dir.id);
                     }
                     diff.added.push(dir.id);
-                    let c = rules.classify(&dir.rel_path);
-                    CgroupEntry {
-                        id: dir.id,
-                        path: Arc::from(dir.rel_path),
-                        class: c.class,
-                        priority: c.priority,
-                        rule: c.rule,
-                    }
+                    CgroupEntry::classified(dir.id, Arc::from(dir.rel_path), rules, pods)
                 }
             };
             next.insert(entry.id, entry);
@@ -63,13 +85,36 @@ impl CgroupIndex {
     }
 
     /// Applies new rules to every entry (after a configuration reload).
-    pub fn reclassify(&mut self, rules: &RuleSet) {
+    pub fn reclassify(&mut self, rules: &RuleSet, pods: &PodTable) {
         for entry in self.by_id.values_mut() {
-            let c = rules.classify(&entry.path);
-            entry.class = c.class;
-            entry.priority = c.priority;
-            entry.rule = c.rule;
+            *entry = CgroupEntry::classified(entry.id, entry.path.clone(), rules, pods);
         }
+    }
+
+    /// Applies a new pod list: only the cgroups of kubelet's pod layout are classified again.
+    /// Returns the ids whose class or priority changed.
+    pub fn apply_pods(&mut self, rules: &RuleSet, pods: &PodTable) -> Vec<u64> {
+        let mut changed = Vec::new();
+        for entry in self.by_id.values_mut() {
+            if pod_path(&entry.path).is_none() {
+                continue;
+            }
+            let next = CgroupEntry::classified(entry.id, entry.path.clone(), rules, pods);
+            if (next.class, next.priority) != (entry.class, entry.priority) {
+                changed.push(entry.id);
+            }
+            *entry = next;
+        }
+        changed
+    }
+
+    /// Cgroups of kubelet's pod layout whose pod the runtime does not list (yet): a reason to
+    /// ask the runtime again now rather than at the next interval.
+    pub fn pods_unknown(&self) -> usize {
+        self.by_id
+            .values()
+            .filter(|e| e.pod.is_none() && pod_path(&e.path).is_some())
+            .count()
     }
 
     pub fn get(&self, id: u64) -> Option<&CgroupEntry> {
@@ -102,6 +147,10 @@ impl CgroupIndex {
 mod tests {
     use super::*;
 
+    fn none() -> PodTable {
+        PodTable::new()
+    }
+
     fn dir(path: &str, id: u64) -> CgroupDir {
         CgroupDir {
             rel_path: path.into(),
@@ -116,6 +165,7 @@ mod tests {
         let diff = index.refresh(
             vec![dir("", 1), dir("yarn", 2), dir("yarn/container_1", 3)],
             &rules,
+            &none(),
         );
         assert_eq!(diff.added.len(), 3);
         assert!(diff.removed.is_empty());
@@ -125,12 +175,13 @@ mod tests {
         let mut diff = index.refresh(
             vec![dir("", 1), dir("yarn", 2), dir("moved", 3), dir("new", 4)],
             &rules,
+            &none(),
         );
         diff.added.sort();
         assert_eq!(diff.added, [3, 4]);
         assert_eq!(diff.removed, [3]);
         assert_eq!(index.get(3).unwrap().class, Class::System);
-        let diff = index.refresh(vec![dir("", 1)], &rules);
+        let diff = index.refresh(vec![dir("", 1)], &rules, &none());
         assert!(diff.added.is_empty());
         let mut removed = diff.removed;
         removed.sort();
@@ -141,21 +192,21 @@ mod tests {
     #[test]
     fn unchanged_entries_keep_their_classification_until_reclassified() {
         let mut index = CgroupIndex::new();
-        index.refresh(vec![dir("batch/job", 7)], &RuleSet::defaults());
+        index.refresh(vec![dir("batch/job", 7)], &RuleSet::defaults(), &none());
         assert_eq!(index.get(7).unwrap().class, Class::System);
-        let offline = RuleSet::new(vec![super::super::classify::Rule {
-            name: "batch".into(),
-            pattern: regex::Regex::new("^batch/").unwrap(),
-            class: Class::Offline,
-            priority: Some(Priority::Debug),
-        }]);
-        index.refresh(vec![dir("batch/job", 7)], &offline);
+        let offline = RuleSet::new(vec![super::super::classify::Rule::path(
+            "batch",
+            regex::Regex::new("^batch/").unwrap(),
+            Class::Offline,
+            Some(Priority::Debug),
+        )]);
+        index.refresh(vec![dir("batch/job", 7)], &offline, &none());
         assert_eq!(
             index.get(7).unwrap().class,
             Class::System,
             "no regex run for known cgroups"
         );
-        index.reclassify(&offline);
+        index.reclassify(&offline, &none());
         let e = index.get(7).unwrap();
         assert_eq!(
             (e.class, e.priority, &*e.rule),

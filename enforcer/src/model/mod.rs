@@ -7,6 +7,7 @@ pub mod controllers;
 pub mod index;
 pub mod layout;
 pub mod netns;
+pub mod pod;
 pub mod tc;
 
 use serde::{Deserialize, Serialize};

@@ -2,8 +2,12 @@
 //! namespace; the namespace belongs to the processes inside it (`/proc/PID/ns/net`), and
 //! those processes to cgroups, which the classification rules name online or offline.
 //!
-//! A namespace counts as offline only when every process sampled in it is in an offline
-//! cgroup: one online process is enough to keep enforcer's hands off its interfaces.
+//! A pod sandbox's namespace is its pod's, whatever process enters it (an operator's
+//! `nsenter -n -t PID tcpdump` does not lift the pod's shaping): the runtime says which
+//! namespace is whose. Where no runtime knows the namespace (Yarn containers, a node without
+//! CRI), a census decides: a namespace counts as offline only when every process sampled in
+//! it is in an offline cgroup, and one online process is enough to keep enforcer's hands off
+//! its interfaces.
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +17,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{Class, Priority, classify::RuleSet};
+use super::{
+    Class, Priority,
+    classify::RuleSet,
+    pod::{PodTable, pod_path},
+};
 
 /// Processes read per namespace to decide whose it is.
 const PIDS_SAMPLED: usize = 32;
@@ -73,20 +81,33 @@ pub struct Namespace {
     pub processes: usize,
 }
 
-/// Decides whose a namespace is from its members' cgroup paths.
-pub fn owner_of(paths: &[String], rules: &RuleSet) -> (String, Class, Option<Priority>) {
+/// Decides whose a namespace is: its pod's when the runtime names it the pod's sandbox
+/// namespace (and one sampled member is in that pod's cgroup), else from its members'
+/// cgroup paths.
+pub fn owner_of(
+    inode: u64,
+    paths: &[String],
+    rules: &RuleSet,
+    pods: &PodTable,
+) -> (String, Class, Option<Priority>) {
+    if let Some(pod) = pods.by_netns(inode) {
+        let cgroup = paths.iter().find_map(|p| {
+            pod_path(p)
+                .filter(|at| at.uid == pod.uid)
+                .map(|at| at.pod_cgroup.to_string())
+        });
+        if let Some(cgroup) = cgroup {
+            let c = rules.classify_in(&cgroup, pods);
+            return (cgroup, c.class, c.priority);
+        }
+    }
     let owner = common_prefix(paths.iter().map(String::as_str));
-    let all_offline = !paths.is_empty()
-        && paths
-            .iter()
-            .all(|p| rules.classify(p).class == Class::Offline);
-    let c = rules.classify(&owner);
+    let class_of = |p: &str| rules.classify_in(p, pods).class;
+    let all_offline = !paths.is_empty() && paths.iter().all(|p| class_of(p) == Class::Offline);
+    let c = rules.classify_in(&owner, pods);
     if all_offline {
         (owner, Class::Offline, c.priority)
-    } else if paths
-        .iter()
-        .any(|p| rules.classify(p).class == Class::Online)
-    {
+    } else if paths.iter().any(|p| class_of(p) == Class::Online) {
         (owner, Class::Online, None)
     } else {
         (owner, Class::System, None)
@@ -129,6 +150,7 @@ impl Scanner {
         host_inode: u64,
         line: &CgroupLine,
         rules: &RuleSet,
+        pods: &PodTable,
     ) -> Vec<Namespace> {
         let Ok(entries) = std::fs::read_dir(proc_root) else {
             return Vec::new();
@@ -171,7 +193,7 @@ impl Scanner {
                     }
                 }
                 let pid = entry_pid?;
-                let (owner, class, priority) = owner_of(&paths, rules);
+                let (owner, class, priority) = owner_of(ino, &paths, rules, pods);
                 Some(Namespace {
                     inode: ino,
                     path: proc_root.join(pid.to_string()).join("ns/net"),
@@ -215,34 +237,92 @@ mod tests {
         assert_eq!(common_prefix(["a/b/c", "a/b/d", "a/b"]), "a/b");
         assert_eq!(common_prefix(["a/b", "x"]), "");
         let rules = RuleSet::defaults();
+        let none = PodTable::new();
         let pod = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice";
-        let (owner, class, _) = owner_of(&[format!("{pod}/pause"), format!("{pod}/app")], &rules);
+        let (owner, class, _) = owner_of(
+            1,
+            &[format!("{pod}/pause"), format!("{pod}/app")],
+            &rules,
+            &none,
+        );
         assert_eq!((owner.as_str(), class), (pod, Class::Offline));
     }
 
     #[test]
     fn one_online_member_keeps_a_namespace_online() {
         let rules = RuleSet::defaults();
+        let none = PodTable::new();
         let offline = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/c";
         let online = "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod2.slice/c";
-        let (_, class, _) = owner_of(&[offline.into(), online.into()], &rules);
+        let (_, class, _) = owner_of(1, &[offline.into(), online.into()], &rules, &none);
         assert_eq!(class, Class::Online);
         let (_, class, _) = owner_of(
+            1,
             &[offline.into(), "system.slice/sshd.service".into()],
             &rules,
+            &none,
         );
         assert_eq!(class, Class::System, "not all offline: not shaped");
-        assert_eq!(owner_of(&[], &rules).1, Class::System);
+        assert_eq!(owner_of(1, &[], &rules, &none).1, Class::System);
+    }
+
+    /// A process of the host entering an offline pod's sandbox namespace (an operator's
+    /// `nsenter`) leaves the namespace the pod's: the runtime says whose it is.
+    #[test]
+    fn a_sandbox_namespace_stays_its_pods_whoever_enters_it() {
+        use crate::model::pod::{ContainerMeta, Pod};
+        let rules = RuleSet::defaults();
+        let uid = "0a1b";
+        let pod = format!("kubepods/besteffort/pod{uid}");
+        let mut pods = PodTable::new();
+        pods.replace(vec![Pod {
+            uid: uid.into(),
+            namespace: "spark".into(),
+            name: "exec-1".into(),
+            sandbox_id: "s".into(),
+            ready: true,
+            labels: [("queue".to_string(), "root.P1".to_string())].into(),
+            annotations: Default::default(),
+            containers: vec![ContainerMeta {
+                id: "c".into(),
+                name: "executor".into(),
+                running: true,
+            }],
+            netns: Some(7),
+            created_at: 0,
+        }]);
+        let members = [format!("{pod}/s"), "system.slice/sshd.service".to_string()];
+        let (owner, class, priority) = owner_of(7, &members, &rules, &pods);
+        assert_eq!(
+            (owner.as_str(), class, priority),
+            (pod.as_str(), Class::Offline, Some(Priority::P1))
+        );
+        // Another namespace with the same members: the census, which an online or system
+        // process keeps from being offline.
+        assert_eq!(owner_of(8, &members, &rules, &pods).1, Class::System);
     }
 
     #[test]
     fn scanning_this_host_finds_no_namespace_twice() {
         let host = inode(Path::new("/proc/self/ns/net")).unwrap();
         let rules = RuleSet::defaults();
+        let none = PodTable::new();
         let mut scanner = Scanner::default();
-        let found = scanner.scan(Path::new("/proc"), host, &CgroupLine::Unified, &rules);
+        let found = scanner.scan(
+            Path::new("/proc"),
+            host,
+            &CgroupLine::Unified,
+            &rules,
+            &none,
+        );
         // The second scan reads only new processes and finds the same namespaces.
-        let again = scanner.scan(Path::new("/proc"), host, &CgroupLine::Unified, &rules);
+        let again = scanner.scan(
+            Path::new("/proc"),
+            host,
+            &CgroupLine::Unified,
+            &rules,
+            &none,
+        );
         assert_eq!(
             found.iter().map(|n| n.inode).collect::<Vec<_>>(),
             again.iter().map(|n| n.inode).collect::<Vec<_>>()

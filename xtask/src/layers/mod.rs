@@ -58,6 +58,7 @@ pub const LAYERS: &[(&str, u32)] = &[
     ("text", 1),
     ("model", 1),
     ("sampling", 2),
+    ("runtime", 2),
     ("policy", 2),
     ("config", 3),
     ("actuators", 4),

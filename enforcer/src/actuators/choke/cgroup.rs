@@ -16,7 +16,7 @@ impl Actuator {
     /// fails only if the journal cannot be written, in which case nothing was applied.
     pub fn apply(&mut self, req: &Request) -> Result<Outcome, JournalError> {
         let rel = req.target.trim_start_matches('/').to_string();
-        let class = self.rules.classify(&rel);
+        let class = self.classify(&rel);
         let refusal = (class.class != Class::Offline || rel.is_empty()).then(|| {
             format!(
                 "refused: {} is {} (rule {}), only offline cgroups are acted on",

@@ -31,7 +31,7 @@ impl Actuator {
     ) -> Result<Vec<(i32, String, isolation::Previous)>, JournalError> {
         let mut accepted = Vec::new();
         for (rel, pids) in batch {
-            let class = self.rules.classify(rel);
+            let class = self.classify(rel);
             if class.class != Class::Offline || rel.is_empty() {
                 let refused = Head {
                     target: Some(rel.clone()),

@@ -18,11 +18,13 @@ use std::{
 };
 
 use super::{journal::Journal, record::EffectsRecord};
-use crate::model::{classify::RuleSet, layout::CgroupLayout};
+use crate::model::{classify::RuleSet, layout::CgroupLayout, pod::PodTable};
 
 pub struct Actuator {
     layout: CgroupLayout,
     rules: Arc<RuleSet>,
+    /// The runtime's pod list: a pod cgroup is classified again with its pod's labels.
+    pods: Arc<PodTable>,
     journal: Journal,
     dry_run: bool,
     kill_timeout: Duration,
@@ -42,6 +44,7 @@ impl Actuator {
         Actuator {
             layout,
             rules,
+            pods: Arc::new(PodTable::new()),
             journal,
             dry_run,
             kill_timeout: Duration::from_secs(5),
@@ -57,6 +60,17 @@ impl Actuator {
     /// After a configuration reload.
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
         self.rules = rules;
+    }
+
+    /// After the runtime's pod list changed.
+    pub fn set_pods(&mut self, pods: Arc<PodTable>) {
+        self.pods = pods;
+    }
+
+    /// The target classified as the choke point sees it: with its pod when the runtime
+    /// knows it, by path otherwise.
+    fn classify(&self, rel: &str) -> crate::model::classify::Classification {
+        self.rules.classify_in(rel, &self.pods)
     }
 
     /// Keeps the effects record in `<state_dir>/effects.json` (adopting what is there).

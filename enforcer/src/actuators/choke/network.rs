@@ -38,7 +38,7 @@ impl Actuator {
         let mut refused = Vec::new();
         let offline_sub = |role: &Role| match role {
             Role::Offline { owner, by_pattern } => offline_interface(
-                (!owner.is_empty()).then(|| self.rules.classify(owner).class),
+                (!owner.is_empty()).then(|| self.classify(owner).class),
                 *by_pattern,
             ),
             _ => false,
@@ -64,7 +64,7 @@ impl Actuator {
                 Role::Ifb { of } => of.clone(),
                 _ => String::new(),
             };
-            let class = self.rules.classify(&owner);
+            let class = self.classify(&owner);
             let head = Head {
                 stage: "network".into(),
                 action: "tc_reconcile".into(),
@@ -147,18 +147,18 @@ mod tests {
 
     fn actuator(dir: &std::path::Path, dry_run: bool) -> Actuator {
         let rules = RuleSet::new(vec![
-            Rule {
-                name: "batch".into(),
-                pattern: regex::Regex::new("^batch/").unwrap(),
-                class: Class::Offline,
-                priority: None,
-            },
-            Rule {
-                name: "web".into(),
-                pattern: regex::Regex::new("^web/").unwrap(),
-                class: Class::Online,
-                priority: None,
-            },
+            Rule::path(
+                "batch",
+                regex::Regex::new("^batch/").unwrap(),
+                Class::Offline,
+                None,
+            ),
+            Rule::path(
+                "web",
+                regex::Regex::new("^web/").unwrap(),
+                Class::Online,
+                None,
+            ),
         ]);
         let layout =
             CgroupLayout::from_mountinfo("30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")

@@ -36,6 +36,16 @@ impl Actuator {
         apply: impl FnOnce(&mut Actuator) -> Applied<T>,
     ) -> Result<(Outcome, Option<T>), JournalError> {
         let seq = self.journal.next_seq();
+        // A cgroup target is named by its pod too, and by the rule that classified it (an
+        // interface or a node-wide event has neither).
+        let cgroup = head
+            .target
+            .as_deref()
+            .filter(|t| head.class.is_some() && !t.is_empty());
+        let pod = cgroup.and_then(|t| self.pods.lookup(t));
+        let rule = cgroup
+            .filter(|_| head.stage != "network")
+            .map(|t| self.classify(t).rule.to_string());
         let entry = |outcome, detail: Option<String>| Entry {
             at: unix_now(),
             seq,
@@ -47,6 +57,9 @@ impl Actuator {
             reason: head.reason.clone(),
             outcome,
             detail,
+            pod: pod.as_ref().map(|c| c.pod.full_name()),
+            pod_uid: pod.as_ref().map(|c| c.pod.uid.clone()),
+            rule: rule.clone(),
         };
         if let Some(why) = refusal {
             tracing::warn!("{why}");

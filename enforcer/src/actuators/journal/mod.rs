@@ -94,6 +94,14 @@ pub struct Entry {
     pub outcome: Outcome,
     /// Detail of a failure or a refusal.
     pub detail: Option<String>,
+    /// The target's pod (`namespace/name`) and uid, when the runtime knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// The classification rule the choke point matched the target with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 pub struct Journal {

@@ -30,6 +30,9 @@ fn entry(seq: u64, outcome: Outcome) -> Entry {
         reason: serde_json::json!({"trigger": "node_cpu", "value": 0.95}),
         outcome,
         detail: None,
+        pod: None,
+        pod_uid: None,
+        rule: None,
     }
 }
 

@@ -199,10 +199,11 @@ impl NetworkController {
     fn rescan(&mut self, state: &Mutex<NodeState>, rules: &RuleSet) {
         let mut guard = state.lock().unwrap();
         let st = &mut *guard;
+        let pods = st.pods.clone();
         if let (Some(index), Some(root)) = (st.net.index.as_mut(), &self.unified_root) {
             match crate::model::layout::walk(root) {
                 Ok(dirs) => {
-                    let gone = index.refresh(dirs, rules).removed;
+                    let gone = index.refresh(dirs, rules, &pods).removed;
                     for &id in &gone {
                         st.net.rx.forget(id, (Class::System, None));
                         st.net.tx.forget(id, (Class::System, None));
@@ -232,9 +233,13 @@ impl NetworkController {
         }
         drop(guard);
         if let Some(r) = &self.reconciler {
-            self.namespaces =
-                self.scanner
-                    .scan(Path::new("/proc"), r.host_inode(), &self.cgroup_line, rules);
+            self.namespaces = self.scanner.scan(
+                Path::new("/proc"),
+                r.host_inode(),
+                &self.cgroup_line,
+                rules,
+                &pods,
+            );
         }
     }
 

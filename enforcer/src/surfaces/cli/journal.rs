@@ -12,7 +12,7 @@ pub fn render_journal(entries: &[Entry]) -> String {
         let when = crate::clock::rfc3339(e.at);
         let _ = writeln!(
             out,
-            "{when}  #{:<5} {:<15} {:<16} {:<9} {:<6} {:<8} {}{}  {}",
+            "{when}  #{:<5} {:<15} {:<16} {:<9} {:<6} {:<8} {}{}{}  {}",
             e.seq,
             e.stage,
             e.action,
@@ -23,6 +23,10 @@ pub fn render_journal(entries: &[Entry]) -> String {
                 .as_deref()
                 .map(|t| format!("/{t}"))
                 .unwrap_or_else(|| "(node)".into()),
+            e.pod
+                .as_deref()
+                .map(|p| format!(" pod {p}"))
+                .unwrap_or_default(),
             e.detail
                 .as_deref()
                 .map(|d| format!(" [{d}]"))

@@ -66,6 +66,9 @@ fn busy() -> Snapshot {
             class: Class::Online,
             priority: None,
             rule: "kubelet-pod".into(),
+            pod: None,
+            pod_uid: None,
+            container: None,
             cpu_seconds_total: 98765.4321,
             cpu_cores: 12.3456,
         },
@@ -76,6 +79,9 @@ fn busy() -> Snapshot {
         class: Class::System,
         priority: None,
         rule: "default".into(),
+        pod: None,
+        pod_uid: None,
+        container: None,
         cpu_seconds_total: 0.0,
         cpu_cores: 0.0,
     });
@@ -85,6 +91,9 @@ fn busy() -> Snapshot {
         class: Class::Offline,
         priority: Some(Priority::Debug),
         rule: "a-rule-name-longer-than-its-column".into(),
+        pod: None,
+        pod_uid: None,
+        container: None,
         cpu_seconds_total: 0.0005,
         cpu_cores: 0.0004,
     });
@@ -294,6 +303,9 @@ fn entries() -> Vec<Entry> {
         reason: serde_json::json!({"trigger": "node_cpu", "value": 0.95}),
         outcome,
         detail: None,
+        pod: None,
+        pod_uid: None,
+        rule: None,
     };
     vec![
         entry(1, Outcome::Intent),
@@ -324,6 +336,16 @@ fn entries() -> Vec<Entry> {
             reason: serde_json::Value::Null,
             detail: Some("write memory.limit_in_bytes: Device or resource busy".into()),
             ..entry(4, Outcome::Failed)
+        },
+        Entry {
+            stage: "kill".into(),
+            action: "kill".into(),
+            target: Some("kubepods/besteffort/pod0a1b".into()),
+            priority: Some("P1".into()),
+            pod: Some("spark/exec-1".into()),
+            pod_uid: Some("0a1b".into()),
+            rule: Some("pod-besteffort".into()),
+            ..entry(5, Outcome::Applied)
         },
     ]
 }

@@ -17,6 +17,7 @@ mod encode;
 mod filesystem;
 mod memory;
 mod network;
+mod pods;
 mod protection;
 
 #[cfg(test)]
@@ -98,6 +99,7 @@ impl Collector for SnapshotCollector {
         compat::encode(&mut enc, s)?;
         network::encode(&mut enc, &s.network)?;
         filesystem::encode(&mut enc, &s.filesystems)?;
-        config::encode(&mut enc, &s.config)
+        config::encode(&mut enc, &s.config)?;
+        pods::encode(&mut enc, &s.runtime, &s.pods)
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 mod config;
 mod filesystem;
 mod network;
+mod pods;
 mod protection;
 
 use crate::{
@@ -18,6 +19,7 @@ pub use network::{
     CgroupNet, ClassNet, Directions, InterfaceTraffic, NetworkSnapshot, NetworkView, TcHealth,
     TcReport, TcRequest,
 };
+pub use pods::{PodUsage, RuntimeView};
 pub use protection::{CapacityView, ParentState, ProtectionView};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +61,12 @@ pub struct Snapshot {
     pub filesystems: Vec<FilesystemUsage>,
     #[serde(default)]
     pub config: ConfigView,
+    /// The container runtime pods come from.
+    #[serde(default)]
+    pub runtime: RuntimeView,
+    /// Every pod the runtime lists, CPU users first.
+    #[serde(default)]
+    pub pods: Vec<PodUsage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +137,14 @@ pub struct CgroupUsage {
     pub priority: Option<Priority>,
     /// The classification rule that matched.
     pub rule: String,
+    /// `namespace/name` of the cgroup's pod, when the runtime knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// The container's name, when the cgroup is one of a pod's containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     pub cpu_seconds_total: f64,
     pub cpu_cores: f64,
 }

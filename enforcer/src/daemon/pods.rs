@@ -1,0 +1,199 @@
+//! The pod source's thread: the runtime's pod list read every `runtime.refresh_interval`
+//! (and at once when the tick sees a pod cgroup of no known pod), published whole into the
+//! shared state. The tick never waits for the runtime: a slow or absent one only makes the
+//! pod list older. Failure keeps the last list, says so once, and retries with backoff.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, Sender},
+    },
+    time::{Duration, Instant},
+};
+
+use super::state::NodeState;
+use crate::{
+    config::RuntimeConfig,
+    model::{classify::RuleSet, pod::PodTable},
+    runtime::PodSource,
+};
+
+/// The longest wait between two tries while the runtime fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A nudge is honoured at most this often (a burst of new pods is one refresh).
+const MIN_NUDGE_GAP: Duration = Duration::from_millis(200);
+
+/// The tick's side: applies a new pod list to the indexes it owns and asks for a refresh
+/// when pod cgroups of unknown pods appear.
+pub struct PodWatch {
+    generation: u64,
+    nudge: Option<Sender<()>>,
+    unknown_seen: usize,
+}
+
+impl PodWatch {
+    pub fn new(nudge: Option<Sender<()>>) -> PodWatch {
+        PodWatch {
+            generation: 0,
+            nudge,
+            unknown_seen: 0,
+        }
+    }
+
+    /// When the pod list changed since the last call, reclassifies the pod cgroups of the
+    /// shared indexes and returns the new list for the indexes and the choke point the tick
+    /// owns. Asks the source for a refresh when more pod cgroups of unknown pods are seen
+    /// than last time.
+    pub fn update(&mut self, st: &mut NodeState, rules: &RuleSet) -> Option<Arc<PodTable>> {
+        let unknown = st.index.pods_unknown();
+        if unknown > self.unknown_seen
+            && let Some(n) = &self.nudge
+        {
+            let _ = n.send(());
+        }
+        self.unknown_seen = unknown;
+        if st.pods.generation() == self.generation {
+            return None;
+        }
+        self.generation = st.pods.generation();
+        let pods = st.pods.clone();
+        let changed = st.index.apply_pods(rules, &pods);
+        if let Some(index) = st.net.index.as_mut() {
+            index.apply_pods(rules, &pods);
+        }
+        if !changed.is_empty() {
+            tracing::info!(
+                cgroups = changed.len(),
+                pods = pods.len(),
+                "pod list changed the classification"
+            );
+        }
+        Some(pods)
+    }
+}
+
+/// Starts the thread (when enabled); returns the nudge sender for the tick.
+pub fn spawn(
+    config: &RuntimeConfig,
+    state: Arc<Mutex<NodeState>>,
+    stop: Arc<AtomicBool>,
+) -> Option<Sender<()>> {
+    {
+        let mut st = state.lock().unwrap();
+        st.runtime.enabled = config.enabled;
+        st.runtime.socket = config.socket.display().to_string();
+    }
+    if !config.enabled {
+        tracing::info!(
+            "runtime.enabled = false: pods are not read, cgroups are classified by path"
+        );
+        return None;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config = config.clone();
+    let spawned = std::thread::Builder::new()
+        .name("enforcer-pods".into())
+        .spawn(move || run(&config, &state, &stop, &rx));
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the pod source thread: {e}; cgroups are classified by path");
+        return None;
+    }
+    Some(tx)
+}
+
+fn run(config: &RuntimeConfig, state: &Mutex<NodeState>, stop: &AtomicBool, nudges: &Receiver<()>) {
+    let socket = &config.socket;
+    let mut source: Option<PodSource> = None;
+    let mut said_absent = false;
+    let mut failing = false;
+    let mut wait = Duration::ZERO;
+    let mut backoff = config.refresh_interval;
+    let mut last = Instant::now() - config.refresh_interval;
+    while !stop.load(Ordering::Relaxed) {
+        match nudges.recv_timeout(wait.min(Duration::from_millis(500))) {
+            Ok(()) if last.elapsed() < MIN_NUDGE_GAP => continue,
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if last.elapsed() < wait {
+                    continue;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        last = Instant::now();
+        wait = config.refresh_interval;
+        if !socket.exists() {
+            if !said_absent {
+                tracing::info!(
+                    socket = %socket.display(),
+                    "no container runtime socket: pods are classified by path rules (runtime.socket names another; it is looked for again every {:?})",
+                    config.refresh_interval
+                );
+                said_absent = true;
+            }
+            continue;
+        }
+        if source.is_none() {
+            match PodSource::new(socket, config.timeout) {
+                Ok(s) => source = Some(s),
+                Err(e) => {
+                    tracing::error!("{}: {e}", socket.display());
+                    continue;
+                }
+            }
+        }
+        let Some(src) = source.as_mut() else { continue };
+        let started = Instant::now();
+        match src.list() {
+            Ok(pods) => {
+                let took = started.elapsed().as_secs_f64();
+                let version = (failing || said_absent || !state.lock().unwrap().runtime.up)
+                    .then(|| src.version().ok())
+                    .flatten();
+                let n = pods.len();
+                let mut st = state.lock().unwrap();
+                let mut table = (*st.pods).clone();
+                if table.replace(pods) {
+                    st.pods = Arc::new(table);
+                }
+                let v = &mut st.runtime;
+                if !v.up {
+                    tracing::info!(socket = %socket.display(), pods = n, runtime = version.as_deref().unwrap_or("?"), "container runtime answering: pods classified by their labels");
+                }
+                v.up = true;
+                if version.is_some() {
+                    v.version = version;
+                }
+                v.pods = n;
+                v.refreshes_total += 1;
+                v.refresh_seconds = took;
+                v.refresh_rpcs = src.last_rpcs;
+                v.refreshed_at = crate::clock::unix_now();
+                v.last_error = None;
+                failing = false;
+                said_absent = false;
+                backoff = config.refresh_interval;
+            }
+            Err(e) => {
+                let mut st = state.lock().unwrap();
+                let kept = st.pods.len();
+                let v = &mut st.runtime;
+                v.up = false;
+                v.errors_total += 1;
+                v.last_error = Some(e.to_string());
+                drop(st);
+                if failing {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                } else {
+                    tracing::warn!(
+                        socket = %socket.display(),
+                        "container runtime: {e}; keeping the last {kept} pods, retrying with backoff"
+                    );
+                }
+                wait = backoff;
+                failing = true;
+            }
+        }
+    }
+}
