@@ -132,23 +132,51 @@ disabled_plugins = [
         )
         .expect("write containerd config");
         let log = d.join("containerd.log");
-        let log_file = std::fs::File::create(&log).expect("containerd log");
-        let mut command = Command::new("containerd");
-        command
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log_file);
         let shim_sockets_before = shim_sockets();
         let mut containerd = Containerd {
-            child: Some(ChildGuard::spawn(command)),
+            child: None,
             dir,
             socket,
             log,
             shim_sockets_before,
         };
-        containerd.wait_ready(Duration::from_secs(20));
+        containerd.spawn();
         containerd
+    }
+
+    fn spawn(&mut self) {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("containerd log");
+        let mut command = Command::new("containerd");
+        command
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        self.child = Some(ChildGuard::spawn(command));
+        self.wait_ready(Duration::from_secs(20));
+    }
+
+    /// Stops containerd (SIGTERM, by its pid) and leaves its pods running under their shims,
+    /// as a runtime restart on a node does.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.signal(Signal::SIGTERM);
+            assert!(
+                child.wait_timeout(Duration::from_secs(10)).is_some(),
+                "containerd ignored SIGTERM for 10 s"
+            );
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// Starts it again with the same configuration and state (it finds its pods again).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "containerd is running");
+        self.spawn();
     }
 
     fn wait_ready(&mut self, timeout: Duration) {

@@ -149,6 +149,21 @@ impl Cri {
         Ok((r.status.context("no container status")?, info))
     }
 
+    /// Whether the runtime reports the sandbox ready (its pause process alive).
+    pub fn pod_sandbox_ready(&self, id: &str) -> anyhow::Result<bool> {
+        let mut c = self.runtime();
+        let r = self
+            .rt
+            .block_on(c.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            }))
+            .map_err(status("PodSandboxStatus"))?
+            .into_inner();
+        let state = r.status.context("no sandbox status")?.state;
+        Ok(state == cri::PodSandboxState::SandboxReady as i32)
+    }
+
     pub fn stop_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
         let mut c = self.runtime();
         self.rt

@@ -584,6 +584,189 @@ pub fn plan_pod(manifest: &Manifest, node: &Node<'_>) -> anyhow::Result<PodPlan>
     })
 }
 
+/// Every cgroup hierarchy's mount point (v1 controllers, named ones, cgroup2).
+fn hierarchies() -> Vec<PathBuf> {
+    let mut mounts: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            let mount = left.split_whitespace().nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount))
+        })
+        .collect();
+    mounts.sort();
+    mounts.dedup();
+    mounts
+}
+
+/// The node's cgroup root for this test's pods, `<own memory cgroup>/<unique>` (memory
+/// cgroups only below the test's own), created with the same relative path in every
+/// hierarchy as kubelet's `--cgroup-root` would be; removed depth-first (pods' leftover
+/// `kubepods/<qos>/pod<uid>` included) when the guards drop.
+pub struct CgroupRoot {
+    /// Relative to every hierarchy's mount point.
+    pub rel: String,
+    guards: Vec<crate::cgroup::TestCgroup>,
+    created_parents: Vec<PathBuf>,
+}
+
+impl CgroupRoot {
+    pub fn new() -> CgroupRoot {
+        let memory = crate::cgroup::mount_point("memory").expect("a memory hierarchy");
+        let own = crate::cgroup::own_cgroup_dir("memory");
+        let own_rel = own
+            .strip_prefix(&memory)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let unique = crate::unique_name("enf-node");
+        let mut guards = Vec::new();
+        let mut created_parents = Vec::new();
+        for mount in hierarchies() {
+            let parent = mount.join(&own_rel);
+            // The same relative path in the other hierarchies may not exist yet: remember
+            // what was created, to remove it (if empty) afterwards.
+            let mut p = parent.clone();
+            let mut missing = Vec::new();
+            while !p.exists() && p.starts_with(&mount) {
+                missing.push(p.clone());
+                p.pop();
+            }
+            created_parents.extend(missing);
+            guards.push(crate::cgroup::TestCgroup::create_at(&parent, &unique));
+        }
+        CgroupRoot {
+            rel: format!("{own_rel}/{unique}"),
+            guards,
+            created_parents,
+        }
+    }
+
+    /// A cgroup `rel` below the root in the hierarchy mounted at `mount`.
+    pub fn child(&self, controller: &str, rel: &str) -> crate::cgroup::TestCgroup {
+        let mount = crate::cgroup::mount_point(controller)
+            .unwrap_or_else(|| panic!("no {controller} hierarchy"));
+        crate::cgroup::TestCgroup::create_at(&mount.join(&self.rel), rel)
+    }
+}
+
+impl Drop for CgroupRoot {
+    fn drop(&mut self) {
+        self.guards.clear();
+        for p in &self.created_parents {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
+/// One pod of a test: a single busybox container running `command`, started as kubelet
+/// starts a pod of that QoS class under `root` (host network: no CNI here).
+pub struct TestPod<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// "besteffort", "burstable" or "guaranteed": where kubelet puts its cgroup.
+    pub qos: &'a str,
+    pub labels: &'a [(&'a str, &'a str)],
+    pub image: &'a str,
+    pub command: &'a [&'a str],
+}
+
+/// The CRI requests for a [`TestPod`], with kubelet's labels.
+pub fn plan_test_pod(pod: &TestPod<'_>, root: &str, log_dir: &Path) -> anyhow::Result<PodPlan> {
+    let uid = format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+            & 0xffff_ffff_ffff
+    );
+    let qos_dir = match pod.qos {
+        "guaranteed" => String::new(),
+        q => format!("{q}/"),
+    };
+    let cgroup_parent = format!("{}/kubepods/{qos_dir}pod{uid}", root.trim_matches('/'));
+    let node = cri::NamespaceMode::Node as i32;
+    let namespaces = cri::NamespaceOption {
+        network: node,
+        pid: cri::NamespaceMode::Container as i32,
+        ipc: cri::NamespaceMode::Pod as i32,
+        ..Default::default()
+    };
+    let mut labels: BTreeMap<String, String> = pod
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    labels.insert("io.kubernetes.pod.name".into(), pod.name.into());
+    labels.insert("io.kubernetes.pod.namespace".into(), pod.namespace.into());
+    labels.insert("io.kubernetes.pod.uid".into(), uid.clone());
+    let log_directory = log_dir.join(format!("{}_{}_{uid}", pod.namespace, pod.name));
+    std::fs::create_dir_all(log_directory.join("main"))?;
+    let sandbox = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: pod.name.into(),
+            uid: uid.clone(),
+            namespace: pod.namespace.into(),
+            attempt: 0,
+        }),
+        log_directory: log_directory.display().to_string(),
+        labels: labels.clone().into_iter().collect(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: format!("/{cgroup_parent}"),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let container = cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "main".into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: pod.image.into(),
+            ..Default::default()
+        }),
+        command: pod.command.iter().map(|s| s.to_string()).collect(),
+        labels: [
+            ("io.kubernetes.container.name", "main"),
+            ("io.kubernetes.pod.name", pod.name),
+            ("io.kubernetes.pod.namespace", pod.namespace),
+            ("io.kubernetes.pod.uid", uid.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        log_path: "main/0.log".into(),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_shares: 2,
+                ..Default::default()
+            }),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    Ok(PodPlan {
+        uid,
+        sandbox,
+        container,
+        cgroup_parent,
+        grace: Duration::from_secs(1),
+        log_path: log_directory.join("main/0.log"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

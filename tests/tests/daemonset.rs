@@ -16,11 +16,11 @@ use std::{
 
 use enforcer_tests::{
     TempDir,
-    cgroup::{TestCgroup, cpu_hog, own_cgroup_dir, spawn_in},
+    cgroup::{cpu_hog, spawn_in},
     containerd::{Containerd, archive_image_name, write_pause_image},
     cri::{Cri, PodGuard},
     daemon::{free_port, metric_value},
-    kubelet::{Manifest, Node, plan_pod},
+    kubelet::{CgroupRoot, Manifest, Node, plan_pod},
     require_root, unique_name, wait_until,
 };
 
@@ -65,82 +65,6 @@ fn normalized(image: &str) -> String {
         format!("docker.io/library/{rest}")
     } else {
         format!("docker.io/{image}")
-    }
-}
-
-/// Every cgroup hierarchy's mount point (v1 controllers, named ones, cgroup2).
-fn hierarchies() -> Vec<PathBuf> {
-    let mut mounts: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fstype = right.split_whitespace().next()?;
-            let mount = left.split_whitespace().nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount))
-        })
-        .collect();
-    mounts.sort();
-    mounts.dedup();
-    mounts
-}
-
-/// The node's cgroup root for this test's pods, `<own memory cgroup>/<unique>` (memory
-/// cgroups only below the test's own), created with the same relative path in every
-/// hierarchy as kubelet's `--cgroup-root` would be; removed depth-first (pods' leftover
-/// `kubepods/<qos>/pod<uid>` included) when the guards drop.
-struct CgroupRoot {
-    rel: String,
-    guards: Vec<TestCgroup>,
-    created_parents: Vec<PathBuf>,
-}
-
-impl CgroupRoot {
-    fn new() -> CgroupRoot {
-        let memory = enforcer_tests::cgroup::mount_point("memory").expect("a memory hierarchy");
-        let own = own_cgroup_dir("memory");
-        let own_rel = own
-            .strip_prefix(&memory)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let unique = unique_name("enf-node");
-        let mut guards = Vec::new();
-        let mut created_parents = Vec::new();
-        for mount in hierarchies() {
-            let parent = mount.join(&own_rel);
-            // The same relative path in the other hierarchies may not exist yet: remember
-            // what was created, to remove it (if empty) afterwards.
-            let mut p = parent.clone();
-            let mut missing = Vec::new();
-            while !p.exists() && p.starts_with(&mount) {
-                missing.push(p.clone());
-                p.pop();
-            }
-            created_parents.extend(missing);
-            guards.push(TestCgroup::create_at(&parent, &unique));
-        }
-        CgroupRoot {
-            rel: format!("{own_rel}/{unique}"),
-            guards,
-            created_parents,
-        }
-    }
-
-    /// A cgroup `rel` below the root in the hierarchy mounted at `mount`.
-    fn child(&self, controller: &str, rel: &str) -> TestCgroup {
-        let mount = enforcer_tests::cgroup::mount_point(controller)
-            .unwrap_or_else(|| panic!("no {controller} hierarchy"));
-        TestCgroup::create_at(&mount.join(&self.rel), rel)
-    }
-}
-
-impl Drop for CgroupRoot {
-    fn drop(&mut self) {
-        self.guards.clear();
-        for p in &self.created_parents {
-            let _ = std::fs::remove_dir(p);
-        }
     }
 }
 

@@ -16,7 +16,7 @@ use super::state::NodeState;
 use crate::{
     config::RuntimeConfig,
     model::{classify::RuleSet, pod::PodTable},
-    runtime::PodSource,
+    runtime::{PodSource, RuntimeError},
 };
 
 /// The longest wait between two tries while the runtime fails.
@@ -123,6 +123,14 @@ fn run(config: &RuntimeConfig, state: &Mutex<NodeState>, stop: &AtomicBool, nudg
         }
         last = Instant::now();
         wait = config.refresh_interval;
+        if !socket.exists() && (failing || state.lock().unwrap().runtime.up) {
+            // It answered before: the runtime is gone (stopped, restarting), not absent.
+            let e = RuntimeError::Gone(socket.clone());
+            backoff = fail(state, socket, &e, failing, backoff);
+            wait = backoff;
+            failing = true;
+            continue;
+        }
         if !socket.exists() {
             if !said_absent {
                 tracing::info!(
@@ -176,24 +184,37 @@ fn run(config: &RuntimeConfig, state: &Mutex<NodeState>, stop: &AtomicBool, nudg
                 backoff = config.refresh_interval;
             }
             Err(e) => {
-                let mut st = state.lock().unwrap();
-                let kept = st.pods.len();
-                let v = &mut st.runtime;
-                v.up = false;
-                v.errors_total += 1;
-                v.last_error = Some(e.to_string());
-                drop(st);
-                if failing {
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                } else {
-                    tracing::warn!(
-                        socket = %socket.display(),
-                        "container runtime: {e}; keeping the last {kept} pods, retrying with backoff"
-                    );
-                }
+                backoff = fail(state, socket, &e, failing, backoff);
                 wait = backoff;
                 failing = true;
             }
         }
+    }
+}
+
+/// A failed list: the last pods are kept, the failure counted, said once (when it starts
+/// failing); returns the next wait, doubled while it keeps failing.
+fn fail(
+    state: &Mutex<NodeState>,
+    socket: &std::path::Path,
+    e: &RuntimeError,
+    failing: bool,
+    backoff: Duration,
+) -> Duration {
+    let mut st = state.lock().unwrap();
+    let kept = st.pods.len();
+    let v = &mut st.runtime;
+    v.up = false;
+    v.errors_total += 1;
+    v.last_error = Some(e.to_string());
+    drop(st);
+    if failing {
+        (backoff * 2).min(MAX_BACKOFF)
+    } else {
+        tracing::warn!(
+            socket = %socket.display(),
+            "container runtime: {e}; keeping the last {kept} pods, retrying with backoff"
+        );
+        backoff
     }
 }

@@ -26,6 +26,8 @@ pub enum RuntimeError {
         code: String,
         message: String,
     },
+    #[error("{}: the runtime's socket is gone", .0.display())]
+    Gone(PathBuf),
     #[error("CRI {call}: no answer within {after:?}")]
     Timeout { call: &'static str, after: Duration },
 }
