@@ -613,6 +613,8 @@ pub struct CgroupRoot {
 }
 
 impl CgroupRoot {
+    // Not `Default`: it creates cgroups in every hierarchy.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> CgroupRoot {
         let memory = crate::cgroup::mount_point("memory").expect("a memory hierarchy");
         let own = crate::cgroup::own_cgroup_dir("memory");
