@@ -172,6 +172,11 @@ fn the_daemonset_pod_runs_in_containerd_through_cri_and_stops_cleanly() {
     let substitutes: BTreeMap<String, PathBuf> = [
         ("/run/enforcer".to_string(), run_dir.clone()),
         ("/var/lib/enforcer".to_string(), journal_dir.clone()),
+        // The node's containerd is the private one: the daemon lists its own pod.
+        (
+            "/run/containerd".to_string(),
+            containerd.dir.path().to_path_buf(),
+        ),
     ]
     .into();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -293,6 +298,16 @@ fn the_daemonset_pod_runs_in_containerd_through_cri_and_stops_cleanly() {
         "programs {ours:?} not all attached (links for {linked:?})"
     );
     assert!(metric_value(&text, "enforcer_sampler_program_runs_total").unwrap_or(0.0) > 0.0);
+    // The node's runtime through the manifest's mount: the daemon lists its own pod.
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let text = get(metrics, &metrics_path).map(|r| r.1).unwrap_or_default();
+            metric_value(&text, "enforcer_runtime_up") == Some(1.0)
+                && metric_value(&text, "enforcer_runtime_pods").unwrap_or(0.0) >= 1.0
+        }),
+        "the daemon never read its node's containerd through the manifest's mount:\n{}",
+        log()
+    );
 
     // A CPU hog on the host, in a BestEffort pod's cgroup as the cgroupfs driver lays it out
     // (kubepods/besteffort/pod<uid>), which the manifest's configuration (the default rules)
