@@ -318,3 +318,50 @@ fn the_documented_example_states_the_network_defaults() {
     );
     assert!(n.offline_interfaces.is_none());
 }
+
+/// deploy/enforcer.toml lists the default rules, in order, and states the runtime defaults.
+#[test]
+fn the_documented_example_states_the_default_rules_and_runtime() {
+    let text = include_str!("../../../deploy/enforcer.toml");
+    let documented: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.ends_with("Defaults:"))
+        .skip(1)
+        .take_while(|l| !l.contains("anything else"))
+        .filter_map(|l| l.strip_prefix("#   "))
+        .filter(|l| l.contains("->"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let defaults: Vec<String> = crate::model::classify::RuleSet::default_rules()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(documented, defaults);
+    let c = parse(text).unwrap();
+    assert_eq!(c.runtime, super::RuntimeConfig::default());
+}
+
+#[test]
+fn pod_rules_are_read_and_checked() {
+    let c = parse(
+        "[classify]\n[[classify.rules]]\nname = \"b\"\nnamespace = '^batch$'\nlabels = { team = '^x' }\nqos = \"besteffort\"\nclass = \"offline\"\npriority_from = [\"label:queue\"]\n",
+    )
+    .unwrap();
+    let r = &c.rules.rules()[0];
+    let pod = r.pod.as_ref().expect("a pod matcher");
+    assert_eq!(pod.qos, Some(crate::model::pod::Qos::BestEffort));
+    assert_eq!(pod.labels[0].0, "team");
+    assert_eq!(r.priority_from.len(), 1);
+    let e = error("[classify]\n[[classify.rules]]\nname = \"b\"\nclass = \"offline\"\n");
+    assert!(e.contains("classify.rules[0].match"), "{e}");
+    let e = error("[classify]\n[[classify.rules]]\nname = \"b\"\nqos = \"gold\"\nclass = \"online\"\n");
+    assert!(e.contains("classify.rules[0].qos"), "{e}");
+    let e = error("[classify]\n[[classify.rules]]\nname = \"b\"\nqos = \"burstable\"\nclass = \"offline\"\npriority_from = [\"queue\"]\n");
+    assert!(e.contains("classify.rules[0].priority_from"), "{e}");
+    let e = error("[classify]\n[[classify.rules]]\nname = \"b\"\nlabels = { a = '(' }\nclass = \"online\"\n");
+    assert!(e.contains("classify.rules[0].labels.a"), "{e}");
+    let e = error("[runtime]\nsocket = \"relative.sock\"\n");
+    assert!(e.contains("runtime.socket"), "{e}");
+    let e = error("[runtime]\ntimeout = \"5s\"\n");
+    assert!(e.contains("runtime.timeout"), "{e}");
+}
