@@ -42,6 +42,16 @@ fn require_tool(tool: &str, package: &str) {
     );
 }
 
+/// The `loopback` CNI plugin's answer, without touching anything.
+const LOOPBACK_PLUGIN: &str = r#"#!/bin/sh
+cat >/dev/null
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"0.4.0","supportedVersions":["0.3.0","0.3.1","0.4.0"]}' ;;
+ADD) printf '{"cniVersion":"0.4.0","interfaces":[{"name":"lo","sandbox":"%s"}],"ips":[{"version":"4","address":"127.0.0.1/8","interface":0}]}' "$CNI_NETNS" ;;
+esac
+exit 0
+"#;
+
 pub struct Containerd {
     child: Option<ChildGuard>,
     pub dir: TempDir,
@@ -55,6 +65,13 @@ impl Containerd {
     /// Starts containerd with `sandbox_image` as the CRI sandbox (pause) image and waits for
     /// its socket.
     pub fn start(sandbox_image: &str) -> Containerd {
+        Self::start_with_cni(sandbox_image, None)
+    }
+
+    /// [`Containerd::start`] with one CNI plugin (`name`, the script's text) in its private
+    /// plugin directory and a network list using it, so that pods may have their own network
+    /// namespace (without one, only host-network pods run).
+    pub fn start_with_cni(sandbox_image: &str, plugin: Option<(&str, &str)>) -> Containerd {
         for (tool, package) in [
             ("containerd", "containerd"),
             ("containerd-shim-runc-v2", "containerd"),
@@ -67,6 +84,27 @@ impl Containerd {
         let d = dir.path();
         for sub in ["root", "state", "opt", "runc", "cni/bin", "cni/conf"] {
             std::fs::create_dir_all(d.join(sub)).expect("containerd dirs");
+        }
+        if let Some((name, script)) = plugin {
+            use std::os::unix::fs::PermissionsExt;
+            let bin = d.join("cni/bin").join(name);
+            std::fs::write(&bin, script).expect("write the CNI plugin");
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let list = serde_json::json!({
+                "cniVersion": "0.4.0",
+                "name": "enforcer-test",
+                "plugins": [{ "type": name }],
+            });
+            std::fs::write(
+                d.join("cni/conf/10-enforcer-test.conflist"),
+                list.to_string(),
+            )
+            .expect("write the CNI network list");
+            // containerd's CRI plugin also runs `loopback` for every pod: the namespace's lo,
+            // which the test's plugin brings up itself.
+            let loopback = d.join("cni/bin/loopback");
+            std::fs::write(&loopback, LOOPBACK_PLUGIN).expect("write the loopback plugin");
+            std::fs::set_permissions(&loopback, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let socket = d.join("containerd.sock");
         let config = d.join("config.toml");

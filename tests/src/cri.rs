@@ -164,6 +164,28 @@ impl Cri {
         Ok(state == cri::PodSandboxState::SandboxReady as i32)
     }
 
+    /// The sandbox's (pause) process id, from the verbose status.
+    pub fn pod_sandbox_pid(&self, id: &str) -> anyhow::Result<i32> {
+        let mut c = self.runtime();
+        let r = self
+            .rt
+            .block_on(c.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: true,
+            }))
+            .map_err(status("PodSandboxStatus"))?
+            .into_inner();
+        let info: serde_json::Value = r
+            .info
+            .get("info")
+            .and_then(|i| serde_json::from_str(i).ok())
+            .context("no verbose info")?;
+        info["pid"]
+            .as_i64()
+            .map(|p| p as i32)
+            .context("no pid in the verbose info")
+    }
+
     pub fn stop_pod_sandbox(&self, id: &str) -> anyhow::Result<()> {
         let mut c = self.runtime();
         self.rt

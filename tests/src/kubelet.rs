@@ -673,6 +673,8 @@ pub struct TestPod<'a> {
     pub labels: &'a [(&'a str, &'a str)],
     pub image: &'a str,
     pub command: &'a [&'a str],
+    /// Its own network namespace (needs a CNI plugin) rather than the node's.
+    pub own_network: bool,
 }
 
 /// The CRI requests for a [`TestPod`], with kubelet's labels.
@@ -690,9 +692,13 @@ pub fn plan_test_pod(pod: &TestPod<'_>, root: &str, log_dir: &Path) -> anyhow::R
         q => format!("{q}/"),
     };
     let cgroup_parent = format!("{}/kubepods/{qos_dir}pod{uid}", root.trim_matches('/'));
-    let node = cri::NamespaceMode::Node as i32;
+    let network = if pod.own_network {
+        cri::NamespaceMode::Pod as i32
+    } else {
+        cri::NamespaceMode::Node as i32
+    };
     let namespaces = cri::NamespaceOption {
-        network: node,
+        network,
         pid: cri::NamespaceMode::Container as i32,
         ipc: cri::NamespaceMode::Pod as i32,
         ..Default::default()

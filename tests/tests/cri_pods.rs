@@ -49,10 +49,14 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Node::start_with_cni(None)
+    }
+
+    fn start_with_cni(plugin: Option<(&str, &str)>) -> Node {
         let tmp = TempDir::new("enforcer-cri-pods");
         let pause = write_pause_image(tmp.path(), PAUSE_IMAGE);
         let root = CgroupRoot::new();
-        let containerd = Containerd::start(PAUSE_IMAGE);
+        let containerd = Containerd::start_with_cni(PAUSE_IMAGE, plugin);
         containerd.import(&pause);
         let cri = Cri::connect(&containerd.socket).expect("CRI client");
         Node {
@@ -162,6 +166,7 @@ fn pods_of_the_spec(node: &Node, command: &'static [&'static str]) -> [RunningPo
             labels: &[("queue", "root.P1")],
             image: PAUSE_IMAGE,
             command,
+            own_network: false,
         }),
         node.run(TestPod {
             namespace: "spark",
@@ -174,6 +179,7 @@ fn pods_of_the_spec(node: &Node, command: &'static [&'static str]) -> [RunningPo
             ],
             image: PAUSE_IMAGE,
             command,
+            own_network: false,
         }),
         node.run(TestPod {
             namespace: "spark",
@@ -182,6 +188,7 @@ fn pods_of_the_spec(node: &Node, command: &'static [&'static str]) -> [RunningPo
             labels: &[("queue", "root.P3"), ("spark-role", "executor")],
             image: PAUSE_IMAGE,
             command,
+            own_network: false,
         }),
         node.run(TestPod {
             namespace: "web",
@@ -190,6 +197,7 @@ fn pods_of_the_spec(node: &Node, command: &'static [&'static str]) -> [RunningPo
             labels: &[("app", "frontend")],
             image: PAUSE_IMAGE,
             command,
+            own_network: false,
         }),
     ]
 }
@@ -404,6 +412,7 @@ fn the_runtime_stopped_keeps_the_pods_and_restarted_refreshes_them() {
         labels: &[("queue", "root.P1")],
         image: PAUSE_IMAGE,
         command: IDLE,
+        own_network: false,
     });
     let daemon = Daemon::start("", &node.runtime_section());
     let want = (
@@ -455,6 +464,7 @@ fn the_runtime_stopped_keeps_the_pods_and_restarted_refreshes_them() {
         labels: &[("queue", "root.P2")],
         image: PAUSE_IMAGE,
         command: IDLE,
+        own_network: false,
     });
     let want2 = (
         "offline".to_string(),
@@ -512,5 +522,115 @@ fn without_a_runtime_socket_pods_are_classified_by_path_and_said_once() {
     assert_eq!(
         metric_value(&daemon.scrape(), "enforcer_runtime_up"),
         Some(0.0)
+    );
+}
+
+/// A CNI plugin for the test, as the macvlan plugin does it: a macvlan of `bond0` in the
+/// test's node namespace `host`, moved into the pod's namespace as its interface, with one
+/// address of the test's /24. DEL has nothing to do: the namespace's removal takes it.
+fn macvlan_plugin(host: &str, net: u8) -> String {
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("ip (iproute2)");
+    format!(
+        r#"#!/bin/sh
+case "$CNI_COMMAND" in
+VERSION) echo '{{"cniVersion":"0.4.0","supportedVersions":["0.3.0","0.3.1","0.4.0"]}}'; exit 0 ;;
+ADD) ;;
+*) exit 0 ;;
+esac
+cat >/dev/null
+NS=$(basename "$CNI_NETNS")
+DEV=mv$(echo "$CNI_CONTAINERID" | cut -c1-8)
+{ip} -n {host} link add link bond0 name "$DEV" type macvlan mode bridge || exit 1
+{ip} -n {host} link set "$DEV" netns "$NS" || exit 1
+{ip} -n "$NS" link set "$DEV" name "$CNI_IFNAME" || exit 1
+{ip} -n "$NS" addr add 10.213.{net}.21/24 dev "$CNI_IFNAME" || exit 1
+{ip} -n "$NS" link set "$CNI_IFNAME" up
+{ip} -n "$NS" link set lo up
+printf '{{"cniVersion":"0.4.0","interfaces":[{{"name":"%s","sandbox":"%s"}}],"ips":[{{"version":"4","address":"10.213.{net}.21/24","interface":0}}]}}' "$CNI_IFNAME" "$CNI_NETNS"
+"#
+    )
+}
+
+/// The root qdisc's kind on `dev` inside the namespace of process `pid`, if any.
+fn root_qdisc_kind(pid: i32, dev: &str) -> Option<String> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["tc", "-j", "qdisc", "show", "dev", dev])
+        .output()
+        .ok()?;
+    let qdiscs: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    qdiscs
+        .as_array()?
+        .iter()
+        .find(|q| q["root"] == true)
+        .and_then(|q| q["kind"].as_str())
+        .map(str::to_string)
+}
+
+/// An operator debugging an offline pod from the host (`nsenter -n -t PID`, a process of
+/// the host's system cgroups inside the pod's namespace) does not lift its shaping: the
+/// namespace is the sandbox's, so the pod's, whoever is in it.
+#[test]
+fn an_offline_pods_shaping_survives_a_process_entering_its_namespace() {
+    require_root();
+    const NET: u8 = 77;
+    let topology = enforcer_tests::net::NetTopology::new(NET, &[], &[]);
+    let plugin = macvlan_plugin(topology.host.name(), NET);
+    let node = Node::start_with_cni(Some(("enforcer-test-macvlan", &plugin)));
+    let pod = node.run(TestPod {
+        namespace: "spark",
+        name: "spark-net-exec-1",
+        qos: "besteffort",
+        labels: &[("queue", "root.P2")],
+        image: PAUSE_IMAGE,
+        command: IDLE,
+        own_network: true,
+    });
+    let pid = node
+        .cri
+        .pod_sandbox_pid(&pod.guard.id)
+        .expect("the sandbox's pid");
+    let daemon = Daemon::start(
+        "",
+        &format!(
+            "{}[network]\nnetns = \"{}\"\n{}",
+            node.runtime_section(),
+            topology.host_path().display(),
+            enforcer_tests::pods::SMALL_LINK
+        ),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || root_qdisc_kind(pid, "eth0")
+            .as_deref()
+            == Some("htb")),
+        "the offline pod's interface was never shaped: {:?}\n{:#?}\n{}",
+        root_qdisc_kind(pid, "eth0"),
+        daemon.journal(),
+        daemon.log()
+    );
+    // The operator enters the namespace from the host, in the test's (system) cgroup.
+    let mut enter = Command::new("nsenter");
+    enter
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["sleep", "30"]);
+    let _debugger = enforcer_tests::process::ChildGuard::spawn(enter);
+    // Several namespace scans and tc passes.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert_eq!(
+            root_qdisc_kind(pid, "eth0").as_deref(),
+            Some("htb"),
+            "the shaping was lifted by a process entering the namespace:\n{:#?}",
+            daemon.journal()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let journal = daemon.journal();
+    assert!(
+        !journal.iter().any(|e| e.outcome == Outcome::Refused),
+        "{journal:#?}"
     );
 }

@@ -354,11 +354,16 @@ fn pod_rules_are_read_and_checked() {
     assert_eq!(r.priority_from.len(), 1);
     let e = error("[classify]\n[[classify.rules]]\nname = \"b\"\nclass = \"offline\"\n");
     assert!(e.contains("classify.rules[0].match"), "{e}");
-    let e = error("[classify]\n[[classify.rules]]\nname = \"b\"\nqos = \"gold\"\nclass = \"online\"\n");
+    let e =
+        error("[classify]\n[[classify.rules]]\nname = \"b\"\nqos = \"gold\"\nclass = \"online\"\n");
     assert!(e.contains("classify.rules[0].qos"), "{e}");
-    let e = error("[classify]\n[[classify.rules]]\nname = \"b\"\nqos = \"burstable\"\nclass = \"offline\"\npriority_from = [\"queue\"]\n");
+    let e = error(
+        "[classify]\n[[classify.rules]]\nname = \"b\"\nqos = \"burstable\"\nclass = \"offline\"\npriority_from = [\"queue\"]\n",
+    );
     assert!(e.contains("classify.rules[0].priority_from"), "{e}");
-    let e = error("[classify]\n[[classify.rules]]\nname = \"b\"\nlabels = { a = '(' }\nclass = \"online\"\n");
+    let e = error(
+        "[classify]\n[[classify.rules]]\nname = \"b\"\nlabels = { a = '(' }\nclass = \"online\"\n",
+    );
     assert!(e.contains("classify.rules[0].labels.a"), "{e}");
     let e = error("[runtime]\nsocket = \"relative.sock\"\n");
     assert!(e.contains("runtime.socket"), "{e}");
