@@ -243,6 +243,18 @@ fn pods_are_classified_by_their_labels_and_named_everywhere() {
             .is_some_and(|v| v.starts_with("containerd")),
         "{runtime:#}"
     );
+    // containerd 1.6 has no event stream: said once, polled.
+    assert!(
+        wait_until(Duration::from_secs(5), || daemon
+            .log()
+            .contains("no container event stream")),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(
+        json(daemon.cli(&["pods", "--output", "json"]))["runtime"]["events"],
+        false
+    );
 
     // `cgroups` names the pod of the pod's cgroup and of its containers.
     let cgroups = json(daemon.cli(&["cgroups", "--output", "json"]));
@@ -457,6 +469,11 @@ fn the_runtime_stopped_keeps_the_pods_and_restarted_refreshes_them() {
     node.containerd.restart();
     // The test's own client connected to the old process; kubelet reconnects too.
     node.cri = Cri::connect(&node.containerd.socket).expect("CRI client");
+    // The CRI plugin answers "not initialized" for a moment after the socket is back.
+    assert!(
+        wait_until(Duration::from_secs(20), || node.cri.version().is_ok()),
+        "CRI never ready after the restart"
+    );
     let p2 = node.run(TestPod {
         namespace: "spark",
         name: "spark-789-exec-2",

@@ -16,7 +16,7 @@ use super::state::NodeState;
 use crate::{
     config::RuntimeConfig,
     model::{classify::RuleSet, pod::PodTable},
-    runtime::{PodSource, RuntimeError},
+    runtime::{CriClient, PodSource, RuntimeError},
 };
 
 /// The longest wait between two tries while the runtime fails.
@@ -91,6 +91,16 @@ pub fn spawn(
         return None;
     }
     let (tx, rx) = std::sync::mpsc::channel();
+    let events = {
+        let (config, state, stop, nudge) =
+            (config.clone(), state.clone(), stop.clone(), tx.clone());
+        std::thread::Builder::new()
+            .name("enforcer-pod-events".into())
+            .spawn(move || follow(&config, &state, &stop, &nudge))
+    };
+    if let Err(e) = events {
+        tracing::warn!("cannot start the runtime event thread: {e}; the pod list is polled");
+    }
     let config = config.clone();
     let spawned = std::thread::Builder::new()
         .name("enforcer-pods".into())
@@ -102,32 +112,74 @@ pub fn spawn(
     Some(tx)
 }
 
+/// The runtime's event stream, where it has one (containerd ≥ 1.7): each event asks for a
+/// list at once, so a pod is known within a fraction of a second of starting. Where it has
+/// none (containerd 1.6: `Unimplemented`) the thread says so once and ends; the list is
+/// polled every `refresh_interval` all the same, events or not.
+fn follow(config: &RuntimeConfig, state: &Mutex<NodeState>, stop: &AtomicBool, nudge: &Sender<()>) {
+    let mut backoff = config.refresh_interval;
+    while !stop.load(Ordering::Relaxed) {
+        if !config.socket.exists() {
+            std::thread::sleep(config.refresh_interval);
+            continue;
+        }
+        let result = CriClient::follow_events(&config.socket, config.timeout, || {
+            state.lock().unwrap().runtime.events = true;
+            let _ = nudge.send(());
+        });
+        match result {
+            Err(RuntimeError::Rpc { code, .. }) if code == "Unimplemented" => {
+                tracing::info!(
+                    socket = %config.socket.display(),
+                    "the runtime has no container event stream (containerd before 1.7): pods are polled every {:?}",
+                    config.refresh_interval
+                );
+                state.lock().unwrap().runtime.events = false;
+                return;
+            }
+            Ok(()) => backoff = config.refresh_interval,
+            Err(e) => {
+                tracing::debug!("runtime event stream: {e}");
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        state.lock().unwrap().runtime.events = false;
+        std::thread::sleep(backoff);
+    }
+}
+
 fn run(config: &RuntimeConfig, state: &Mutex<NodeState>, stop: &AtomicBool, nudges: &Receiver<()>) {
     let socket = &config.socket;
     let mut source: Option<PodSource> = None;
     let mut said_absent = false;
     let mut failing = false;
-    let mut wait = Duration::ZERO;
     let mut backoff = config.refresh_interval;
+    // When the next list is due: the interval (or the backoff) after the last one, sooner
+    // when the tick or the runtime's event stream asks — but never within MIN_NUDGE_GAP
+    // of the last, so a burst of events or new pods is one list.
+    let mut due = Instant::now();
     let mut last = Instant::now() - config.refresh_interval;
     while !stop.load(Ordering::Relaxed) {
-        match nudges.recv_timeout(wait.min(Duration::from_millis(500))) {
-            Ok(()) if last.elapsed() < MIN_NUDGE_GAP => continue,
-            Ok(()) => {}
-            Err(RecvTimeoutError::Timeout) => {
-                if last.elapsed() < wait {
-                    continue;
-                }
+        let now = Instant::now();
+        match nudges.recv_timeout(
+            due.saturating_duration_since(now)
+                .min(Duration::from_millis(500)),
+        ) {
+            Ok(()) => {
+                due = due.min(last + MIN_NUDGE_GAP);
+                continue;
             }
+            Err(RecvTimeoutError::Timeout) if Instant::now() < due => continue,
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
         last = Instant::now();
-        wait = config.refresh_interval;
+        due = last + config.refresh_interval;
         if !socket.exists() && (failing || state.lock().unwrap().runtime.up) {
             // It answered before: the runtime is gone (stopped, restarting), not absent.
             let e = RuntimeError::Gone(socket.clone());
             backoff = fail(state, socket, &e, failing, backoff);
-            wait = backoff;
+            due = last + backoff;
             failing = true;
             continue;
         }
@@ -185,7 +237,7 @@ fn run(config: &RuntimeConfig, state: &Mutex<NodeState>, stop: &AtomicBool, nudg
             }
             Err(e) => {
                 backoff = fail(state, socket, &e, failing, backoff);
-                wait = backoff;
+                due = last + backoff;
                 failing = true;
             }
         }

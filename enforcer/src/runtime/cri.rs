@@ -74,6 +74,45 @@ impl CriClient {
         RuntimeServiceClient::new(self.channel.clone())
     }
 
+    /// Follows the runtime's container event stream (`GetContainerEvents`, containerd ≥ 1.7),
+    /// calling `on_event` for each, until the stream ends or fails. containerd 1.6 answers
+    /// `Unimplemented`. A client of its own: the stream is long-lived, so the request
+    /// timeout of the list client does not apply to it.
+    pub fn follow_events(
+        socket: &Path,
+        connect_timeout: Duration,
+        mut on_event: impl FnMut(),
+    ) -> Result<(), RuntimeError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        let path = socket.to_path_buf();
+        rt.block_on(async move {
+            let channel = Endpoint::from_static("http://[::1]:0")
+                .connect_timeout(connect_timeout)
+                .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }));
+            let mut c = RuntimeServiceClient::new(channel);
+            let mut stream = c
+                .get_container_events(cri::GetEventsRequest {})
+                .await
+                .map_err(rpc("GetContainerEvents"))?
+                .into_inner();
+            while let Some(event) = stream.message().await.map_err(rpc("GetContainerEvents"))? {
+                tracing::trace!(container = %event.container_id, kind = event.container_event_type, "runtime event");
+                on_event();
+            }
+            Ok(())
+        })
+    }
+
     /// The runtime's name and version (`containerd 1.6.20`).
     pub fn version(&self) -> Result<String, RuntimeError> {
         let mut c = self.client();

@@ -69,11 +69,16 @@ pub fn render_pod_table(
         "off (runtime.enabled = false)".to_string()
     } else if runtime.up {
         format!(
-            "up, {} ({} pods, listed in {:.1} ms with {} RPCs)",
+            "up, {} ({} pods, listed in {:.1} ms with {} RPCs; {})",
             runtime.version.as_deref().unwrap_or("?"),
             runtime.pods,
             runtime.refresh_seconds * 1e3,
-            runtime.refresh_rpcs
+            runtime.refresh_rpcs,
+            if runtime.events {
+                "following its events"
+            } else {
+                "polled"
+            }
         )
     } else {
         format!(

@@ -47,6 +47,7 @@ pub(crate) fn sample() -> Snapshot {
             refresh_seconds: 0.0015,
             refresh_rpcs: 2,
             refreshed_at: 1.0,
+            events: false,
             last_error: None,
         },
         network: network(),

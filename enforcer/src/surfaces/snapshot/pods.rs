@@ -22,6 +22,9 @@ pub struct RuntimeView {
     pub refresh_rpcs: u32,
     /// Unix seconds of the last successful list.
     pub refreshed_at: f64,
+    /// The runtime's event stream is followed (containerd ≥ 1.7); else the list is polled.
+    #[serde(default)]
+    pub events: bool,
     /// Why the last list failed, while it fails.
     pub last_error: Option<String>,
 }
