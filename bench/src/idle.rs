@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use enforcer_tests::daemon::Daemon;
 use serde_json::json;
 
-fn rss_kib(pid: i32) -> anyhow::Result<u64> {
+pub fn rss_kib(pid: i32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -16,7 +16,7 @@ fn rss_kib(pid: i32) -> anyhow::Result<u64> {
 }
 
 /// utime + stime in clock ticks.
-fn cpu_ticks(pid: i32) -> anyhow::Result<u64> {
+pub fn cpu_ticks(pid: i32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");

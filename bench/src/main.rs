@@ -5,6 +5,7 @@ mod idle;
 mod latency;
 mod net;
 mod overhead;
+mod pods;
 mod tick;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,8 @@ enum Which {
     Tc,
     /// Online ping RTT during an offline flood, shaped vs unshaped; shaped rate accuracy.
     Rtt,
+    /// The pod source with 100 and 500 pods in a private containerd vs no runtime.
+    Pods,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +68,9 @@ fn main() -> anyhow::Result<()> {
     }
     if all || matches!(cli.which, Some(Which::Rtt)) {
         results.insert("online_rtt_under_offline_flood".into(), net::rtt::run()?);
+    }
+    if all || matches!(cli.which, Some(Which::Pods)) {
+        results.insert("pod_source".into(), pods::run()?);
     }
     if let Some(path) = cli.json {
         std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;

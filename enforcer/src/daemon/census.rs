@@ -3,8 +3,9 @@
 //! memory read from the node through [`Host`] (without the lock).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -96,8 +97,9 @@ pub struct OfflineView {
     pub parents: Vec<String>,
     /// Units with their CPU use over the window (memory is read later, from the node).
     pub units: Vec<(OfflineUnit, String)>,
-    /// Every offline cgroup.
-    pub cgroups: Vec<String>,
+    /// Every offline cgroup, with the CPU time its tasks have had (ns): the isolation reads
+    /// the processes only of cgroups that ran since it last looked.
+    pub cgroups: Vec<(String, u64)>,
 }
 
 impl OfflineView {
@@ -122,7 +124,10 @@ impl OfflineView {
             cgroups: index
                 .iter()
                 .filter(|e| e.class == Class::Offline && !e.path.is_empty())
-                .map(|e| e.path.to_string())
+                .map(|e| {
+                    let ran = usage.cgroup(e.id).map_or(0, |(total_ns, _)| total_ns);
+                    (e.path.to_string(), ran)
+                })
                 .collect(),
         }
     }
@@ -268,13 +273,63 @@ pub fn parent_state(
     }
 }
 
-/// Reads what `view` names from the node.
+/// A cgroup that ran is read again at most this often: a process entering an offline
+/// cgroup is isolated within this (plus a tick) once it runs, forks inherit at once.
+pub const PROCS_REREAD: Duration = Duration::from_millis(300);
+
+/// Which offline cgroups' processes the isolation reads, and the last answer of each. A
+/// `cgroup.procs` read is a path walk and, on v1, a pid list built by the kernel: read for
+/// every offline cgroup at every tick, 500 idle pods cost 40% of a core. A cgroup is read
+/// when it is new, and again only when its tasks ran since (a process that never runs
+/// allocates nothing and competes for nothing) and `PROCS_REREAD` has passed.
+#[derive(Debug, Default)]
+pub struct ProcsReader {
+    seen: HashMap<String, Seen>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    ran_ns: u64,
+    at: Instant,
+    pids: Vec<i32>,
+}
+
+impl ProcsReader {
+    /// The processes of every cgroup of `cgroups` (read now, or as last read).
+    pub fn read(
+        &mut self,
+        host: &dyn Host,
+        cpu_root: &Path,
+        cgroups: &[(String, u64)],
+        now: Instant,
+    ) -> Vec<(String, Vec<i32>)> {
+        let mut next = HashMap::with_capacity(cgroups.len());
+        let mut out = Vec::with_capacity(cgroups.len());
+        for (rel, ran_ns) in cgroups {
+            let seen = match self.seen.remove(rel) {
+                Some(s) if s.ran_ns == *ran_ns || now.duration_since(s.at) < PROCS_REREAD => s,
+                _ => Seen {
+                    ran_ns: *ran_ns,
+                    at: now,
+                    pids: host::procs(host, &cpu_root.join(rel)),
+                },
+            };
+            out.push((rel.clone(), seen.pids.clone()));
+            next.insert(rel.clone(), seen);
+        }
+        self.seen = next;
+        out
+    }
+}
+
+/// Reads what `view` names from the node; `procs` (the isolation's reader, when it is on)
+/// lists the offline cgroups' processes.
 pub fn read(
     host: &dyn Host,
     roots: &CgroupRoots,
     view: &OfflineView,
     engaged: bool,
-    with_procs: bool,
+    procs: Option<(&mut ProcsReader, Instant)>,
 ) -> Census {
     let parents = view
         .parents
@@ -299,13 +354,9 @@ pub fn read(
     } else {
         Vec::new()
     };
-    let procs = if with_procs {
-        view.cgroups
-            .iter()
-            .map(|rel| (rel.clone(), host::procs(host, &roots.cpu.join(rel))))
-            .collect()
-    } else {
-        Vec::new()
+    let procs = match procs {
+        Some((reader, now)) => reader.read(host, &roots.cpu, &view.cgroups, now),
+        None => Vec::new(),
     };
     Census {
         parents,
@@ -377,15 +428,60 @@ mod tests {
         let view = OfflineView {
             parents: vec!["be".into()],
             units: vec![(unit(1), "be/pod1".into()), (unit(2), "be/pod2".into())],
-            cgroups: vec!["be".into(), "be/pod1".into(), "be/pod2".into()],
+            cgroups: vec![
+                ("be".into(), 0),
+                ("be/pod1".into(), 0),
+                ("be/pod2".into(), 0),
+            ],
         };
-        let quiet = read(&host, &roots(true), &view, false, true);
+        let mut reader = ProcsReader::default();
+        let quiet = read(
+            &host,
+            &roots(true),
+            &view,
+            false,
+            Some((&mut reader, Instant::now())),
+        );
         assert!(quiet.units.is_empty());
         assert_eq!(quiet.procs.len(), 3);
-        let engaged = read(&host, &roots(true), &view, true, false);
+        let engaged = read(&host, &roots(true), &view, true, None);
         let ids: Vec<u64> = engaged.units.iter().map(|(u, _)| u.id).collect();
         assert_eq!(ids, [1], "only units that still have processes");
         assert!(engaged.procs.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod procs_tests {
+    use super::*;
+    use crate::host::fake::FakeHost;
+
+    /// New cgroups are read at once; one that did not run is never read again; one that ran
+    /// is read again once PROCS_REREAD has passed.
+    #[test]
+    fn only_cgroups_that_ran_are_read_again_and_not_more_often_than_the_bound() {
+        let host = FakeHost::default();
+        host.set("/cg/a/cgroup.procs", "1\n");
+        host.set("/cg/b/cgroup.procs", "2\n");
+        let root = Path::new("/cg");
+        let mut r = ProcsReader::default();
+        let t0 = Instant::now();
+        let list = |a, b| vec![("a".to_string(), a), ("b".to_string(), b)];
+        let got = r.read(&host, root, &list(5, 5), t0);
+        assert_eq!(got, [("a".into(), vec![1]), ("b".into(), vec![2])]);
+        host.set("/cg/a/cgroup.procs", "1\n3\n");
+        host.set("/cg/b/cgroup.procs", "2\n4\n");
+        // a ran, b did not; too soon for a.
+        let soon = t0 + PROCS_REREAD / 2;
+        assert_eq!(r.read(&host, root, &list(9, 5), soon)[0].1, [1]);
+        let later = t0 + PROCS_REREAD;
+        let got = r.read(&host, root, &list(9, 5), later);
+        assert_eq!(got[0].1, [1, 3], "a ran: read again");
+        assert_eq!(got[1].1, [2], "b never ran: not read again");
+        // A cgroup gone is forgotten; one new is read at once.
+        host.set("/cg/c/cgroup.procs", "7\n");
+        let got = r.read(&host, root, &[("c".to_string(), 0)], later);
+        assert_eq!(got, [("c".into(), vec![7])]);
     }
 }
 

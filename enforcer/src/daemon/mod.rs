@@ -370,6 +370,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             state,
             journal_failed_at: None,
             pods: pods::PodWatch::new(pod_nudge),
+            procs: Default::default(),
         };
         std::thread::Builder::new()
             .name("sampler".into())

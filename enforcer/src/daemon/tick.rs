@@ -85,6 +85,8 @@ pub(super) struct SamplerLoop {
     pub(super) journal_failed_at: Option<Instant>,
     /// The pod list as last applied to the indexes and the choke point.
     pub(super) pods: super::pods::PodWatch,
+    /// The offline cgroups' processes, read for the isolation when they ran.
+    pub(super) procs: census::ProcsReader,
 }
 
 impl SamplerLoop {
@@ -153,7 +155,7 @@ impl SamplerLoop {
             let st = self.state.lock().unwrap();
             OfflineView::capture(&st.index, &st.usage)
         };
-        let census = census::read(self.host.as_ref(), &self.cgroup_roots, &view, false, false);
+        let census = census::read(self.host.as_ref(), &self.cgroup_roots, &view, false, None);
         let effects = self.controllers.shutdown(&census);
         if effects.is_empty() {
             return;
@@ -236,14 +238,13 @@ impl SamplerLoop {
         // 3. census, 4. decide, 5. apply.
         let (signals, engaged) = self.controllers.signals(&input);
         let host = self.host.as_ref();
-        let census = census::read(
-            host,
-            &self.cgroup_roots,
-            &view,
-            engaged,
-            self.controllers.isolator.enabled(),
-        );
         let now = Instant::now();
+        let procs = self
+            .controllers
+            .isolator
+            .enabled()
+            .then_some((&mut self.procs, now));
+        let census = census::read(host, &self.cgroup_roots, &view, engaged, procs);
         let alive = |pid| host::alive(host, pid);
         let decided = self
             .controllers
