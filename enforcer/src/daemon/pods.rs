@@ -45,14 +45,22 @@ impl PodWatch {
     /// shared indexes and returns the new list for the indexes and the choke point the tick
     /// owns. Asks the source for a refresh when more pod cgroups of unknown pods are seen
     /// than last time.
-    pub fn update(&mut self, st: &mut NodeState, rules: &RuleSet) -> Option<Arc<PodTable>> {
-        let unknown = st.index.pods_unknown();
-        if unknown > self.unknown_seen
-            && let Some(n) = &self.nudge
-        {
-            let _ = n.send(());
+    /// `rescanned`: the index may have new cgroups (only then are pod cgroups of unknown
+    /// pods counted: a walk of every entry at every tick costs a node of 500 pods percents
+    /// of a core).
+    pub fn update(
+        &mut self,
+        st: &mut NodeState,
+        rules: &RuleSet,
+        rescanned: bool,
+    ) -> Option<Arc<PodTable>> {
+        if rescanned && let Some(n) = &self.nudge {
+            let unknown = st.index.pods_unknown();
+            if unknown > self.unknown_seen {
+                let _ = n.send(());
+            }
+            self.unknown_seen = unknown;
         }
-        self.unknown_seen = unknown;
         if st.pods.generation() == self.generation {
             return None;
         }

@@ -132,12 +132,13 @@ impl SamplerLoop {
             let unknown = self.tick_once(reading, lag).inspect_err(|_| {
                 stop.store(true, Ordering::Relaxed);
             })?;
-            if self.discovery.due() || !unknown.is_empty() {
+            let rescanned = self.discovery.due() || !unknown.is_empty();
+            if rescanned {
                 // A cgroup the index does not know yet triggers a scan at once, so new
                 // cgroups are classified within a tick instead of a rescan interval.
                 self.rescan(&unknown);
             }
-            self.apply_pods();
+            self.apply_pods(rescanned);
         }
         self.shutdown();
         if let Some(network) = &mut self.network
@@ -313,9 +314,9 @@ impl SamplerLoop {
     }
 
     /// A new pod list from the runtime: the indexes and the choke point classify with it.
-    fn apply_pods(&mut self) {
+    fn apply_pods(&mut self, rescanned: bool) {
         let mut st = self.state.lock().unwrap();
-        let Some(pods) = self.pods.update(&mut st, &self.discovery.rules) else {
+        let Some(pods) = self.pods.update(&mut st, &self.discovery.rules, rescanned) else {
             return;
         };
         drop(st);
