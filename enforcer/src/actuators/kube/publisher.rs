@@ -320,7 +320,7 @@ struct Worker {
     read_at: Option<Instant>,
     capacity_sent_at: Option<Instant>,
     /// After a failure: when the next try is due, how many failed in a row, and the gate
-    /// the failed pass had (a different gate does not wait for the backoff).
+    /// the failed pass had (a gate opened or closed since does not wait for the backoff).
     retry_at: Option<Instant>,
     failures_in_row: u32,
     failed_gate: Option<Option<GateState>>,
@@ -376,10 +376,19 @@ impl Worker {
     /// One pass over the desired state; returns when the next one is due without a change
     /// (a backoff, the capacity's rate limit, the resync), `None` for "on a change only".
     async fn pass(&mut self, desired: &Desired) -> Option<Duration> {
+        // Nothing handed over yet: not a pass (the Node is not even read).
+        if desired.gate.is_none() && desired.capacity.is_none() {
+            return None;
+        }
         let now = Instant::now();
         if let Some(at) = self.retry_at {
-            let same_gate = self.failed_gate.as_ref() == Some(&desired.gate);
-            if now < at && same_gate {
+            // A gate that opened or closed since the failure is tried at once; anything else
+            // (the capacity, a new reason for the same gate) waits for the backoff, so a
+            // failing API server is never asked more often than the gate flips.
+            let flipped = self.failed_gate.as_ref().is_some_and(|g| {
+                g.as_ref().map(|g| g.closed) != desired.gate.as_ref().map(|g| g.closed)
+            });
+            if now < at && !flipped {
                 return Some(at - now);
             }
         }
@@ -422,9 +431,6 @@ impl Worker {
     }
 
     async fn sync(&mut self, desired: &Desired) -> Result<Option<Duration>, KubeError> {
-        if desired.gate.is_none() && desired.capacity.is_none() {
-            return Ok(None);
-        }
         let stale = self.read_at.is_none_or(|t| t.elapsed() >= RESYNC);
         if let Some(gate) = &desired.gate {
             let differs = self.node.as_ref().is_none_or(|n| {
