@@ -15,10 +15,15 @@ use std::{
 };
 
 use enforcer::{
-    actuators::kube::{GateState, Publisher, PublisherOptions},
+    actuators::{
+        Actuator,
+        journal::{self, Journal, Outcome},
+        kube::{GateState, Publisher, PublisherOptions},
+    },
+    model::{classify::RuleSet, layout::CgroupLayout},
     policy::{capacity::OfflineCapacity, ladder::Trigger},
 };
-use enforcer_tests::wait_until;
+use enforcer_tests::{TempDir, wait_until};
 use serde_json::{Value, json};
 
 const NODE: &str = "node-1";
@@ -609,4 +614,76 @@ fn an_unreachable_api_server_never_holds_the_caller() {
             .is_some_and(|e| e.contains("reading the Node")),
         "{status:?}"
     );
+}
+
+#[test]
+fn the_choke_point_writes_the_gate_file_then_queues_the_node() {
+    let server = ApiServer::start(the_node());
+    let dir = TempDir::new("enforcer-kube-gate");
+    let journal_path = dir.path().join("journal.jsonl");
+    let mut actuator = Actuator::new(
+        CgroupLayout::discover().expect("layout"),
+        Arc::new(RuleSet::defaults()),
+        Journal::open(&journal_path).unwrap(),
+        false,
+    )
+    .with_gate_file(dir.path())
+    .with_kube(start(&server));
+    let trigger = Trigger::NodeMemory {
+        value: 0.93,
+        threshold: 0.9,
+    };
+    let t = std::time::Instant::now();
+    let outcome = actuator.scheduling_gate("gate", false, trigger).unwrap();
+    assert_eq!(outcome, Outcome::Applied);
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "the choke point waited for the API server: {:?}",
+        t.elapsed()
+    );
+    let gate = std::fs::read_to_string(dir.path().join("scheduling")).unwrap();
+    assert!(gate.starts_with("closed "), "{gate}");
+    let entries = journal::read(&journal_path).unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(last.action, "stop_scheduling");
+    assert_eq!(last.detail.as_deref(), Some("node taint queued"));
+    assert!(wait_until(Duration::from_secs(10), || {
+        server
+            .requests()
+            .iter()
+            .any(|r| r.path == STATUS_PATH && r.method == "PATCH")
+    }));
+    let node = server.node();
+    assert_eq!(
+        taint_keys(&node),
+        ["dedicated:NoSchedule", &format!("{TAINT}:NoSchedule")]
+    );
+    let ours = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "EnforcerOfflineClosed")
+        .cloned()
+        .expect("our condition");
+    assert_eq!(
+        (&ours["status"], &ours["reason"]),
+        (&json!("True"), &json!("NodeMemory"))
+    );
+
+    // The capacity through the choke point too; a dry run would publish nothing.
+    actuator.publish_capacity(OfflineCapacity {
+        cpu_cores: 3.0,
+        memory_bytes: 1 << 30,
+    });
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.node()["metadata"]["annotations"]["enforcer.io/offline-cpu"] == "3"
+    }));
+
+    // Dropped (the daemon stopping) right after reopening: the reopening still reaches the
+    // Node before the drop returns.
+    actuator
+        .scheduling_gate("normal", true, Trigger::Shutdown)
+        .unwrap();
+    drop(actuator);
+    assert_eq!(taint_keys(&server.node()), ["dedicated:NoSchedule"]);
 }
