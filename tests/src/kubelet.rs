@@ -4,8 +4,12 @@
 //! [`crate::cri`] sends them.
 //!
 //! What kubelet does that this does not: no API server (the ConfigMap is read from the same
-//! manifest file), no probes run by itself (the test calls the probes' paths), no DNS config,
-//! no /etc/hosts or termination-log mounts, no restarts.
+//! manifest file; the RBAC objects beside the DaemonSet are the API server's business and
+//! are skipped), no service account token volume (so the daemon finds no in-cluster
+//! credentials, and no `KUBERNETES_SERVICE_HOST` is set either), no probes run by itself (the
+//! test calls the probes' paths), no DNS config, no /etc/hosts or termination-log mounts, no
+//! restarts. An env `valueFrom` is translated for `fieldRef: spec.nodeName` only (this
+//! host's name, which is what kubelet registers the node as by default).
 
 use std::{
     collections::BTreeMap,
@@ -65,6 +69,8 @@ pub struct PodSpec {
     #[serde(default, rename = "hostIPC")]
     pub host_ipc: bool,
     pub termination_grace_period_seconds: Option<i64>,
+    /// Read, not acted on: kubelet would mount the account's token, which this does not.
+    pub service_account_name: Option<String>,
     pub priority_class_name: Option<String>,
     pub containers: Vec<Container>,
     #[serde(default)]
@@ -201,6 +207,8 @@ impl Manifest {
                             .with_context(|| format!("{}: DaemonSet spec", path.display()))?;
                     daemonset = Some((object.metadata, spec));
                 }
+                // API-side objects: nothing of them reaches the node.
+                "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" => {}
                 other => bail!("{}: unexpected kind {other}", path.display()),
             }
         }
@@ -231,8 +239,11 @@ impl Manifest {
             bail!("container `command` is not translated (the image's ENTRYPOINT is used)");
         }
         for e in &c.env {
-            if e.value_from.is_some() || e.value.is_none() {
-                bail!("env {}: only plain values are translated", e.name);
+            if e.value.is_none() && !e.value_from.as_ref().is_some_and(is_node_name_ref) {
+                bail!(
+                    "env {}: only plain values and fieldRef spec.nodeName are translated",
+                    e.name
+                );
             }
         }
         for m in &c.volume_mounts {
@@ -261,6 +272,22 @@ impl Manifest {
         Ok(())
     }
 
+    /// The container's environment as kubelet gives it: plain values, and `spec.nodeName`
+    /// as this host's name.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.container()
+            .env
+            .iter()
+            .map(|e| {
+                let value = match &e.value {
+                    Some(v) => v.clone(),
+                    None => node_name(),
+                };
+                (e.name.clone(), value)
+            })
+            .collect()
+    }
+
     /// The container port a probe or annotation names (a number or a port's name).
     pub fn container_port(&self, port: &serde_yaml_ng::Value) -> Option<u16> {
         match port {
@@ -275,6 +302,21 @@ impl Manifest {
             _ => None,
         }
     }
+}
+
+/// `valueFrom: {fieldRef: {fieldPath: spec.nodeName}}` (the downward API's node name).
+fn is_node_name_ref(v: &serde_yaml_ng::Value) -> bool {
+    v.get("fieldRef")
+        .and_then(|f| f.get("fieldPath"))
+        .and_then(serde_yaml_ng::Value::as_str)
+        == Some("spec.nodeName")
+}
+
+/// The name kubelet registers this host as by default: its hostname, lower-cased.
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// A Kubernetes quantity as millis of a core (`cpu`) or bytes (`memory`).
@@ -543,13 +585,10 @@ pub fn plan_pod(manifest: &Manifest, node: &Node<'_>) -> anyhow::Result<PodPlan>
             ..Default::default()
         }),
         args: c.args.clone(),
-        envs: c
-            .env
-            .iter()
-            .map(|e| cri::KeyValue {
-                key: e.name.clone(),
-                value: e.value.clone().unwrap_or_default(),
-            })
+        envs: manifest
+            .env()
+            .into_iter()
+            .map(|(key, value)| cri::KeyValue { key, value })
             .collect(),
         mounts,
         labels: container_labels.into_iter().collect(),
@@ -787,5 +826,19 @@ mod tests {
         assert_eq!(quantity("128Mi").unwrap(), 128 << 20);
         assert_eq!(quantity("1G").unwrap(), 1_000_000_000);
         assert!(quantity("12parsecs").is_err());
+    }
+
+    #[test]
+    fn the_deploy_manifest_translates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/daemonset.yaml");
+        let m = Manifest::read(&path).expect("deploy/daemonset.yaml");
+        assert_eq!(m.pod.service_account_name.as_deref(), Some("enforcer"));
+        let env = m.env();
+        let node = env
+            .iter()
+            .find(|(k, _)| k == "NODE_NAME")
+            .expect("NODE_NAME");
+        assert_eq!(node.1, node_name());
+        assert!(!env.iter().any(|(k, _)| k == "KUBERNETES_SERVICE_HOST"));
     }
 }

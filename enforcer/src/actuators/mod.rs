@@ -8,6 +8,7 @@ pub mod cgroupfs;
 mod choke;
 pub mod isolation;
 pub mod journal;
+pub mod kube;
 pub mod record;
 mod request;
 pub mod tc;

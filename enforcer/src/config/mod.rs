@@ -15,6 +15,7 @@ mod capacity;
 mod daemon;
 mod error;
 mod filesystems;
+mod kubernetes;
 mod network;
 mod protection;
 mod raw;
@@ -30,6 +31,7 @@ pub use daemon::{
 };
 pub use error::ConfigError;
 pub use filesystems::{DEFAULT_MOUNTPOINTS, FilesystemsConfig};
+pub use kubernetes::{DEFAULT_TAINT, KubernetesConfig, KubernetesSwitch, is_dns_subdomain};
 pub use network::NetworkConfig;
 pub use protection::{IsolationConfig, ProtectionConfig};
 pub use runtime::{DEFAULT_RUNTIME_SOCKET, RuntimeConfig};
@@ -47,6 +49,8 @@ pub struct Config {
     pub filesystems: FilesystemsConfig,
     /// The container runtime pods are read from.
     pub runtime: RuntimeConfig,
+    /// The node's Node object in the API server (taint, condition, capacity annotations).
+    pub kubernetes: KubernetesConfig,
     /// The classification rules in force (compiled and validated at load).
     pub rules: Arc<RuleSet>,
 }
@@ -60,6 +64,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             filesystems: FilesystemsConfig::default(),
             runtime: RuntimeConfig::default(),
+            kubernetes: KubernetesConfig::default(),
             rules: Arc::new(RuleSet::defaults()),
         }
     }
@@ -110,7 +115,7 @@ impl Config {
 
         // The sections are checked in this order so that, of several mistakes in one file,
         // the same one is reported first as ever: isolation, capacity, ladder thresholds,
-        // daemon, network, rules, filesystems, runtime.
+        // daemon, network, rules, filesystems, runtime, kubernetes.
         let protection = protection::parse(raw.ladder, raw.isolation, &invalid)?;
         let capacity = capacity::parse(raw.capacity, &invalid)?;
         protection::check_ladder(&protection.ladder, &invalid)?;
@@ -119,6 +124,7 @@ impl Config {
         let rules = rules::parse(raw.classify, &invalid)?;
         let filesystems = filesystems::parse(raw.filesystems, &invalid)?;
         let runtime = runtime::parse(raw.runtime, &invalid)?;
+        let kubernetes = kubernetes::parse(raw.kubernetes, &invalid)?;
         Ok(Config {
             daemon,
             protection,
@@ -126,6 +132,7 @@ impl Config {
             network,
             filesystems,
             runtime,
+            kubernetes,
             rules: Arc::new(rules),
         })
     }

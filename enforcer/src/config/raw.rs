@@ -57,6 +57,61 @@ pub(super) struct RawConfig {
     pub(super) filesystems: RawFilesystems,
     #[serde(default)]
     pub(super) runtime: RawRuntime,
+    #[serde(default)]
+    pub(super) kubernetes: RawKubernetes,
+}
+
+/// `[kubernetes] enabled`: `"auto"`, `true` or `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubernetesSwitch {
+    /// On when the daemon runs in a cluster (`KUBERNETES_SERVICE_HOST` set).
+    Auto,
+    On,
+    Off,
+}
+
+impl<'de> Deserialize<'de> for KubernetesSwitch {
+    // By hand rather than `#[serde(untagged)]`: an untagged enum's error says only "did not
+    // match any variant", and the error must say what is accepted.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = KubernetesSwitch;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"auto\", true or false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(if v {
+                    KubernetesSwitch::On
+                } else {
+                    KubernetesSwitch::Off
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "auto" => Ok(KubernetesSwitch::Auto),
+                    _ => Err(E::custom(format!(
+                        "invalid value {v:?} (expected \"auto\", true or false)"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKubernetes {
+    pub(super) enabled: Option<KubernetesSwitch>,
+    pub(super) node_name: Option<String>,
+    pub(super) taint: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) min_patch_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "share")]
+    pub(super) dead_band: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]

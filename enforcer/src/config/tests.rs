@@ -370,3 +370,62 @@ fn pod_rules_are_read_and_checked() {
     let e = error("[runtime]\ntimeout = \"5s\"\n");
     assert!(e.contains("runtime.timeout"), "{e}");
 }
+
+#[test]
+fn the_kubernetes_section_is_read_and_checked() {
+    let c = parse(
+        "[kubernetes]\nenabled = true\nnode_name = \"n-1\"\ntaint = \"example.com/closed\"\nmin_patch_interval = \"10s\"\ntimeout = \"2s\"\ndead_band = 0.1\n",
+    )
+    .unwrap();
+    let k = &c.kubernetes;
+    assert_eq!(k.enabled, KubernetesSwitch::On);
+    assert_eq!(k.node_name.as_deref(), Some("n-1"));
+    assert_eq!(k.taint, "example.com/closed");
+    assert_eq!(k.min_patch_interval, Duration::from_secs(10));
+    assert_eq!(k.timeout, Duration::from_secs(2));
+    assert_eq!(k.dead_band, 0.1);
+    assert_eq!(
+        parse("[kubernetes]\nenabled = \"auto\"\n")
+            .unwrap()
+            .kubernetes
+            .enabled,
+        KubernetesSwitch::Auto
+    );
+    assert_eq!(
+        parse("[kubernetes]\nenabled = false\n")
+            .unwrap()
+            .kubernetes
+            .enabled,
+        KubernetesSwitch::Off
+    );
+    for (text, field, says) in [
+        (
+            "enabled = \"yes\"",
+            "kubernetes.enabled",
+            "\"auto\", true or false",
+        ),
+        (
+            "enabled = 1",
+            "kubernetes.enabled",
+            "\"auto\", true or false",
+        ),
+        (
+            "node_name = \"Node_1\"",
+            "kubernetes.node_name",
+            "not a Kubernetes node name",
+        ),
+        ("taint = \"a/b/c\"", "kubernetes.taint", "not a taint key"),
+        (
+            "min_patch_interval = \"100ms\"",
+            "kubernetes.min_patch_interval",
+            "too short",
+        ),
+        ("timeout = \"2m\"", "kubernetes.timeout", "out of range"),
+        ("dead_band = 0.9", "kubernetes.dead_band", "too wide"),
+        ("dead_band = 0", "kubernetes.dead_band", "not a share"),
+        ("bogus = 1", "kubernetes.bogus", "unknown field"),
+    ] {
+        let e = error(&format!("[kubernetes]\n{text}\n"));
+        assert!(e.contains(field) && e.contains(says), "{text}: {e}");
+    }
+}

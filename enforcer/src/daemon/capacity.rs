@@ -57,6 +57,12 @@ impl CapacityController {
         self.clamp_event.take()
     }
 
+    /// What the offline side may use as the rule has reached it (None: capacity is off, or
+    /// not computed yet): what the Node's annotations publish.
+    pub fn applied(&self) -> Option<OfflineCapacity> {
+        self.applied.filter(|_| self.settings.enabled)
+    }
+
     /// What each of `parents` offline parents should get now (None: capacity is off).
     pub fn per_parent(&self, parents: usize) -> Option<(f64, u64)> {
         let a = self.applied.filter(|_| self.settings.enabled)?;

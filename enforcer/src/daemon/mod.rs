@@ -40,7 +40,8 @@ use crate::model::{controllers::Controllers as ControllerSites, layout::MemoryHi
 use crate::{
     actuators::Actuator,
     actuators::journal::Journal,
-    config::{Config, HierarchyChoice, SamplerChoice},
+    actuators::kube::{Publisher, PublisherOptions},
+    config::{Config, HierarchyChoice, KubernetesSwitch, SamplerChoice},
     model::{
         layout::{CgroupLayout, CpuHierarchy, KubeletDriver, detect_driver},
         netns::CgroupLine,
@@ -51,7 +52,10 @@ use crate::{
         poll::{CgroupfsPoller, UsageFiles},
         programs::{ProgramOptions, Programs},
     },
-    surfaces::{control, http, snapshot::ConfigView},
+    surfaces::{
+        control, http,
+        snapshot::{ConfigView, KubeView},
+    },
 };
 use crate::{host::RealHost, model::index::CgroupIndex, surfaces::snapshot::TcRequest};
 use capacity::CapacityController;
@@ -120,6 +124,51 @@ fn online_cpus() -> u32 {
     aya::util::online_cpus()
         .map(|c| c.len() as u32)
         .unwrap_or(1)
+}
+
+/// The Node object's publisher, when `[kubernetes]` wants it and the daemon can have it;
+/// otherwise one line saying why not. Either way the view the surfaces show of it.
+fn start_kube(config: &Config, dry_run: bool) -> (Option<Publisher>, KubeView) {
+    let k = &config.kubernetes;
+    // Set in every pod's environment by kubelet: the one sign of running in a cluster.
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let env_node = std::env::var("NODE_NAME").ok();
+    let node = k.node_name(env_node.as_deref(), &config.daemon.node_name);
+    let off = |why: String| {
+        let view = KubeView {
+            off_reason: Some(why),
+            node: node.clone(),
+            ..Default::default()
+        };
+        (None, view)
+    };
+    let why = match k.enabled {
+        KubernetesSwitch::Off => Some("kubernetes.enabled = false"),
+        _ if !k.wanted(in_cluster) => Some("not in a cluster (no KUBERNETES_SERVICE_HOST)"),
+        _ if dry_run => Some("dry run"),
+        _ => None,
+    };
+    if let Some(why) = why {
+        tracing::info!(
+            "kubernetes: {why}: the Node object is not patched (the scheduling gate is its state file alone)"
+        );
+        return off(why.into());
+    }
+    match Publisher::in_cluster(PublisherOptions::new(node.clone(), k)) {
+        Ok(publisher) => {
+            tracing::info!(node = %node, taint = %k.taint, "kubernetes: the Node object follows the scheduling gate (taint, condition) and publishes the offline capacity");
+            let view = KubeView {
+                enabled: true,
+                node,
+                ..Default::default()
+            };
+            (Some(publisher), view)
+        }
+        Err(e) => {
+            tracing::warn!(node = %node, "kubernetes: {e}: the Node object is not patched (the scheduling gate is its state file alone)");
+            off(crate::text::one_line(&e.to_string()))
+        }
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -238,6 +287,12 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     tracing::info!(mode = ?mode, ?memory, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
     let mut actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run)
         .with_gate_file(&d.state_dir);
+    // Before the gate is first written, so that the Node object hears of it too.
+    let (kube, kube_view) = start_kube(&config, dry_run);
+    let kube_stats = kube.as_ref().map(Publisher::stats);
+    if let Some(publisher) = kube {
+        actuator = actuator.with_kube(publisher);
+    }
     if !dry_run {
         // A dry run owns nothing: it neither reads nor writes the record.
         actuator = actuator.with_effects_record(&d.state_dir);
@@ -330,6 +385,8 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         },
         pods: Arc::new(crate::model::pod::PodTable::new()),
         runtime: Default::default(),
+        kube: kube_view,
+        kube_stats,
     }));
     state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;
 

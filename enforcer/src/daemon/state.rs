@@ -6,13 +6,14 @@ use enforcer_common::ReclaimStats;
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
+    actuators::kube::PublisherStats,
     model::{Class, index::CgroupIndex, pod::PodTable},
     policy::usage::UsageTracker,
     sampling::{filesystem::FilesystemReader, psi::NodePressure},
     surfaces::snapshot::{
         CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
-        ConfigView, FilesystemUsage, NetworkSnapshot, NetworkView, PodUsage, ProtectionView,
-        ReclaimTotals, RuntimeView, SamplerHealth, Snapshot,
+        ConfigView, FilesystemUsage, KubeView, NetworkSnapshot, NetworkView, PodUsage,
+        ProtectionView, ReclaimTotals, RuntimeView, SamplerHealth, Snapshot,
     },
 };
 
@@ -48,6 +49,10 @@ pub struct NodeState {
     /// The pods the container runtime listed last (replaced whole by the pod source).
     pub pods: Arc<PodTable>,
     pub runtime: RuntimeView,
+    /// The Node object's publisher: whether it is on (and why not), and its counters, read
+    /// when a snapshot is taken (the worker updates them on its own thread).
+    pub kube: KubeView,
+    pub kube_stats: Option<Arc<PublisherStats>>,
 }
 
 impl NodeState {
@@ -134,6 +139,7 @@ impl NodeState {
         Snapshot {
             pods,
             runtime: self.runtime.clone(),
+            kube: self.kube_view(),
             network,
             filesystems,
             config: self.config.clone(),
@@ -167,6 +173,22 @@ impl NodeState {
                 kswapd_wakeups_by_node: self.reclaim_kswapd_by_node.clone(),
             },
         }
+    }
+
+    fn kube_view(&self) -> KubeView {
+        let mut view = self.kube.clone();
+        if let Some(stats) = &self.kube_stats {
+            let s = stats.status();
+            view.node = s.node;
+            view.up = s.up;
+            view.taint_patches_total = s.taint_patches;
+            view.condition_patches_total = s.condition_patches;
+            view.annotation_patches_total = s.capacity_patches;
+            view.failures_total = s.failures;
+            view.conflicts_total = s.conflicts;
+            view.last_error = s.last_error;
+        }
+        view
     }
 
     /// Every pod the runtime lists, with the class of its cgroup and the CPU of all its

@@ -271,6 +271,11 @@ impl SamplerLoop {
             .journal_failed_at
             .is_some_and(|t| t.elapsed() < JOURNAL_FAILING_FOR);
         st.capacity = self.controllers.capacity.view.clone();
+        // The capacity for the Node's annotations: queued (the publisher dead-bands and
+        // rate-limits it on its own thread), never waited for.
+        if let Some(capacity) = self.controllers.capacity.applied() {
+            self.actuator.publish_capacity(capacity);
+        }
         // The parents as the kernel has them: read again when this tick acted on the node,
         // so that what the surfaces show (frozen, quota, limit) is never a belief.
         st.capacity.parents = if results.is_empty() {

@@ -3,9 +3,15 @@
 
 use super::{Actuator, transaction::Head};
 use crate::{
-    actuators::journal::{JournalError, Outcome},
+    actuators::{
+        journal::{JournalError, Outcome},
+        kube::GateState,
+    },
     policy::ladder::Trigger,
 };
+
+/// Said in the journal's outcome when the Node object is to follow the gate.
+const TAINT_QUEUED: &str = "node taint queued";
 
 fn node_head(stage: &str, action: &str, reason: serde_json::Value) -> Head {
     Head {
@@ -35,7 +41,9 @@ impl Actuator {
 
     /// Opens or closes the scheduling gate: the file the Yarn NodeManager's health script
     /// reads is written like any other effect — intent, write, outcome (a failed write is
-    /// a failed outcome, not just a log line).
+    /// a failed outcome, not just a log line). Then the Node object's taint and condition
+    /// are queued for the publisher, which sends them on its own thread: the outcome says
+    /// "node taint queued", and the publisher's counters say what came of it.
     pub fn scheduling_gate(
         &mut self,
         stage: &str,
@@ -49,7 +57,8 @@ impl Actuator {
         };
         let reason = serde_json::json!({ "trigger": trigger });
         self.transact(node_head(stage, action, reason), None, |a| {
-            (Some(()), a.write_gate(open, Some(trigger)).map(|()| None))
+            let written = a.write_gate(open, Some(trigger));
+            (Some(()), a.queue_gate(open, trigger, written))
         })
         .map(|(o, _)| o)
     }
@@ -62,9 +71,31 @@ impl Actuator {
         self.transact(
             node_head("normal", "scheduling_open_at_start", reason),
             None,
-            |a| (Some(()), a.write_gate(true, None).map(|()| None)),
+            |a| {
+                let written = a.write_gate(true, None);
+                (Some(()), a.queue_gate(true, Trigger::Startup, written))
+            },
         )
         .map(|(o, _)| o)
+    }
+
+    /// Hands the gate to the Node's publisher, after the file (whatever came of the file:
+    /// the schedulers that read Kubernetes must not miss a closing because a disk failed);
+    /// returns the outcome's detail.
+    fn queue_gate(
+        &self,
+        open: bool,
+        trigger: Trigger,
+        written: Result<(), String>,
+    ) -> Result<Option<String>, String> {
+        let Some(k) = &self.kube else {
+            return written.map(|()| None);
+        };
+        k.set_gate(GateState::new(open, trigger));
+        match written {
+            Ok(()) => Ok(Some(TAINT_QUEUED.into())),
+            Err(e) => Err(format!("{e}; {TAINT_QUEUED}")),
+        }
     }
 
     /// `<state_dir>/scheduling`: "open", or "closed <trigger>" — read by the Yarn

@@ -3,7 +3,8 @@
 //! anything that is not offline, writes the intent and its reason to the journal (fsynced)
 //! before touching anything, then the outcome. In dry-run mode the decision is journaled
 //! and nothing is applied. One file per domain: cgroup operations, process isolation, tc
-//! passes, and the node-wide events (scheduling gate, node sick).
+//! passes, and the node-wide events (scheduling gate, node sick; the gate also reaches the
+//! Kubernetes Node object through the publisher the choke point holds).
 
 mod cgroup;
 mod gate;
@@ -17,8 +18,11 @@ use std::{
     time::Duration,
 };
 
-use super::{journal::Journal, record::EffectsRecord};
-use crate::model::{classify::RuleSet, layout::CgroupLayout, pod::PodTable};
+use super::{journal::Journal, kube::Publisher, record::EffectsRecord};
+use crate::{
+    model::{classify::RuleSet, layout::CgroupLayout, pod::PodTable},
+    policy::capacity::OfflineCapacity,
+};
 
 pub struct Actuator {
     layout: CgroupLayout,
@@ -32,6 +36,9 @@ pub struct Actuator {
     gate_file: Option<PathBuf>,
     /// What enforcer changed on cgroups, written ahead of each change.
     record: EffectsRecord,
+    /// The Node object's publisher (taint, condition, capacity annotations), when the
+    /// daemon runs in a cluster with it on.
+    kube: Option<Publisher>,
 }
 
 impl Actuator {
@@ -50,6 +57,7 @@ impl Actuator {
             kill_timeout: Duration::from_secs(5),
             gate_file: None,
             record: EffectsRecord::in_memory(),
+            kube: None,
         }
     }
 
@@ -110,5 +118,21 @@ impl Actuator {
     pub fn with_gate_file(mut self, state_dir: &Path) -> Actuator {
         self.gate_file = Some(state_dir.join("scheduling"));
         self
+    }
+
+    /// The gate (and the capacity) also go to the Node object, through `publisher`.
+    pub fn with_kube(mut self, publisher: Publisher) -> Actuator {
+        self.kube = Some(publisher);
+        self
+    }
+
+    /// The offline capacity in force, for the Node's annotations. Queued, never waited
+    /// for; a dry run publishes nothing (it has no publisher).
+    pub fn publish_capacity(&self, capacity: OfflineCapacity) {
+        if let Some(k) = &self.kube
+            && !self.dry_run
+        {
+            k.set_capacity(capacity);
+        }
     }
 }

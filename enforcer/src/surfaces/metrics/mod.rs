@@ -15,6 +15,7 @@ mod config;
 mod cpu;
 mod encode;
 mod filesystem;
+mod kube;
 mod memory;
 mod network;
 mod pods;
@@ -100,6 +101,7 @@ impl Collector for SnapshotCollector {
         network::encode(&mut enc, &s.network)?;
         filesystem::encode(&mut enc, &s.filesystems)?;
         config::encode(&mut enc, &s.config)?;
-        pods::encode(&mut enc, &s.runtime, &s.pods)
+        pods::encode(&mut enc, &s.runtime, &s.pods)?;
+        kube::encode(&mut enc, &s.kube)
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 mod config;
 mod filesystem;
+mod kube;
 mod network;
 mod pods;
 mod protection;
@@ -15,6 +16,7 @@ use crate::{
 };
 pub use config::ConfigView;
 pub use filesystem::FilesystemUsage;
+pub use kube::KubeView;
 pub use network::{
     CgroupNet, ClassNet, Directions, InterfaceTraffic, NetworkSnapshot, NetworkView, TcHealth,
     TcReport, TcRequest,
@@ -67,6 +69,9 @@ pub struct Snapshot {
     /// Every pod the runtime lists, CPU users first.
     #[serde(default)]
     pub pods: Vec<PodUsage>,
+    /// The Kubernetes Node object's publisher.
+    #[serde(default)]
+    pub kube: KubeView,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
