@@ -289,6 +289,11 @@ fn pods_are_classified_by_their_labels_and_named_everywhere() {
         top.contains("spark/spark-123-exec-1"),
         "top shows no pod names:\n{top}"
     );
+    let status = String::from_utf8(daemon.cli(&["status"]).stdout).unwrap();
+    assert!(
+        status.contains("pods: runtime") && status.contains("up, containerd"),
+        "{status}"
+    );
     let metrics = daemon.scrape();
     assert_eq!(metric_value(&metrics, "enforcer_runtime_up"), Some(1.0));
     assert_eq!(metric_value(&metrics, "enforcer_runtime_pods"), Some(4.0));

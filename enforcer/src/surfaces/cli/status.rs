@@ -26,6 +26,41 @@ pub fn render_status(s: &Snapshot) -> String {
         "cgroups: {} layout, CPU sampled on {}",
         s.layout, s.cpu_hierarchy
     );
+    let r = &s.runtime;
+    if r.enabled {
+        let state = if r.up {
+            format!(
+                "up, {}, {} pods ({})",
+                r.version.as_deref().unwrap_or("?"),
+                r.pods,
+                if r.events { "events" } else { "polled" }
+            )
+        } else if let Some(e) = &r.last_error {
+            format!("DOWN ({e}); the last {} pods are kept", r.pods)
+        } else {
+            "not found: pods classified by cgroup path".to_string()
+        };
+        let _ = writeln!(out, "pods: runtime {} {state}", r.socket);
+    }
+    let k = &s.kube;
+    if k.enabled {
+        let _ = writeln!(
+            out,
+            "kubernetes: Node {} {} (taint {}, condition {}, annotations {} patches; {} failures){}",
+            k.node,
+            if k.up { "patched" } else { "NOT REACHED" },
+            k.taint_patches_total,
+            k.condition_patches_total,
+            k.annotation_patches_total,
+            k.failures_total,
+            k.last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    } else if let Some(why) = &k.off_reason {
+        let _ = writeln!(out, "kubernetes: off ({why})");
+    }
     let _ = writeln!(
         out,
         "node CPU: {:.1}% of {} CPUs over {:.1}s",
