@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use enforcer_tests::{
     TempDir,
+    cgroup_root::CgroupRoot,
     containerd::{Containerd, write_pause_image},
     cri::{Cri, PodGuard},
     daemon::Daemon,
-    kubelet::{CgroupRoot, TestPod, plan_test_pod},
+    kubelet::{TestPod, plan_test_pod},
 };
 use serde_json::json;
 

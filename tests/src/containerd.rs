@@ -27,6 +27,21 @@ fn shim_sockets() -> BTreeSet<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Where containerd 1.6 pins pod network namespaces (`cni-<uuid>`), whatever its
+/// configuration says; a sandbox whose network setup failed may leave its own behind.
+const POD_NETNS: &str = "/run/netns";
+
+fn pod_netns() -> BTreeSet<PathBuf> {
+    std::fs::read_dir(POD_NETNS)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("cni-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Fails loudly with what is missing.
 fn require_tool(tool: &str, package: &str) {
     let found = std::env::var_os("PATH").is_some_and(|p| {
@@ -59,6 +74,7 @@ pub struct Containerd {
     pub socket: PathBuf,
     log: PathBuf,
     shim_sockets_before: BTreeSet<PathBuf>,
+    netns_before: BTreeSet<PathBuf>,
 }
 
 impl Containerd {
@@ -171,12 +187,14 @@ disabled_plugins = [
         .expect("write containerd config");
         let log = d.join("containerd.log");
         let shim_sockets_before = shim_sockets();
+        let netns_before = pod_netns();
         let mut containerd = Containerd {
             child: None,
             dir,
             socket,
             log,
             shim_sockets_before,
+            netns_before,
         };
         containerd.spawn();
         containerd
@@ -321,6 +339,13 @@ impl Drop for Containerd {
         for socket in shim_sockets() {
             if !self.shim_sockets_before.contains(&socket) {
                 let _ = std::fs::remove_file(&socket);
+            }
+        }
+        // Pod namespaces this containerd pinned and did not remove (a failed sandbox).
+        for ns in pod_netns() {
+            if !self.netns_before.contains(&ns) {
+                let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_file(&ns);
             }
         }
         // The folder itself, if this run was the only one to use it.

@@ -406,17 +406,22 @@ fn write_config_map(dir: &Path, files: &BTreeMap<String, String>) -> anyhow::Res
     Ok(())
 }
 
-/// Translates the manifest's pod into CRI requests, as kubelet would, and prepares the
-/// volumes on the node (hostPath types checked or created, configMaps written).
-pub fn plan_pod(manifest: &Manifest, node: &Node<'_>) -> anyhow::Result<PodPlan> {
-    let uid = format!(
+/// A pod uid unique to this process and moment, as the API server would assign one.
+fn new_pod_uid() -> anyhow::Result<String> {
+    Ok(format!(
         "{:08x}-0000-4000-8000-{:012x}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos()
             & 0xffff_ffff_ffff
-    );
+    ))
+}
+
+/// Translates the manifest's pod into CRI requests, as kubelet would, and prepares the
+/// volumes on the node (hostPath types checked or created, configMaps written).
+pub fn plan_pod(manifest: &Manifest, node: &Node<'_>) -> anyhow::Result<PodPlan> {
+    let uid = new_pod_uid()?;
     let pod_name = format!("{}-{}", manifest.name, &uid[..8]);
     let spec = &manifest.pod;
     let c = manifest.container();
@@ -623,85 +628,6 @@ pub fn plan_pod(manifest: &Manifest, node: &Node<'_>) -> anyhow::Result<PodPlan>
     })
 }
 
-/// Every cgroup hierarchy's mount point (v1 controllers, named ones, cgroup2).
-fn hierarchies() -> Vec<PathBuf> {
-    let mut mounts: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fstype = right.split_whitespace().next()?;
-            let mount = left.split_whitespace().nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount))
-        })
-        .collect();
-    mounts.sort();
-    mounts.dedup();
-    mounts
-}
-
-/// The node's cgroup root for this test's pods, `<own memory cgroup>/<unique>` (memory
-/// cgroups only below the test's own), created with the same relative path in every
-/// hierarchy as kubelet's `--cgroup-root` would be; removed depth-first (pods' leftover
-/// `kubepods/<qos>/pod<uid>` included) when the guards drop.
-pub struct CgroupRoot {
-    /// Relative to every hierarchy's mount point.
-    pub rel: String,
-    guards: Vec<crate::cgroup::TestCgroup>,
-    created_parents: Vec<PathBuf>,
-}
-
-impl CgroupRoot {
-    // Not `Default`: it creates cgroups in every hierarchy.
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> CgroupRoot {
-        let memory = crate::cgroup::mount_point("memory").expect("a memory hierarchy");
-        let own = crate::cgroup::own_cgroup_dir("memory");
-        let own_rel = own
-            .strip_prefix(&memory)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let unique = crate::unique_name("enf-node");
-        let mut guards = Vec::new();
-        let mut created_parents = Vec::new();
-        for mount in hierarchies() {
-            let parent = mount.join(&own_rel);
-            // The same relative path in the other hierarchies may not exist yet: remember
-            // what was created, to remove it (if empty) afterwards.
-            let mut p = parent.clone();
-            let mut missing = Vec::new();
-            while !p.exists() && p.starts_with(&mount) {
-                missing.push(p.clone());
-                p.pop();
-            }
-            created_parents.extend(missing);
-            guards.push(crate::cgroup::TestCgroup::create_at(&parent, &unique));
-        }
-        CgroupRoot {
-            rel: format!("{own_rel}/{unique}"),
-            guards,
-            created_parents,
-        }
-    }
-
-    /// A cgroup `rel` below the root in the hierarchy mounted at `mount`.
-    pub fn child(&self, controller: &str, rel: &str) -> crate::cgroup::TestCgroup {
-        let mount = crate::cgroup::mount_point(controller)
-            .unwrap_or_else(|| panic!("no {controller} hierarchy"));
-        crate::cgroup::TestCgroup::create_at(&mount.join(&self.rel), rel)
-    }
-}
-
-impl Drop for CgroupRoot {
-    fn drop(&mut self) {
-        self.guards.clear();
-        for p in &self.created_parents {
-            let _ = std::fs::remove_dir(p);
-        }
-    }
-}
-
 /// One pod of a test: a single busybox container running `command`, started as kubelet
 /// starts a pod of that QoS class under `root` (host network: no CNI here).
 pub struct TestPod<'a> {
@@ -718,14 +644,7 @@ pub struct TestPod<'a> {
 
 /// The CRI requests for a [`TestPod`], with kubelet's labels.
 pub fn plan_test_pod(pod: &TestPod<'_>, root: &str, log_dir: &Path) -> anyhow::Result<PodPlan> {
-    let uid = format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-            & 0xffff_ffff_ffff
-    );
+    let uid = new_pod_uid()?;
     let qos_dir = match pod.qos {
         "guaranteed" => String::new(),
         q => format!("{q}/"),

@@ -8,6 +8,7 @@
 
 pub mod alerting;
 pub mod cgroup;
+pub mod cgroup_root;
 pub mod containerd;
 pub mod cri;
 pub mod daemon;

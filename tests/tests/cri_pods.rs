@@ -14,10 +14,11 @@ use std::{
 use enforcer::actuators::journal::{Entry, Outcome};
 use enforcer_tests::{
     TempDir,
+    cgroup_root::CgroupRoot,
     containerd::{Containerd, write_pause_image},
     cri::{Cri, PodGuard},
     daemon::{Daemon, metric_value},
-    kubelet::{CgroupRoot, PodPlan, TestPod, plan_test_pod},
+    kubelet::{PodPlan, TestPod, plan_test_pod},
     require_root, wait_until,
 };
 

@@ -17,10 +17,11 @@ use std::{
 use enforcer_tests::{
     TempDir,
     cgroup::{cpu_hog, spawn_in},
+    cgroup_root::CgroupRoot,
     containerd::{Containerd, archive_image_name, write_pause_image},
     cri::{Cri, PodGuard},
     daemon::{free_port, metric_value},
-    kubelet::{CgroupRoot, Manifest, Node, plan_pod},
+    kubelet::{Manifest, Node, plan_pod},
     require_root, unique_name, wait_until,
 };
 
