@@ -131,7 +131,8 @@ pub struct Scanner {
     known: std::collections::HashMap<i32, u64>,
 }
 
-fn netns_of(proc_root: &Path, pid: i32) -> Option<u64> {
+/// The network namespace inode of process `pid` under `proc_root` (`/proc`).
+pub fn netns_of(proc_root: &Path, pid: i32) -> Option<u64> {
     // `net:[4026531840]`: the inode, without a stat.
     let link = std::fs::read_link(proc_root.join(pid.to_string()).join("ns/net")).ok()?;
     link.to_str()?

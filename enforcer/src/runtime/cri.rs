@@ -10,6 +10,23 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::RuntimeError;
 
+/// A lazily connected channel to the unix socket (the URI is not used: every connection
+/// goes to the socket); `request_timeout` bounds each call, `None` for a long-lived stream.
+/// Needs a tokio runtime entered.
+fn channel(socket: &Path, connect_timeout: Duration, request_timeout: Option<Duration>) -> Channel {
+    let path = socket.to_path_buf();
+    let mut endpoint = Endpoint::from_static("http://[::1]:0").connect_timeout(connect_timeout);
+    if let Some(t) = request_timeout {
+        endpoint = endpoint.timeout(t);
+    }
+    endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+        let path = path.clone();
+        async move {
+            Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+        }
+    }))
+}
+
 pub struct CriClient {
     rt: tokio::runtime::Runtime,
     channel: Channel,
@@ -31,21 +48,9 @@ impl CriClient {
             .enable_all()
             .build()
             .map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        let path = socket.to_path_buf();
         let channel = {
             let _guard = rt.enter();
-            // The URI is not used: every connection goes to the unix socket.
-            Endpoint::from_static("http://[::1]:0")
-                .connect_timeout(timeout)
-                .timeout(timeout)
-                .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(
-                            tokio::net::UnixStream::connect(path).await?,
-                        ))
-                    }
-                }))
+            channel(socket, timeout, Some(timeout))
         };
         Ok(CriClient {
             rt,
@@ -87,18 +92,11 @@ impl CriClient {
             .enable_all()
             .build()
             .map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        let path = socket.to_path_buf();
+        let channel = {
+            let _guard = rt.enter();
+            channel(socket, connect_timeout, None)
+        };
         rt.block_on(async move {
-            let channel = Endpoint::from_static("http://[::1]:0")
-                .connect_timeout(connect_timeout)
-                .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(
-                            tokio::net::UnixStream::connect(path).await?,
-                        ))
-                    }
-                }));
             let mut c = RuntimeServiceClient::new(channel);
             let mut stream = c
                 .get_container_events(cri::GetEventsRequest {})

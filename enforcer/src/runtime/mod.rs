@@ -14,7 +14,10 @@ use std::{
 use k8s_cri::v1 as api;
 
 pub use self::cri::CriClient;
-use crate::model::pod::{ContainerMeta, Pod};
+use crate::model::{
+    netns::netns_of,
+    pod::{ContainerMeta, Pod},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -88,7 +91,7 @@ impl PodSource {
                 None if ready => {
                     self.last_rpcs += 1;
                     let known = match self.client.sandbox_pid(&s.id) {
-                        Ok((Some(pid), true)) => netns_inode(pid),
+                        Ok((Some(pid), true)) => netns_of(Path::new("/proc"), pid),
                         Ok(_) => None,
                         Err(e) => {
                             tracing::debug!("sandbox {}: {e}", s.id);
@@ -130,14 +133,4 @@ impl PodSource {
 
 fn sorted(m: HashMap<String, String>) -> BTreeMap<String, String> {
     m.into_iter().collect()
-}
-
-/// The network namespace inode of a process (`net:[4026532...]`).
-fn netns_inode(pid: i32) -> Option<u64> {
-    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
-    link.to_str()?
-        .strip_prefix("net:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
 }
