@@ -69,6 +69,10 @@ pub struct TaskOffsets {
     /// Which cgroup memory reclaim is charged to: [`CgroupMode::Unified`] (cgroup2) or
     /// [`CgroupMode::V1Cpu`] meaning the v1 *memory* hierarchy.
     pub memory_mode: u32,
+    /// `offsetof(struct cgroup, root)`: the hierarchy a new or removed cgroup is in.
+    pub cgroup_root: u32,
+    /// `offsetof(struct cgroup_root, hierarchy_id)` (0 is cgroup2).
+    pub root_hierarchy_id: u32,
 }
 
 /// Memory reclaim seen for one cgroup (the memory cgroup of the task that stalled).
@@ -112,6 +116,54 @@ pub const PROGS_RECLAIM: [&str; 5] = [
 /// Default capacity of [`MAP_CPU_NS`]; user space may override it at load time.
 pub const CPU_NS_DEFAULT_ENTRIES: u32 = 16_384;
 
+/// What happened to a cgroup, as a [`CgroupEvent`] says.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupChangeKind {
+    Mkdir = 1,
+    Rmdir = 2,
+    /// The path is the new one; every descendant's path changed with it.
+    Rename = 3,
+}
+
+/// Bytes of a cgroup's path a [`CgroupEvent`] carries (relative to its hierarchy's root,
+/// with a leading `/`, NUL-terminated). Kubelet's longest paths (systemd driver, a
+/// container scope below a pod slice below its QoS slice) are about 200 bytes below the
+/// cgroup root; a longer one is flagged [`CgroupEvent::truncated`] and user space looks for
+/// it with a walk.
+pub const CGROUP_EVENT_PATH_LEN: usize = 512;
+
+/// A cgroup created, removed or renamed, from `tp_btf/cgroup_{mkdir,rmdir,rename}` through
+/// the [`MAP_CGROUP_EVENTS`] ring buffer: how user space learns of cgroups without walking
+/// the hierarchies.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CgroupEvent {
+    /// A [`CgroupChangeKind`] as `u32`.
+    pub kind: u32,
+    /// The hierarchy (`cgroup_root.hierarchy_id`; 0 is cgroup2), as `/proc/<pid>/cgroup`
+    /// numbers them.
+    pub hierarchy: u32,
+    /// The cgroup's id (kernfs node id: the directory's inode number).
+    pub id: u64,
+    /// `bpf_ktime_get_ns()` when the kernel raised it.
+    pub at_ns: u64,
+    /// 1 when the path did not fit.
+    pub truncated: u32,
+    pub _pad: u32,
+    pub path: [u8; CGROUP_EVENT_PATH_LEN],
+}
+
+/// Name of the ring buffer of [`CgroupEvent`]s.
+pub const MAP_CGROUP_EVENTS: &str = "CGROUP_EVENTS";
+/// Name of the per-CPU array (one `u64`) counting events the ring buffer had no room for:
+/// user space walks the hierarchies when it moves.
+pub const MAP_CGROUP_EVENTS_LOST: &str = "CGROUP_EVENTS_LOST";
+/// The cgroup discovery programs (`tp_btf/cgroup_*`).
+pub const PROGS_CGROUP_EVENTS: [&str; 3] = ["cgroup_mkdir", "cgroup_rmdir", "cgroup_rename"];
+/// Bytes of the [`MAP_CGROUP_EVENTS`] ring buffer: about 1,900 events between two reads.
+pub const CGROUP_EVENTS_BYTES: u32 = 1024 * 1024;
+
 /// Bytes and packets one cgroup sent and received (loopback excluded).
 ///
 /// Bytes are `skb->len` at the cgroup hooks: the IP packet, headers included, link layer
@@ -145,6 +197,8 @@ mod pod {
     unsafe impl aya::Pod for super::CpuSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TaskOffsets {}
+    // SAFETY: repr(C), integers and bytes only, explicit padding.
+    unsafe impl aya::Pod for super::CgroupEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ReclaimStats {}
     // SAFETY: as above.

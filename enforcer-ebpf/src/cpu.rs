@@ -34,6 +34,8 @@ pub(crate) static OFFSETS: TaskOffsets = TaskOffsets {
     mode: 0,
     css_set_memory_subsys: 0,
     memory_mode: 0,
+    cgroup_root: 0,
+    root_hierarchy_id: 0,
 };
 
 #[btf_tracepoint(function = "sched_switch")]

@@ -76,6 +76,8 @@ pub struct DaemonConfig {
     pub node_name: String,
     pub tick: Duration,
     pub window: Duration,
+    /// The full walk of the cgroup trees, the safety net of the kernel's cgroup events
+    /// (every second without them).
     pub rescan_interval: Duration,
     pub metrics_listen: SocketAddr,
     pub socket: PathBuf,
@@ -104,7 +106,7 @@ impl Default for DaemonConfig {
             node_name: hostname(),
             tick: Duration::from_millis(100),
             window: Duration::from_secs(1),
-            rescan_interval: Duration::from_secs(1),
+            rescan_interval: Duration::from_secs(60),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().expect("valid default"),
             socket: PathBuf::from(DEFAULT_SOCKET),
             top_n: 20,

@@ -1,42 +1,31 @@
 //! Memory per class and reclaim per class, for the surfaces and the capacity rule: the
 //! memory hierarchy's own index (v1 and hybrid hosts charge reclaim to memory cgroup ids),
 //! memcg reclaim stall per class over the window (the per-class memory-pressure signal), and
-//! hierarchical memory use of each class's top cgroups, read at rescans.
+//! hierarchical memory use of each class's top cgroups, read once a second.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::collections::HashMap;
 
 use super::census::{class_roots, offline_roots};
-use crate::model::pod::PodTable;
 use crate::{
     actuators::cgroupfs::CgroupDirs,
-    model::{Class, classify::RuleSet, index::CgroupIndex, layout::CgroupLayout},
+    model::{Class, index::CgroupIndex, layout::CgroupLayout},
     policy::window::RateWindow,
     sampling::{memory, reclaim::ReclaimReading},
     surfaces::snapshot::{ClassMemory, ClassReclaim},
 };
 
 pub struct MemoryAccounting {
-    /// The memory hierarchy's root when it is not the CPU one (v1 and hybrid hosts).
-    pub root: Option<PathBuf>,
-    pub index: CgroupIndex,
     memcg_stall: HashMap<Class, RateWindow>,
     window_ns: u64,
     stall_trigger: f64,
-    /// Online memory (hierarchical use of the online class roots), refreshed at rescans.
+    /// Online memory (hierarchical use of the online class roots), refreshed each second.
     pub online_bytes: u64,
     pub total_bytes: u64,
 }
 
 impl MemoryAccounting {
-    pub fn new(
-        root: Option<PathBuf>,
-        window_ns: u64,
-        stall_trigger: f64,
-        total_bytes: u64,
-    ) -> Self {
+    pub fn new(window_ns: u64, stall_trigger: f64, total_bytes: u64) -> Self {
         MemoryAccounting {
-            root,
-            index: CgroupIndex::new(),
             memcg_stall: HashMap::new(),
             window_ns,
             stall_trigger,
@@ -45,28 +34,14 @@ impl MemoryAccounting {
         }
     }
 
-    /// After SIGHUP.
-    pub fn reclassify(&mut self, rules: &RuleSet, pods: &PodTable) {
-        self.index.reclassify(rules, pods);
-    }
-
-    /// A new pod list from the runtime.
-    pub fn apply_pods(&mut self, rules: &RuleSet, pods: &PodTable) {
-        self.index.apply_pods(rules, pods);
-    }
-
-    /// Reclaim per class; `cpu_index` serves when the memory hierarchy is the CPU one.
+    /// Reclaim per class, classified with the memory hierarchy's index (the CPU one when
+    /// memory is charged there too).
     pub fn reclaim_by_class(
         &mut self,
         at_ns: u64,
         reclaim: &ReclaimReading,
-        cpu_index: &CgroupIndex,
+        index: &CgroupIndex,
     ) -> Vec<ClassReclaim> {
-        let index = if self.root.is_some() {
-            &self.index
-        } else {
-            cpu_index
-        };
         let mut totals: HashMap<Class, enforcer_common::ReclaimStats> = HashMap::new();
         for (id, stats) in &reclaim.per_cgroup {
             let class = index.get(*id).map_or(Class::System, |e| e.class);

@@ -8,6 +8,7 @@
 pub mod capacity;
 pub mod census;
 pub mod controllers;
+mod discovery;
 pub mod effects;
 pub mod isolate;
 pub mod limits;
@@ -16,7 +17,6 @@ pub mod network;
 mod pods;
 pub mod protect;
 mod reload;
-mod rescan;
 mod signals;
 pub mod state;
 #[cfg(test)]
@@ -36,7 +36,11 @@ use std::{
 use anyhow::{Context, anyhow};
 use enforcer_common::CgroupMode;
 
-use crate::model::{controllers::Controllers as ControllerSites, layout::MemoryHierarchy};
+use crate::model::{
+    controllers::Controllers as ControllerSites,
+    hierarchies::{self, HierarchyIds},
+    layout::MemoryHierarchy,
+};
 use crate::{
     actuators::Actuator,
     actuators::journal::Journal,
@@ -61,12 +65,12 @@ use crate::{host::RealHost, model::index::CgroupIndex, surfaces::snapshot::TcReq
 use capacity::CapacityController;
 use census::CgroupRoots;
 use controllers::Controllers;
+use discovery::{Discovery, Hierarchy, Which};
 use isolate::Isolator;
 use limits::OfflineLimits;
 use memory::MemoryAccounting;
 use protect::Protector;
 use reload::ReloadRequest;
-use rescan::Discovery;
 use signals::{Signals, wait_for_shutdown};
 use state::NodeState;
 use tick::{CpuSource, SamplerLoop};
@@ -265,17 +269,14 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         );
         None
     } else if config.network.enabled {
-        let unified = layout.unified_mount().map(Path::to_path_buf);
         let line = match mode {
             CgroupMode::Unified => CgroupLine::Unified,
             CgroupMode::V1Cpu => CgroupLine::V1("cpu".into()),
         };
-        let own_index = (mode != CgroupMode::Unified).then_some(unified).flatten();
         Some(network::NetworkController::new(
             config.network.clone(),
             &mut programs,
             &d.state_dir,
-            own_index,
             line,
             d.window.as_nanos() as u64,
             dry_run,
@@ -344,6 +345,18 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     })
     .context("starting the file system readers")?;
     let started_at = crate::clock::unix_now();
+    // The memory hierarchy keeps its own index when it is not the CPU one.
+    let memory_root = match &memory {
+        Some(MemoryHierarchy::V1(p)) => Some(p.clone()),
+        Some(MemoryHierarchy::Unified(p)) if mode != CgroupMode::Unified => Some(p.clone()),
+        _ => None,
+    };
+    // So does cgroup2, for the network, when CPU is charged to a v1 hierarchy.
+    let net_root = network
+        .as_ref()
+        .and_then(|_| layout.unified_mount())
+        .filter(|_| mode != CgroupMode::Unified)
+        .map(Path::to_path_buf);
     let state = Arc::new(Mutex::new(NodeState {
         node: d.node_name.clone(),
         layout: layout.mode.as_str().to_string(),
@@ -359,7 +372,12 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         window_seconds: d.window.as_secs_f64(),
         online_cpus: online_cpus(),
         top_n: d.top_n,
+        rules: config.rules.clone(),
         index: CgroupIndex::new(),
+        memory_index: memory_root.as_ref().map(|_| CgroupIndex::new()),
+        index_generation: 0,
+        forget: Default::default(),
+        discovery: Default::default(),
         usage: UsageTracker::new(d.window.as_nanos() as u64),
         health: Default::default(),
         protection: controllers.protector.view.clone(),
@@ -393,13 +411,46 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(ReloadRequest::default());
     let pod_nudge = pods::spawn(&config.runtime, state.clone(), stop.clone());
+    // The indexes are filled before the first tick; from then on discovery's thread keeps
+    // them, from the kernel's cgroup events.
+    let (unknown_ids, unknown_inbox) = std::sync::mpsc::channel();
+    let discovery_thread = {
+        let ids = HierarchyIds::read(&RealHost);
+        let mut hierarchies = vec![Hierarchy::new(
+            Which::Cpu,
+            root.clone(),
+            match mode {
+                CgroupMode::Unified => Some(hierarchies::UNIFIED),
+                CgroupMode::V1Cpu => ids.v1("cpu"),
+            },
+        )];
+        if let Some(memory_root) = &memory_root {
+            let id = match &memory {
+                Some(MemoryHierarchy::V1(_)) => ids.v1("memory"),
+                _ => Some(hierarchies::UNIFIED),
+            };
+            hierarchies.push(Hierarchy::new(Which::Memory, memory_root.clone(), id));
+        }
+        if let Some(unified) = net_root {
+            hierarchies.push(Hierarchy::new(
+                Which::Net,
+                unified,
+                Some(hierarchies::UNIFIED),
+            ));
+        }
+        let events = programs
+            .cgroup_events()
+            .inspect_err(|e| {
+                tracing::warn!("{e}: cgroups are found by walking the hierarchies every second")
+            })
+            .ok();
+        let mut discovery = Discovery::new(hierarchies, events, d.rescan_interval);
+        discovery.walk_all(&state);
+        discovery::spawn(discovery, state.clone(), unknown_inbox, stop.clone())
+            .context("starting the cgroup discovery thread")?
+    };
     let sampler_thread = {
         let (state, stop, reload) = (state.clone(), stop.clone(), reload.clone());
-        let memory_root = match &memory {
-            Some(MemoryHierarchy::V1(p)) => Some(p.clone()),
-            Some(MemoryHierarchy::Unified(p)) if mode != CgroupMode::Unified => Some(p.clone()),
-            _ => None,
-        };
         let loop_ = SamplerLoop {
             sampler,
             reclaim,
@@ -408,17 +459,14 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             host: Box::new(RealHost),
             cgroup_roots: CgroupRoots::new(&layout, &root),
             memory: MemoryAccounting::new(
-                memory_root,
                 d.window.as_nanos() as u64,
                 config.protection.ladder.reclaim_stall_trigger,
                 crate::host::meminfo(&RealHost).total_bytes,
             ),
-            discovery: Discovery::new(
-                root,
-                layout.clone(),
-                config.rules.clone(),
-                d.rescan_interval,
-            ),
+            rules: config.rules.clone(),
+            layout: layout.clone(),
+            unknown_ids,
+            node_read_at: None,
             network,
             tc_inbox,
             programs,
@@ -474,6 +522,9 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let sampler_result = sampler_thread
         .join()
         .map_err(|_| anyhow!("the sampler thread panicked"))?;
+    if discovery_thread.join().is_err() {
+        tracing::error!("the cgroup discovery thread panicked");
+    }
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped; eBPF programs detached");
     signal_result?;

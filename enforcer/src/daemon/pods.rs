@@ -30,6 +30,8 @@ pub struct PodWatch {
     generation: u64,
     nudge: Option<Sender<()>>,
     unknown_seen: usize,
+    /// The index generation the unknown pods were last counted at.
+    index_seen: u64,
 }
 
 impl PodWatch {
@@ -38,23 +40,20 @@ impl PodWatch {
             generation: 0,
             nudge,
             unknown_seen: 0,
+            index_seen: 0,
         }
     }
 
     /// When the pod list changed since the last call, reclassifies the pod cgroups of the
-    /// shared indexes and returns the new list for the indexes and the choke point the tick
-    /// owns. Asks the source for a refresh when more pod cgroups of unknown pods are seen
-    /// than last time.
-    /// `rescanned`: the index may have new cgroups (only then are pod cgroups of unknown
-    /// pods counted: a walk of every entry at every tick costs a node of 500 pods percents
-    /// of a core).
-    pub fn update(
-        &mut self,
-        st: &mut NodeState,
-        rules: &RuleSet,
-        rescanned: bool,
-    ) -> Option<Arc<PodTable>> {
-        if rescanned && let Some(n) = &self.nudge {
+    /// shared indexes and returns the new list for the choke point. Asks the source for a
+    /// refresh when more pod cgroups of unknown pods are seen than last time (counted only
+    /// when discovery added cgroups: a look at every entry at every tick costs a node of
+    /// 500 pods percents of a core).
+    pub fn update(&mut self, st: &mut NodeState, rules: &RuleSet) -> Option<Arc<PodTable>> {
+        if st.index_generation != self.index_seen
+            && let Some(n) = &self.nudge
+        {
+            self.index_seen = st.index_generation;
             let unknown = st.index.pods_unknown();
             if unknown > self.unknown_seen {
                 let _ = n.send(());
@@ -68,6 +67,9 @@ impl PodWatch {
         let pods = st.pods.clone();
         let changed = st.index.apply_pods(rules, &pods);
         if let Some(index) = st.net.index.as_mut() {
+            index.apply_pods(rules, &pods);
+        }
+        if let Some(index) = st.memory_index.as_mut() {
             index.apply_pods(rules, &pods);
         }
         if !changed.is_empty() {

@@ -7,15 +7,26 @@ use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     actuators::kube::PublisherStats,
-    model::{Class, index::CgroupIndex, pod::PodTable},
+    model::{Class, classify::RuleSet, index::CgroupIndex, pod::PodTable},
     policy::usage::UsageTracker,
     sampling::{filesystem::FilesystemReader, psi::NodePressure},
     surfaces::snapshot::{
         CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
-        ConfigView, FilesystemUsage, KubeView, NetworkSnapshot, NetworkView, PodUsage,
-        ProtectionView, ReclaimTotals, RuntimeView, SamplerHealth, Snapshot,
+        ConfigView, DiscoveryView, FilesystemUsage, KubeView, NetworkSnapshot, NetworkView,
+        PodUsage, ProtectionView, ReclaimTotals, RuntimeView, SamplerHealth, Snapshot,
     },
 };
+
+/// Ids removed from an index that the tick's samplers (which own the maps) still hold.
+#[derive(Debug, Default)]
+pub struct ForgetQueue {
+    /// The CPU map (`CPU_NS`).
+    pub cpu: Vec<u64>,
+    /// The reclaim map (memory cgroup ids).
+    pub reclaim: Vec<u64>,
+    /// The network counters (cgroup2 ids).
+    pub net: Vec<u64>,
+}
 
 pub struct NodeState {
     pub node: String,
@@ -27,7 +38,18 @@ pub struct NodeState {
     pub window_seconds: f64,
     pub online_cpus: u32,
     pub top_n: usize,
+    /// The classification rules of the running configuration (replaced on reload).
+    pub rules: Arc<RuleSet>,
+    /// The hierarchy CPU is charged to: `cgroup id -> path -> pod -> class`.
     pub index: CgroupIndex,
+    /// The memory hierarchy's own index when it is not the CPU one (v1 and hybrid hosts
+    /// charge reclaim to memory cgroup ids).
+    pub memory_index: Option<CgroupIndex>,
+    /// Bumped when discovery adds cgroups to an index (the pod watch looks again).
+    pub index_generation: u64,
+    /// Map entries of removed cgroups, for the tick's samplers to drop.
+    pub forget: ForgetQueue,
+    pub discovery: DiscoveryView,
     pub usage: UsageTracker,
     pub health: SamplerHealth,
     pub protection: ProtectionView,
@@ -159,6 +181,7 @@ impl NodeState {
             cgroups,
             cgroups_total,
             sampler: self.health.clone(),
+            discovery: self.discovery.clone(),
             protection: self.protection.clone(),
             capacity: self.capacity.clone(),
             memory: self.memory.clone(),
@@ -366,6 +389,53 @@ impl NetAccounting {
             rx: UsageTracker::new(window_ns),
             tx: UsageTracker::new(window_ns),
             index: own_index.then(CgroupIndex::new),
+        }
+    }
+}
+
+#[cfg(test)]
+impl NodeState {
+    /// An empty node: what the daemon's unit tests start from.
+    pub fn for_tests(memory_index: bool, net_index: bool) -> NodeState {
+        NodeState {
+            node: "test".into(),
+            layout: String::new(),
+            kubelet_driver: String::new(),
+            cpu_hierarchy: String::new(),
+            started_at: 0.0,
+            tick_seconds: 0.1,
+            window_seconds: 1.0,
+            online_cpus: 2,
+            top_n: 10,
+            rules: Arc::new(RuleSet::defaults()),
+            index: CgroupIndex::new(),
+            memory_index: memory_index.then(CgroupIndex::new),
+            index_generation: 0,
+            forget: ForgetQueue::default(),
+            discovery: DiscoveryView::default(),
+            usage: UsageTracker::new(1_000_000_000),
+            health: Default::default(),
+            protection: Default::default(),
+            capacity: Default::default(),
+            memory: Vec::new(),
+            pressure: Default::default(),
+            reclaim_by_class: Vec::new(),
+            reclaim: Default::default(),
+            reclaim_kswapd_wakeups: 0,
+            reclaim_kswapd_by_node: Vec::new(),
+            net: NetAccounting::new(1_000_000_000, net_index),
+            network: Default::default(),
+            filesystems: FilesystemReader::start(crate::sampling::filesystem::ReaderOptions {
+                paths: Vec::new(),
+                interval: std::time::Duration::from_secs(60),
+                quiet_missing: true,
+            })
+            .expect("no file system to read"),
+            config: Default::default(),
+            pods: Arc::new(PodTable::new()),
+            runtime: Default::default(),
+            kube: Default::default(),
+            kube_stats: None,
         }
     }
 }

@@ -13,13 +13,16 @@
 //!    point);
 //! 7. **publish**: the controllers' views into the shared state (one lock);
 //!
-//! and, when due or when the sampler saw a cgroup the index does not know, a rescan.
+//! then the map entries of removed cgroups dropped, the per-class memory read once a
+//! second, and the cgroup ids no index knows handed to discovery (`discovery.rs`, its own
+//! thread: the tick never walks a tree).
 
 use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
+        mpsc::Sender,
     },
     time::{Duration, Instant},
 };
@@ -33,14 +36,13 @@ use super::{
     memory::MemoryAccounting,
     network::{NetworkController, TcReply},
     reload::{self, ReloadRequest, Trigger},
-    rescan::Discovery,
     state::NodeState,
 };
 use crate::{
     actuators::Actuator,
     config::Config,
     host::{self, Host},
-    model::Class,
+    model::{Class, classify::RuleSet, layout::CgroupLayout},
     policy::capacity::NodeUsage,
     sampling::{
         cpu::{CpuReading, CpuSampler},
@@ -55,6 +57,15 @@ use crate::{
 pub(super) enum CpuSource {
     Ebpf(Box<CpuSampler>),
     Cgroupfs(CgroupfsPoller),
+}
+
+/// How often the per-class memory and the node's pressure are read.
+const NODE_READ_INTERVAL: Duration = Duration::from_secs(1);
+
+fn online_cpus() -> u32 {
+    aya::util::online_cpus()
+        .map(|c| c.len() as u32)
+        .unwrap_or(1)
 }
 
 /// A journal write failure keeps `/healthz` failing this long.
@@ -72,7 +83,14 @@ pub(super) struct SamplerLoop {
     pub(super) host: Box<dyn Host>,
     pub(super) cgroup_roots: CgroupRoots,
     pub(super) memory: MemoryAccounting,
-    pub(super) discovery: Discovery,
+    /// The running configuration's classification rules (replaced on reload).
+    pub(super) rules: Arc<RuleSet>,
+    /// The CPU hierarchy's layout, for the per-class memory reads.
+    pub(super) layout: CgroupLayout,
+    /// Cgroup ids the sampler saw that no index knows, for discovery to look for.
+    pub(super) unknown_ids: Sender<Vec<u64>>,
+    /// When the per-class memory and the node's pressure were last read.
+    pub(super) node_read_at: Option<Instant>,
     pub(super) network: Option<NetworkController>,
     /// `enforcer tc show|apply` requests from the control socket.
     pub(super) tc_inbox: std::sync::mpsc::Receiver<(TcRequest, TcReply)>,
@@ -132,13 +150,18 @@ impl SamplerLoop {
             let unknown = self.tick_once(reading, lag).inspect_err(|_| {
                 stop.store(true, Ordering::Relaxed);
             })?;
-            let rescanned = self.discovery.due() || !unknown.is_empty();
-            if rescanned {
-                // A cgroup the index does not know yet triggers a scan at once, so new
-                // cgroups are classified within a tick instead of a rescan interval.
-                self.rescan(&unknown);
+            if !unknown.is_empty() {
+                // Discovery walks for them (its events should have said; a loss did not).
+                let _ = self.unknown_ids.send(unknown);
             }
-            self.apply_pods(rescanned);
+            self.forget_removed();
+            if self
+                .node_read_at
+                .is_none_or(|t| t.elapsed() >= NODE_READ_INTERVAL)
+            {
+                self.read_node();
+            }
+            self.apply_pods();
         }
         self.shutdown();
         if let Some(network) = &mut self.network
@@ -208,7 +231,8 @@ impl SamplerLoop {
                     .update(reading.at_ns, reading.busy_ns, &reading.per_cgroup, |id| {
                         index.get(id).map(|e| (e.class, e.priority))
                     });
-            st.reclaim_by_class = self.memory.reclaim_by_class(at_ns, &reclaim, &st.index);
+            let memory_index = st.memory_index.as_ref().unwrap_or(&st.index);
+            st.reclaim_by_class = self.memory.reclaim_by_class(at_ns, &reclaim, memory_index);
             st.reclaim = reclaim.total;
             st.reclaim_kswapd_wakeups = reclaim.kswapd_wakeups;
             st.reclaim_kswapd_by_node = reclaim.kswapd_wakeups_by_node.clone();
@@ -301,7 +325,7 @@ impl SamplerLoop {
                 &self.state,
                 &mut self.actuator,
                 &self.programs,
-                &self.discovery.rules,
+                &self.rules,
             )
         {
             return Err(anyhow!("{e}; stopping"));
@@ -319,27 +343,52 @@ impl SamplerLoop {
     }
 
     /// A new pod list from the runtime: the indexes and the choke point classify with it.
-    fn apply_pods(&mut self, rescanned: bool) {
+    fn apply_pods(&mut self) {
         let mut st = self.state.lock().unwrap();
-        let Some(pods) = self.pods.update(&mut st, &self.discovery.rules, rescanned) else {
+        let Some(pods) = self.pods.update(&mut st, &self.rules) else {
             return;
         };
         drop(st);
-        self.memory.apply_pods(&self.discovery.rules, &pods);
         self.actuator.set_pods(pods);
     }
 
-    fn rescan(&mut self, unknown: &[u64]) {
+    /// The map entries of cgroups discovery removed from the indexes (the network
+    /// controller drops its own).
+    fn forget_removed(&mut self) {
+        let (cpu, reclaim) = {
+            let mut st = self.state.lock().unwrap();
+            if self.network.is_none() {
+                st.forget.net.clear(); // no network sampler to drop them from
+            }
+            if st.forget.cpu.is_empty() && st.forget.reclaim.is_empty() {
+                return;
+            }
+            (
+                std::mem::take(&mut st.forget.cpu),
+                std::mem::take(&mut st.forget.reclaim),
+            )
+        };
+        if let CpuSource::Ebpf(s) = &mut self.sampler {
+            s.forget(cpu);
+        }
+        self.reclaim.forget(reclaim);
+    }
+
+    /// Once a second: memory per class (hierarchical use of each class's top cgroups), the
+    /// node's pressure, the online CPUs.
+    fn read_node(&mut self) {
+        self.node_read_at = Some(Instant::now());
         let node_used = host::meminfo(self.host.as_ref()).used_ratio();
-        let removed = self
-            .discovery
-            .rescan(&self.state, &mut self.memory, unknown, node_used);
-        if let (CpuSource::Ebpf(s), Some(removed)) = (&mut self.sampler, removed) {
-            s.forget(removed);
-        }
-        if let Some(gone) = self.discovery.take_memory_removed() {
-            self.reclaim.forget(gone);
-        }
+        let class_roots = MemoryAccounting::class_roots(&self.state.lock().unwrap().index);
+        let by_class = self
+            .memory
+            .class_memory(&self.layout, &class_roots, node_used);
+        let pressure = crate::sampling::psi::read();
+        let cpus = online_cpus();
+        let mut st = self.state.lock().unwrap();
+        st.memory = by_class;
+        st.pressure = pressure;
+        st.online_cpus = cpus;
     }
 
     /// SIGHUP or a change of the file: re-read it and apply its classification rules,
@@ -353,15 +402,19 @@ impl SamplerLoop {
         };
         match Config::load(path) {
             Ok(config) => {
-                self.discovery.rules = config.rules.clone();
+                self.rules = config.rules.clone();
                 self.actuator.set_rules(config.rules.clone());
                 let mut st = self.state.lock().unwrap();
                 let pods = st.pods.clone();
-                st.index.reclassify(&self.discovery.rules, &pods);
+                // Discovery classifies new cgroups with the state's rules, under this lock.
+                st.rules = config.rules.clone();
+                st.index.reclassify(&self.rules, &pods);
                 if let Some(index) = st.net.index.as_mut() {
-                    index.reclassify(&self.discovery.rules, &pods);
+                    index.reclassify(&self.rules, &pods);
                 }
-                self.memory.reclassify(&self.discovery.rules, &pods);
+                if let Some(index) = st.memory_index.as_mut() {
+                    index.reclassify(&self.rules, &pods);
+                }
                 st.top_n = config.daemon.top_n;
                 if let Some(n) = &mut self.network {
                     n.reload(&config.network);

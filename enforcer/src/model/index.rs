@@ -84,6 +84,23 @@ impl CgroupIndex {
         diff
     }
 
+    /// A cgroup the kernel just created (or an event about one already known): classified
+    /// and added. Returns false when the index already had it at that path. A known id at
+    /// another path is a rename: the entry is classified again at its new path.
+    pub fn insert(&mut self, id: u64, path: &str, rules: &RuleSet, pods: &PodTable) -> bool {
+        if self.by_id.get(&id).is_some_and(|e| *e.path == *path) {
+            return false;
+        }
+        let entry = CgroupEntry::classified(id, Arc::from(path), rules, pods);
+        self.by_id.insert(id, entry);
+        true
+    }
+
+    /// A cgroup the kernel removed. Returns whether the index had it.
+    pub fn remove(&mut self, id: u64) -> bool {
+        self.by_id.remove(&id).is_some()
+    }
+
     /// Applies new rules to every entry (after a configuration reload).
     pub fn reclassify(&mut self, rules: &RuleSet, pods: &PodTable) {
         for entry in self.by_id.values_mut() {

@@ -4,6 +4,7 @@
 
 pub mod classify;
 pub mod controllers;
+pub mod hierarchies;
 pub mod index;
 pub mod layout;
 pub mod netns;

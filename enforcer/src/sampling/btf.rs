@@ -305,6 +305,8 @@ impl Btf {
             mode: mode as u32,
             css_set_memory_subsys: 0,
             memory_mode: CgroupMode::Unified as u32,
+            cgroup_root: self.member_offset("cgroup", "root")?,
+            root_hierarchy_id: self.member_offset("cgroup_root", "hierarchy_id")?,
         })
     }
 }

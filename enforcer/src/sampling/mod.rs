@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod btf;
+pub mod cgroups;
 pub mod cpu;
 pub mod error;
 pub mod filesystem;

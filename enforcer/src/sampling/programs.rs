@@ -15,14 +15,16 @@ use aya::{
     },
 };
 use enforcer_common::{
-    CgroupMode, GLOBAL_OFFSETS, MAP_CPU_NS, MAP_CPU_SLOT, MAP_KSWAPD_WAKEUPS, MAP_NET,
-    MAP_NET_CLASS, MAP_RECLAIM, NET_DEFAULT_ENTRIES, PROG_CGROUP_ATTACH, PROG_NET_CLASSIFY,
-    PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROGS_RECLAIM,
+    CgroupMode, GLOBAL_OFFSETS, MAP_CGROUP_EVENTS, MAP_CGROUP_EVENTS_LOST, MAP_CPU_NS,
+    MAP_CPU_SLOT, MAP_KSWAPD_WAKEUPS, MAP_NET, MAP_NET_CLASS, MAP_RECLAIM, NET_DEFAULT_ENTRIES,
+    PROG_CGROUP_ATTACH, PROG_NET_CLASSIFY, PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH,
+    PROGS_CGROUP_EVENTS, PROGS_RECLAIM,
 };
 
 pub use super::error::SamplerError;
 use super::{
     btf::Btf,
+    cgroups::CgroupEvents,
     cpu::CpuSampler,
     net::{NetClassifier, NetSampler},
     reclaim::ReclaimSampler,
@@ -80,6 +82,7 @@ impl Programs {
         for name in [PROG_SCHED_SWITCH, PROG_CGROUP_ATTACH]
             .into_iter()
             .chain(PROGS_RECLAIM)
+            .chain(PROGS_CGROUP_EVENTS)
         {
             let program: &mut BtfTracePoint = ebpf
                 .program_mut(name)
@@ -117,6 +120,13 @@ impl Programs {
     }
 
     /// The reclaim sampler (once).
+    /// The cgroups the kernel creates, removes and renames, as they happen.
+    pub fn cgroup_events(&mut self) -> Result<CgroupEvents, SamplerError> {
+        let ring = self.take_map(MAP_CGROUP_EVENTS)?;
+        let lost = self.take_map(MAP_CGROUP_EVENTS_LOST)?;
+        CgroupEvents::from_maps(ring, lost)
+    }
+
     pub fn reclaim_sampler(&mut self) -> Result<ReclaimSampler, SamplerError> {
         let stats = self.take_map(MAP_RECLAIM)?;
         let kswapd = self.take_map(MAP_KSWAPD_WAKEUPS)?;

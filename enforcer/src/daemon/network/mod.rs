@@ -45,8 +45,6 @@ pub struct NetworkController {
     sampler: NetSampler,
     classifier: Option<NetClassifier>,
     reconciler: Option<Reconciler>,
-    /// The cgroup2 mount when the controller keeps its own index.
-    unified_root: Option<PathBuf>,
     cgroup_line: CgroupLine,
     egress: OfflineLimit,
     ingress: OfflineLimit,
@@ -65,12 +63,10 @@ pub struct NetworkController {
 const GBIT: f64 = 125_000_000.0;
 
 impl NetworkController {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: NetworkConfig,
         programs: &mut Programs,
         state_dir: &Path,
-        unified_root: Option<PathBuf>,
         cgroup_line: CgroupLine,
         window_ns: u64,
         dry_run: bool,
@@ -104,7 +100,6 @@ impl NetworkController {
             sampler,
             classifier,
             reconciler,
-            unified_root,
             cgroup_line,
             egress: OfflineLimit::default(),
             ingress: OfflineLimit::default(),
@@ -200,19 +195,9 @@ impl NetworkController {
         let mut guard = state.lock().unwrap();
         let st = &mut *guard;
         let pods = st.pods.clone();
-        if let (Some(index), Some(root)) = (st.net.index.as_mut(), &self.unified_root) {
-            match crate::model::layout::walk(root) {
-                Ok(dirs) => {
-                    let gone = index.refresh(dirs, rules, &pods).removed;
-                    for &id in &gone {
-                        st.net.rx.forget(id, (Class::System, None));
-                        st.net.tx.forget(id, (Class::System, None));
-                    }
-                    self.sampler.forget(gone);
-                }
-                Err(e) => tracing::error!("{}: {e}", root.display()),
-            }
-        }
+        // Discovery keeps the cgroup2 index and drops the removed cgroups' figures; their
+        // map entries are the sampler's, dropped here.
+        self.sampler.forget(std::mem::take(&mut st.forget.net));
         if let Some(classifier) = &mut self.classifier {
             let index = st.net.index.as_ref().unwrap_or(&st.index);
             let wanted: HashMap<u64, u32> = index

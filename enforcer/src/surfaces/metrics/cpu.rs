@@ -3,8 +3,8 @@
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 
-use super::encode::{Fmt, Labels, counter, gauge, one, priority_label};
-use crate::surfaces::snapshot::{CgroupUsage, ClassUsage, SamplerHealth, Snapshot};
+use super::encode::{Fmt, Labels, counter, flag, gauge, one, priority_label};
+use crate::surfaces::snapshot::{CgroupUsage, ClassUsage, DiscoveryView, SamplerHealth, Snapshot};
 
 pub(super) fn encode(enc: &mut DescriptorEncoder, s: &Snapshot) -> Fmt {
     build_info(enc, s)?;
@@ -22,7 +22,8 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, s: &Snapshot) -> Fmt {
     )?;
     classes(enc, &s.classes)?;
     top_cgroups(enc, &s.cgroups)?;
-    sampler(enc, &s.sampler)
+    sampler(enc, &s.sampler)?;
+    discovery(enc, &s.discovery)
 }
 
 fn build_info(enc: &mut DescriptorEncoder, s: &Snapshot) -> Fmt {
@@ -174,5 +175,26 @@ fn sampler(enc: &mut DescriptorEncoder, h: &SamplerHealth) -> Fmt {
         "enforcer_cgroup_rescan_seconds",
         "Duration of the last cgroup tree scan.",
         &one(h.rescan_seconds),
+    )
+}
+
+fn discovery(enc: &mut DescriptorEncoder, d: &DiscoveryView) -> Fmt {
+    counter(
+        enc,
+        "enforcer_cgroup_events",
+        "Cgroups created, removed or renamed, as the kernel reported them.",
+        &one(d.events_total as f64),
+    )?;
+    counter(
+        enc,
+        "enforcer_cgroup_events_lost",
+        "Cgroup events the kernel could not queue (each loss is made up by a walk).",
+        &one(d.events_lost_total as f64),
+    )?;
+    gauge(
+        enc,
+        "enforcer_cgroup_events_enabled",
+        "1 when cgroups are learnt from the kernel's events, 0 when the trees are walked every second.",
+        &one(flag(d.events)),
     )
 }

@@ -121,6 +121,13 @@ pub(crate) fn sample() -> Snapshot {
             consecutive_read_failures: 0,
             journal_failing: false,
         },
+        discovery: crate::surfaces::snapshot::DiscoveryView {
+            events_total: 420,
+            events_lost_total: 3,
+            events: true,
+            walks_total: 11,
+            walk_seconds: 0.015,
+        },
         protection: ProtectionView {
             enabled: true,
             dry_run: true,

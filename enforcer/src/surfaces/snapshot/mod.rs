@@ -49,6 +49,9 @@ pub struct Snapshot {
     pub cgroups: Vec<CgroupUsage>,
     pub cgroups_total: usize,
     pub sampler: SamplerHealth,
+    /// How the cgroup indexes learn of cgroups (kernel events, walks).
+    #[serde(default)]
+    pub discovery: DiscoveryView,
     pub protection: ProtectionView,
     pub capacity: CapacityView,
     /// Memory per class (online and offline from cgroupfs, system the rest of the node).
@@ -152,6 +155,22 @@ pub struct CgroupUsage {
     pub container: Option<String>,
     pub cpu_seconds_total: f64,
     pub cpu_cores: f64,
+}
+
+/// What discovery did, for the status and the metrics.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiscoveryView {
+    /// Cgroup events applied (created, removed, renamed).
+    pub events_total: u64,
+    /// Events the kernel could not queue (ring buffer full); each loss costs a walk.
+    pub events_lost_total: u64,
+    /// Whether the kernel's events are used (false: the hierarchies are walked every
+    /// second).
+    pub events: bool,
+    /// Walks of the hierarchies (the safety net, losses, unknown ids, start).
+    pub walks_total: u64,
+    /// Time the last walk took (all hierarchies).
+    pub walk_seconds: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
