@@ -34,6 +34,8 @@ const UNKNOWN_WALKS_BEFORE_FORGET: u32 = 2;
 const NUDGED_WALK_GAP: Duration = Duration::from_secs(1);
 /// Without usable events the walk is at least this frequent.
 const WALK_WITHOUT_EVENTS: Duration = Duration::from_secs(1);
+/// Removals in one batch of events after which the freed heap is returned to the kernel.
+const TRIM_AFTER_REMOVALS: usize = 1000;
 /// How long the thread sleeps on the ring buffer before it looks at its inbox and `stop`.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 
@@ -236,6 +238,21 @@ impl Discovery {
         self.verify();
         let mut st = state.lock().unwrap();
         apply(&mut self.hierarchies, &mut st, &self.changes);
+        drop(st);
+        let removed = self
+            .changes
+            .iter()
+            .filter(|c| matches!(c, CgroupChange::Removed { .. }))
+            .count();
+        if removed >= TRIM_AFTER_REMOVALS {
+            // Thousands of entries freed at once: give the heap back (glibc keeps it), the
+            // daemon lives for weeks and a churn must not ratchet its RSS up.
+            // SAFETY: malloc_trim has no preconditions.
+            #[cfg(target_env = "gnu")]
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
         if bad > 0 {
             for h in &mut self.hierarchies {
                 h.walk_owed = true;

@@ -365,6 +365,7 @@ pub fn record_tick(
     h.ticks_total += 1;
     h.tick_lag_seconds = lag.as_secs_f64();
     h.tick_lag_max_seconds = h.tick_lag_max_seconds.max(h.tick_lag_seconds);
+    h.tick_lag.observe(h.tick_lag_seconds);
     h.map_read_seconds = reading.read_duration.as_secs_f64();
     h.map_entries = reading.per_cgroup.len();
     h.program_runs_total = reading.switches;

@@ -98,7 +98,12 @@ impl CgroupIndex {
 
     /// A cgroup the kernel removed. Returns whether the index had it.
     pub fn remove(&mut self, id: u64) -> bool {
-        self.by_id.remove(&id).is_some()
+        let removed = self.by_id.remove(&id).is_some();
+        // A node that had 10,000 cgroups for a while must not keep their table for good.
+        if self.by_id.capacity() > 1024 && self.by_id.len() * 4 < self.by_id.capacity() {
+            self.by_id.shrink_to(self.by_id.len() * 2);
+        }
+        removed
     }
 
     /// Applies new rules to every entry (after a configuration reload).

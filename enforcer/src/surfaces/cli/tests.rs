@@ -169,6 +169,7 @@ fn busy() -> Snapshot {
         ticks_total: 36_000,
         tick_lag_seconds: 0.000_42,
         tick_lag_max_seconds: 0.0131,
+        tick_lag: Default::default(),
         map_read_seconds: 0.000_123_4,
         map_entries: 812,
         map_capacity: 16_384,

@@ -3,7 +3,7 @@
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 
-use super::encode::{Fmt, Labels, counter, flag, gauge, one, priority_label};
+use super::encode::{Fmt, Labels, counter, flag, gauge, histogram, one, priority_label};
 use crate::surfaces::snapshot::{CgroupUsage, ClassUsage, DiscoveryView, SamplerHealth, Snapshot};
 
 pub(super) fn encode(enc: &mut DescriptorEncoder, s: &Snapshot) -> Fmt {
@@ -121,6 +121,12 @@ fn sampler(enc: &mut DescriptorEncoder, h: &SamplerHealth) -> Fmt {
         "enforcer_sampler_tick_lag_max_seconds",
         "Largest tick lag since start.",
         &one(h.tick_lag_max_seconds),
+    )?;
+    histogram(
+        enc,
+        "enforcer_sampler_tick_lateness_seconds",
+        "How late each tick started compared with its schedule.",
+        &h.tick_lag,
     )?;
     gauge(
         enc,

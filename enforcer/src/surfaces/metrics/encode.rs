@@ -56,3 +56,21 @@ pub(super) fn flag(b: bool) -> f64 {
 pub(super) fn priority_label(p: Option<Priority>) -> String {
     p.map(|p| p.to_string()).unwrap_or_default()
 }
+
+/// An unlabelled histogram.
+pub(super) fn histogram(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &crate::surfaces::snapshot::LagHistogram,
+) -> Fmt {
+    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    let buckets: Vec<(f64, u64)> = h
+        .bounds
+        .iter()
+        .copied()
+        .chain(std::iter::once(f64::INFINITY))
+        .zip(h.counts.iter().copied())
+        .collect();
+    metric.encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)
+}

@@ -108,6 +108,13 @@ pub(crate) fn sample() -> Snapshot {
             ticks_total: 101,
             tick_lag_seconds: 0.002,
             tick_lag_max_seconds: 0.03,
+            tick_lag: {
+                let mut h = crate::surfaces::snapshot::LagHistogram::default();
+                for lag in [0.0001, 0.0003, 0.002, 0.03] {
+                    h.observe(lag);
+                }
+                h
+            },
             map_read_seconds: 0.0004,
             map_entries: 57,
             map_capacity: 16384,

@@ -157,6 +157,71 @@ pub struct CgroupUsage {
     pub cpu_cores: f64,
 }
 
+/// A histogram of durations in fixed buckets (seconds), as Prometheus keeps one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LagHistogram {
+    /// Upper bounds of the buckets; a last bucket above them all is implied.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative), `bounds.len() + 1` of them.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Default for LagHistogram {
+    fn default() -> Self {
+        let bounds = vec![
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+        ];
+        LagHistogram {
+            counts: vec![0; bounds.len() + 1],
+            bounds,
+            sum: 0.0,
+            count: 0,
+        }
+    }
+}
+
+impl LagHistogram {
+    pub fn observe(&mut self, seconds: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(self.bounds.len());
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    /// The upper bound of the bucket holding quantile `q` of what was observed after
+    /// `before` (an earlier copy of this histogram); infinity when it is above every bound,
+    /// None when nothing was observed in between.
+    pub fn quantile_since(&self, before: &LagHistogram, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.saturating_sub(before.counts.get(i).copied().unwrap_or(0)))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(self.bounds.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        Some(f64::INFINITY)
+    }
+}
+
 /// What discovery did, for the status and the metrics.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DiscoveryView {
@@ -179,6 +244,9 @@ pub struct SamplerHealth {
     /// How late the last tick started compared with its schedule.
     pub tick_lag_seconds: f64,
     pub tick_lag_max_seconds: f64,
+    /// Every tick's lag since start, in buckets (p99 over any interval from two reads).
+    #[serde(default)]
+    pub tick_lag: LagHistogram,
     /// Time the last read of the eBPF maps took.
     pub map_read_seconds: f64,
     /// Entries in the per-cgroup eBPF map, and its capacity.
@@ -211,5 +279,30 @@ impl Snapshot {
             .filter(|c| c.class == class)
             .map(|c| c.cpu_seconds_total)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::LagHistogram;
+
+    #[test]
+    fn quantile_since_counts_only_what_came_after() {
+        let mut h = LagHistogram::default();
+        for _ in 0..100 {
+            h.observe(0.2); // before: slow ticks
+        }
+        let before = h.clone();
+        for _ in 0..99 {
+            h.observe(0.0001);
+        }
+        h.observe(0.004);
+        assert_eq!(h.quantile_since(&before, 0.5), Some(0.0005));
+        assert_eq!(h.quantile_since(&before, 0.99), Some(0.0005));
+        assert_eq!(h.quantile_since(&before, 1.0), Some(0.005));
+        h.observe(7.0);
+        assert_eq!(h.quantile_since(&before, 1.0), Some(f64::INFINITY));
+        assert_eq!(before.quantile_since(&before, 0.99), None);
+        assert_eq!(h.count, 201);
     }
 }
