@@ -1,6 +1,7 @@
 //! enforcer's benchmarks. Every figure is measured side by side in one run and reported,
 //! never asserted: `cargo xtask bench` (as root).
 
+mod churn;
 mod idle;
 mod latency;
 mod net;
@@ -39,6 +40,8 @@ enum Which {
     Rtt,
     /// The pod source with 100 and 500 pods in a private containerd vs no runtime.
     Pods,
+    /// 1,000 and 10,000 cgroups created, held and removed: kernel events vs walking.
+    Churn,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +74,9 @@ fn main() -> anyhow::Result<()> {
     }
     if all || matches!(cli.which, Some(Which::Pods)) {
         results.insert("pod_source".into(), pods::run()?);
+    }
+    if all || matches!(cli.which, Some(Which::Churn)) {
+        results.insert("cgroup_churn".into(), churn::run()?);
     }
     if let Some(path) = cli.json {
         std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;

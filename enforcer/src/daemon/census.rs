@@ -91,6 +91,39 @@ pub fn offline_units(index: &CgroupIndex) -> Vec<&CgroupEntry> {
         .collect()
 }
 
+/// The offline side's shape: parents, units and cgroups as the index has them, computed
+/// again only when the index changed (the walk over every entry costs a node of 10,000
+/// cgroups percents of a core at ten ticks a second).
+#[derive(Debug, Default, Clone)]
+pub struct OfflineShape {
+    version: Option<u64>,
+    parents: Vec<String>,
+    units: Vec<(u64, Priority, String)>,
+    cgroups: Vec<(u64, String)>,
+}
+
+impl OfflineShape {
+    pub fn refresh(&mut self, index: &CgroupIndex) {
+        if self.version == Some(index.version()) {
+            return;
+        }
+        self.version = Some(index.version());
+        self.parents = offline_roots(index)
+            .iter()
+            .map(|e| e.path.to_string())
+            .collect();
+        self.units = offline_units(index)
+            .into_iter()
+            .map(|e| (e.id, e.priority.unwrap_or(Priority::P3), e.path.to_string()))
+            .collect();
+        self.cgroups = index
+            .iter()
+            .filter(|e| e.class == Class::Offline && !e.path.is_empty())
+            .map(|e| (e.id, e.path.to_string()))
+            .collect();
+    }
+}
+
 /// The offline side as the index sees it (relative paths).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct OfflineView {
@@ -104,29 +137,34 @@ pub struct OfflineView {
 
 impl OfflineView {
     pub fn capture(index: &CgroupIndex, usage: &UsageTracker) -> OfflineView {
+        let mut shape = OfflineShape::default();
+        shape.refresh(index);
+        OfflineView::of(&shape, usage)
+    }
+
+    /// The shape with this tick's CPU figures.
+    pub fn of(shape: &OfflineShape, usage: &UsageTracker) -> OfflineView {
         OfflineView {
-            parents: offline_roots(index)
+            parents: shape.parents.clone(),
+            units: shape
+                .units
                 .iter()
-                .map(|e| e.path.to_string())
-                .collect(),
-            units: offline_units(index)
-                .into_iter()
-                .map(|e| {
+                .map(|(id, priority, path)| {
                     let unit = OfflineUnit {
-                        id: e.id,
-                        priority: e.priority.unwrap_or(Priority::P3),
-                        cpu_cores: usage.cgroup(e.id).map_or(0.0, |(_, cores)| cores),
+                        id: *id,
+                        priority: *priority,
+                        cpu_cores: usage.cgroup(*id).map_or(0.0, |(_, cores)| cores),
                         memory_bytes: 0,
                     };
-                    (unit, e.path.to_string())
+                    (unit, path.clone())
                 })
                 .collect(),
-            cgroups: index
+            cgroups: shape
+                .cgroups
                 .iter()
-                .filter(|e| e.class == Class::Offline && !e.path.is_empty())
-                .map(|e| {
-                    let ran = usage.cgroup(e.id).map_or(0, |(total_ns, _)| total_ns);
-                    (e.path.to_string(), ran)
+                .map(|(id, path)| {
+                    let ran = usage.cgroup(*id).map_or(0, |(total_ns, _)| total_ns);
+                    (path.clone(), ran)
                 })
                 .collect(),
         }
@@ -568,5 +606,34 @@ mod pod_tests {
         let ix = index(&pods);
         assert_eq!(paths(offline_roots(&ix)), ["kubepods/besteffort/poda2"]);
         assert_eq!(paths(offline_units(&ix)), ["kubepods/besteffort/poda2"]);
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+    use crate::model::{classify::RuleSet, pod::PodTable};
+
+    /// The shape is computed once per index version, and again after any change.
+    #[test]
+    fn the_shape_follows_the_index_and_only_when_it_changes() {
+        let (rules, pods) = (RuleSet::defaults(), PodTable::new());
+        let mut index = CgroupIndex::new();
+        index.insert(1, "yarn", &rules, &pods);
+        index.insert(2, "yarn/container_1_01_000002", &rules, &pods);
+        let mut shape = OfflineShape::default();
+        shape.refresh(&index);
+        assert_eq!(shape.parents, vec!["yarn".to_string()]);
+        assert_eq!(shape.units.len(), 1);
+        let v = shape.version;
+        shape.refresh(&index);
+        assert_eq!(shape.version, v, "nothing changed: not computed again");
+        index.insert(3, "yarn/container_1_01_000003", &rules, &pods);
+        shape.refresh(&index);
+        assert_eq!(shape.units.len(), 2);
+        index.remove(2);
+        shape.refresh(&index);
+        assert_eq!(shape.units.len(), 1);
+        assert_eq!(shape.cgroups.len(), 2, "yarn and the one container left");
     }
 }

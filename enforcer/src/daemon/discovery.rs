@@ -34,7 +34,7 @@ const UNKNOWN_WALKS_BEFORE_FORGET: u32 = 2;
 const NUDGED_WALK_GAP: Duration = Duration::from_secs(1);
 /// Without usable events the walk is at least this frequent.
 const WALK_WITHOUT_EVENTS: Duration = Duration::from_secs(1);
-/// Removals in one batch of events after which the freed heap is returned to the kernel.
+/// Removals after which, once events go quiet, the freed heap is returned to the kernel.
 const TRIM_AFTER_REMOVALS: usize = 1000;
 /// How long the thread sleeps on the ring buffer before it looks at its inbox and `stop`.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
@@ -96,6 +96,8 @@ pub struct Discovery {
     /// Unknown ids (from the tick) and how many walks have not found them.
     unknown_for: HashMap<u64, u32>,
     changes: Vec<CgroupChange>,
+    /// Cgroups removed since the heap was last trimmed.
+    removed_since_trim: usize,
 }
 
 impl Discovery {
@@ -111,6 +113,7 @@ impl Discovery {
             last_walk: None,
             unknown_for: HashMap::new(),
             changes: Vec::new(),
+            removed_since_trim: 0,
         }
     }
 
@@ -142,6 +145,16 @@ impl Discovery {
                 Some(events) => {
                     if events.wait(slice) {
                         self.drain(state);
+                    } else if self.removed_since_trim >= TRIM_AFTER_REMOVALS {
+                        // Thousands of entries freed and the churn over: give the heap
+                        // back (glibc keeps it), the daemon lives for weeks and a churn
+                        // must not ratchet its RSS up.
+                        self.removed_since_trim = 0;
+                        #[cfg(target_env = "gnu")]
+                        // SAFETY: malloc_trim has no preconditions.
+                        unsafe {
+                            libc::malloc_trim(0);
+                        }
                     }
                 }
                 None => std::thread::sleep(slice),
@@ -239,20 +252,11 @@ impl Discovery {
         let mut st = state.lock().unwrap();
         apply(&mut self.hierarchies, &mut st, &self.changes);
         drop(st);
-        let removed = self
+        self.removed_since_trim += self
             .changes
             .iter()
             .filter(|c| matches!(c, CgroupChange::Removed { .. }))
             .count();
-        if removed >= TRIM_AFTER_REMOVALS {
-            // Thousands of entries freed at once: give the heap back (glibc keeps it), the
-            // daemon lives for weeks and a churn must not ratchet its RSS up.
-            // SAFETY: malloc_trim has no preconditions.
-            #[cfg(target_env = "gnu")]
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        }
         if bad > 0 {
             for h in &mut self.hierarchies {
                 h.walk_owed = true;

@@ -476,6 +476,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             journal_failed_at: None,
             pods: pods::PodWatch::new(pod_nudge),
             procs: Default::default(),
+            offline_shape: Default::default(),
         };
         std::thread::Builder::new()
             .name("sampler".into())

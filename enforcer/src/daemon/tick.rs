@@ -105,6 +105,8 @@ pub(super) struct SamplerLoop {
     pub(super) pods: super::pods::PodWatch,
     /// The offline cgroups' processes, read for the isolation when they ran.
     pub(super) procs: census::ProcsReader,
+    /// The offline parents, units and cgroups, computed again when the index changes.
+    pub(super) offline_shape: census::OfflineShape,
 }
 
 impl SamplerLoop {
@@ -257,7 +259,12 @@ impl SamplerLoop {
                 },
                 minute_of_day: crate::clock::local_minute_of_day(),
             };
-            (unknown, input, OfflineView::capture(&st.index, &st.usage))
+            self.offline_shape.refresh(&st.index);
+            (
+                unknown,
+                input,
+                OfflineView::of(&self.offline_shape, &st.usage),
+            )
         };
 
         // 3. census, 4. decide, 5. apply.

@@ -53,6 +53,9 @@ pub struct IndexDiff {
 #[derive(Debug, Default)]
 pub struct CgroupIndex {
     by_id: HashMap<u64, CgroupEntry>,
+    /// Bumped by every change of an entry: what is derived from the whole index (the
+    /// offline parents and units) is computed again only when it moves.
+    version: u64,
 }
 
 impl CgroupIndex {
@@ -81,6 +84,9 @@ impl CgroupIndex {
         }
         diff.removed.extend(self.by_id.keys().copied());
         self.by_id = next;
+        if !diff.added.is_empty() || !diff.removed.is_empty() {
+            self.version += 1;
+        }
         diff
     }
 
@@ -93,12 +99,16 @@ impl CgroupIndex {
         }
         let entry = CgroupEntry::classified(id, Arc::from(path), rules, pods);
         self.by_id.insert(id, entry);
+        self.version += 1;
         true
     }
 
     /// A cgroup the kernel removed. Returns whether the index had it.
     pub fn remove(&mut self, id: u64) -> bool {
         let removed = self.by_id.remove(&id).is_some();
+        if removed {
+            self.version += 1;
+        }
         // A node that had 10,000 cgroups for a while must not keep their table for good.
         if self.by_id.capacity() > 1024 && self.by_id.len() * 4 < self.by_id.capacity() {
             self.by_id.shrink_to(self.by_id.len() * 2);
@@ -108,6 +118,7 @@ impl CgroupIndex {
 
     /// Applies new rules to every entry (after a configuration reload).
     pub fn reclassify(&mut self, rules: &RuleSet, pods: &PodTable) {
+        self.version += 1;
         for entry in self.by_id.values_mut() {
             *entry = CgroupEntry::classified(entry.id, entry.path.clone(), rules, pods);
         }
@@ -116,6 +127,8 @@ impl CgroupIndex {
     /// Applies a new pod list: only the cgroups of kubelet's pod layout are classified again.
     /// Returns the ids whose class or priority changed.
     pub fn apply_pods(&mut self, rules: &RuleSet, pods: &PodTable) -> Vec<u64> {
+        // Pod names and rules may change without a class changing: always a new version.
+        self.version += 1;
         let mut changed = Vec::new();
         for entry in self.by_id.values_mut() {
             if pod_path(&entry.path).is_none() {
@@ -137,6 +150,11 @@ impl CgroupIndex {
             .values()
             .filter(|e| e.pod.is_none() && pod_path(&e.path).is_some())
             .count()
+    }
+
+    /// Changes whenever an entry does.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     pub fn get(&self, id: u64) -> Option<&CgroupEntry> {
