@@ -4,12 +4,15 @@
 //! annotations, for the schedulers that read Kubernetes rather than the gate's state file.
 //!
 //! `patch` builds the exact patches from (desired state, the Node as last read), pure;
-//! `publisher` sends them from a thread of its own, so the tick never waits for the API
+//! `publisher` sends them from a thread of its own (`worker`, counting in `stats`), so the tick never waits for the API
 //! server. Only the choke point ([`super::Actuator`]) hands it the gate; the daemon hands
 //! it the capacity through the choke point too.
 
 pub mod patch;
 mod publisher;
+mod stats;
+mod worker;
 
 pub use patch::{CONDITION_TYPE, CPU_ANNOTATION, Desired, GateState, MEMORY_ANNOTATION};
-pub use publisher::{KubeError, Publisher, PublisherOptions, PublisherStats, PublisherStatus};
+pub use publisher::{KubeError, Publisher, PublisherOptions};
+pub use stats::{PublisherStats, PublisherStatus};
