@@ -285,6 +285,17 @@ fn pods_are_classified_by_their_labels_and_named_everywhere() {
     for pod in [&debug, &p1, &p3, &online] {
         assert!(table.contains(&pod.full_name), "{table}");
     }
+    assert!(table.contains("MEMORY") && table.contains("RX"), "{table}");
+    // Each pod's memory is read from its cgroup when the view is asked for: its running
+    // container is charged there.
+    for pod in [&debug, &p1, &p3, &online] {
+        let v = pod_view(&daemon, &pod.full_name).expect("the pod is listed");
+        assert!(
+            v["memory_bytes"].as_u64().is_some_and(|b| b > 0),
+            "no memory for {}: {v:#}",
+            pod.full_name
+        );
+    }
     let top = top_on_a_pty(&daemon);
     assert!(
         top.contains("spark/spark-123-exec-1"),

@@ -485,15 +485,21 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     };
 
     let snapshot_source: http::SnapshotSource = {
-        let state = state.clone();
+        let (state, roots) = (state.clone(), CgroupRoots::new(&layout, &root));
         Arc::new(move || {
-            let state = state.lock().unwrap();
-            state.snapshot(Some(state.top_n))
+            let snapshot = {
+                let state = state.lock().unwrap();
+                state.snapshot(Some(state.top_n))
+            };
+            with_pod_memory(snapshot, &roots, &RealHost)
         })
     };
     let full_source: http::SnapshotSource = {
-        let state = state.clone();
-        Arc::new(move || state.lock().unwrap().snapshot(None))
+        let (state, roots) = (state.clone(), CgroupRoots::new(&layout, &root));
+        Arc::new(move || {
+            let snapshot = state.lock().unwrap().snapshot(None);
+            with_pod_memory(snapshot, &roots, &RealHost)
+        })
     };
     let tc_source: control::TcSource = {
         let requests = std::sync::Mutex::new(tc_requests);
@@ -535,4 +541,21 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
 /// Used by `enforcer config check`: validates without running anything.
 pub fn check_config(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
+}
+
+/// The pods' memory, read from their cgroups when a view is asked for (a scrape reads the
+/// top N, `enforcer pods` all of them), outside the state lock and never at a tick.
+fn with_pod_memory(
+    mut snapshot: crate::surfaces::snapshot::Snapshot,
+    roots: &CgroupRoots,
+    host: &dyn crate::host::Host,
+) -> crate::surfaces::snapshot::Snapshot {
+    for pod in &mut snapshot.pods {
+        // kubelet gives a pod the same relative path in every hierarchy.
+        pod.memory_bytes = pod
+            .cgroup
+            .as_deref()
+            .and_then(|rel| roots.memory_usage(host, rel));
+    }
+    snapshot
 }

@@ -229,6 +229,24 @@ impl NodeState {
                 cgroup.insert(p.pod.uid.as_str(), entry);
             }
         }
+        // Bytes are counted per cgroup2 id: the network's own index on v1 and hybrid hosts.
+        // The trackers' rates are per nanosecond.
+        let mut net: HashMap<&str, (f64, f64, u64, u64)> = HashMap::new();
+        for entry in self.net.index.as_ref().unwrap_or(&self.index).iter() {
+            let Some(p) = &entry.pod else { continue };
+            let rx = self.net.rx.cgroup(entry.id);
+            let tx = self.net.tx.cgroup(entry.id);
+            if rx.is_none() && tx.is_none() {
+                continue;
+            }
+            let sum = net.entry(p.pod.uid.as_str()).or_default();
+            let (rx_total, rx_rate) = rx.unwrap_or_default();
+            let (tx_total, tx_rate) = tx.unwrap_or_default();
+            sum.0 += rx_rate * 1e9;
+            sum.1 += tx_rate * 1e9;
+            sum.2 += rx_total;
+            sum.3 += tx_total;
+        }
         let shown =
             |k: &str| k == "queue" || k.starts_with("spark-") || k.starts_with("enforcer.io/");
         let mut pods: Vec<PodUsage> = self
@@ -237,6 +255,8 @@ impl NodeState {
             .map(|pod| {
                 let entry = cgroup.get(pod.uid.as_str());
                 let (cores, seconds) = cpu.get(pod.uid.as_str()).copied().unwrap_or_default();
+                let (rx_rate, tx_rate, rx_total, tx_total) =
+                    net.get(pod.uid.as_str()).copied().unwrap_or_default();
                 PodUsage {
                     namespace: pod.namespace.clone(),
                     name: pod.name.clone(),
@@ -255,6 +275,12 @@ impl NodeState {
                     containers: pod.containers.iter().map(|c| c.name.clone()).collect(),
                     cpu_cores: cores,
                     cpu_seconds_total: seconds,
+                    // Read outside the lock, by whoever asked for the view.
+                    memory_bytes: None,
+                    rx_bytes_per_second: rx_rate,
+                    tx_bytes_per_second: tx_rate,
+                    rx_bytes_total: rx_total,
+                    tx_bytes_total: tx_total,
                     labels: pod
                         .labels
                         .iter()
@@ -437,6 +463,102 @@ impl NodeState {
             runtime: Default::default(),
             kube: Default::default(),
             kube_stats: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod pod_view_tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::*;
+    use crate::model::pod::{ContainerMeta, Pod};
+
+    const POD: &str = "kubepods/besteffort/pod0a1b";
+    const MS: u64 = 1_000_000;
+
+    fn node_with_a_pod(net_index: bool) -> NodeState {
+        let mut st = NodeState::for_tests(false, net_index);
+        let mut pods = PodTable::new();
+        pods.replace(vec![Pod {
+            uid: "0a1b".into(),
+            namespace: "spark".into(),
+            name: "exec-1".into(),
+            sandbox_id: "s".into(),
+            ready: true,
+            labels: BTreeMap::from([("queue".into(), "root.P1".into())]),
+            annotations: BTreeMap::new(),
+            containers: vec![ContainerMeta {
+                id: "c1".into(),
+                name: "executor".into(),
+                running: true,
+            }],
+            netns: None,
+            created_at: 0,
+        }]);
+        let rules = st.rules.clone();
+        for (id, path) in [
+            (10, POD.to_string()),
+            (11, format!("{POD}/c1")),
+            (20, "system.slice/sshd.service".into()),
+        ] {
+            st.index.insert(id, &path, &rules, &pods);
+            if let Some(index) = st.net.index.as_mut() {
+                // The cgroup2 ids of the same cgroups.
+                index.insert(id + 100, &path, &rules, &pods);
+            }
+        }
+        st.pods = Arc::new(pods);
+        st
+    }
+
+    /// One second of counters per cgroup id, from zero.
+    fn feed(tracker: &mut UsageTracker, st_index: &CgroupIndex, per_second: &[(u64, u64)]) {
+        for t in 0..=10u64 {
+            let counters: HashMap<u64, u64> = per_second
+                .iter()
+                .map(|&(id, rate)| (id, rate * t / 10))
+                .collect();
+            tracker.update(t * 100 * MS, 0, &counters, |id| {
+                st_index.get(id).map(|e| (e.class, e.priority))
+            });
+        }
+    }
+
+    #[test]
+    fn a_pods_cpu_and_bytes_are_its_cgroups_and_memory_is_left_to_the_reader() {
+        for own_net_index in [false, true] {
+            let mut st = node_with_a_pod(own_net_index);
+            let net_id = |id: u64| if own_net_index { id + 100 } else { id };
+            feed(
+                &mut st.usage,
+                &st.index,
+                &[(10, 0), (11, 500 * MS), (20, 900 * MS)],
+            );
+            let net_index = st.net.index.as_ref().unwrap_or(&st.index);
+            feed(
+                &mut st.net.rx,
+                net_index,
+                &[(net_id(11), 4000), (net_id(20), 7000)],
+            );
+            let net_index = st.net.index.as_ref().unwrap_or(&st.index);
+            feed(
+                &mut st.net.tx,
+                net_index,
+                &[(net_id(10), 100), (net_id(11), 1000)],
+            );
+            let pods = st.pods_snapshot();
+            assert_eq!(pods.len(), 1);
+            let p = &pods[0];
+            assert_eq!(
+                (p.class, p.priority),
+                (Class::Offline, Some(crate::model::Priority::P1))
+            );
+            assert!((p.cpu_cores - 0.5).abs() < 0.01, "{p:?}");
+            assert_eq!((p.rx_bytes_total, p.tx_bytes_total), (4000, 1100), "{p:?}");
+            assert!((p.rx_bytes_per_second - 4000.0).abs() < 1.0, "{p:?}");
+            assert!((p.tx_bytes_per_second - 1100.0).abs() < 1.0, "{p:?}");
+            assert_eq!(p.memory_bytes, None);
         }
     }
 }

@@ -89,13 +89,13 @@ pub fn render_pod_table(
     let _ = writeln!(out, "runtime {}: {state}", runtime.socket);
     let _ = writeln!(
         out,
-        "{:<40} {:<10} {:<8} {:<6} {:<22} {:>7} {:>12}  CONTAINERS",
-        "POD", "QOS", "CLASS", "PRIO", "RULE", "CORES", "CPU-SECONDS"
+        "{:<40} {:<10} {:<8} {:<6} {:<22} {:>7} {:>12} {:>10} {:>10} {:>10}  CONTAINERS",
+        "POD", "QOS", "CLASS", "PRIO", "RULE", "CORES", "CPU-SECONDS", "MEMORY", "RX", "TX"
     );
     for p in pods {
         let _ = writeln!(
             out,
-            "{:<40} {:<10} {:<8} {:<6} {:<22} {:>7.3} {:>12.3}  {}{}",
+            "{:<40} {:<10} {:<8} {:<6} {:<22} {:>7.3} {:>12.3} {:>10} {:>10} {:>10}  {}{}",
             format!("{}/{}", p.namespace, p.name),
             if p.qos.is_empty() { "-" } else { &p.qos },
             p.class.as_str(),
@@ -103,6 +103,10 @@ pub fn render_pod_table(
             p.rule,
             p.cpu_cores,
             p.cpu_seconds_total,
+            p.memory_bytes
+                .map_or_else(|| "-".into(), |b| format!("{:.1}MiB", b as f64 / 1048576.0)),
+            super::rate(p.rx_bytes_per_second),
+            super::rate(p.tx_bytes_per_second),
             p.containers.join(","),
             if p.ready { "" } else { "  (not ready)" }
         );

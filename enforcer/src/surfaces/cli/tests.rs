@@ -438,6 +438,15 @@ fn cgroup_tables_are_unchanged() {
 }
 
 #[test]
+fn pod_table_is_unchanged() {
+    let s = crate::surfaces::metrics::tests_support::sample();
+    golden(
+        "pods_sample.txt",
+        &crate::surfaces::cli::cgroups::render_pod_table(&s.runtime, &s.pods),
+    );
+}
+
+#[test]
 fn top_frames_are_unchanged() {
     golden("top_sample.txt", &frame(&sample(), 30));
     golden("top_busy.txt", &frame(&busy(), 30));

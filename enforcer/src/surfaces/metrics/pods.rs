@@ -37,24 +37,41 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, r: &RuntimeView, pods: &[PodUs
         "How long the last pod list took.",
         &one(r.refresh_seconds),
     )?;
-    let rows: Vec<_> = pods
-        .iter()
-        .map(|p| {
-            (
-                vec![
-                    ("namespace", p.namespace.clone()),
-                    ("pod", p.name.clone()),
-                    ("class", p.class.to_string()),
-                    ("priority", priority_label(p.priority)),
-                ],
-                p.cpu_cores,
-            )
-        })
-        .collect();
+    let labels = |p: &PodUsage| {
+        vec![
+            ("namespace", p.namespace.clone()),
+            ("pod", p.name.clone()),
+            ("class", p.class.to_string()),
+            ("priority", priority_label(p.priority)),
+        ]
+    };
+    let rows = |value: fn(&PodUsage) -> Option<f64>| -> Vec<_> {
+        pods.iter()
+            .filter_map(|p| Some((labels(p), value(p)?)))
+            .collect()
+    };
     gauge(
         enc,
         "enforcer_pod_cpu_cores",
         "CPU cores in use over the window by the top pods (all their containers).",
-        &rows,
+        &rows(|p| Some(p.cpu_cores)),
+    )?;
+    gauge(
+        enc,
+        "enforcer_pod_memory_bytes",
+        "Memory charged to the top pods' cgroups (hierarchical), read at the scrape.",
+        &rows(|p| p.memory_bytes.map(|b| b as f64)),
+    )?;
+    gauge(
+        enc,
+        "enforcer_pod_receive_bytes_per_second",
+        "Bytes per second received by the top pods' cgroups over the window (cgroup_skb).",
+        &rows(|p| Some(p.rx_bytes_per_second)),
+    )?;
+    gauge(
+        enc,
+        "enforcer_pod_transmit_bytes_per_second",
+        "Bytes per second sent by the top pods' cgroups over the window (cgroup_skb).",
+        &rows(|p| Some(p.tx_bytes_per_second)),
     )
 }

@@ -34,6 +34,11 @@ pub(crate) fn sample() -> Snapshot {
             containers: vec!["executor".into()],
             cpu_cores: 0.75,
             cpu_seconds_total: 12.5,
+            memory_bytes: Some(512 << 20),
+            rx_bytes_per_second: 125_000.0,
+            tx_bytes_per_second: 2_500.0,
+            rx_bytes_total: 1_250_000,
+            tx_bytes_total: 25_000,
             labels: Default::default(),
         }],
         runtime: crate::surfaces::snapshot::RuntimeView {

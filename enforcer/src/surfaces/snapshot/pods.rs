@@ -45,6 +45,19 @@ pub struct PodUsage {
     pub containers: Vec<String>,
     pub cpu_cores: f64,
     pub cpu_seconds_total: f64,
+    /// Hierarchical memory of the pod's cgroup, read when the view is asked for (never at
+    /// a tick: 500 pods' `memory.current` ×10/s is what an idle node must not pay).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Bytes through the pod's cgroups (cgroup_skb), per second over the window and in all.
+    #[serde(default)]
+    pub rx_bytes_per_second: f64,
+    #[serde(default)]
+    pub tx_bytes_per_second: f64,
+    #[serde(default)]
+    pub rx_bytes_total: u64,
+    #[serde(default)]
+    pub tx_bytes_total: u64,
     /// Labels enforcer reads (queue, Spark's, enforcer.io/*), for the operator's eye.
     pub labels: std::collections::BTreeMap<String, String>,
 }
