@@ -5,6 +5,7 @@
 use std::{
     collections::{HashMap, HashSet},
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -98,8 +99,8 @@ pub fn offline_units(index: &CgroupIndex) -> Vec<&CgroupEntry> {
 pub struct OfflineShape {
     version: Option<u64>,
     parents: Vec<String>,
-    units: Vec<(u64, Priority, String)>,
-    cgroups: Vec<(u64, String)>,
+    units: Vec<(u64, Priority, Arc<str>)>,
+    cgroups: Vec<(u64, Arc<str>)>,
 }
 
 impl OfflineShape {
@@ -114,12 +115,12 @@ impl OfflineShape {
             .collect();
         self.units = offline_units(index)
             .into_iter()
-            .map(|e| (e.id, e.priority.unwrap_or(Priority::P3), e.path.to_string()))
+            .map(|e| (e.id, e.priority.unwrap_or(Priority::P3), e.path.clone()))
             .collect();
         self.cgroups = index
             .iter()
             .filter(|e| e.class == Class::Offline && !e.path.is_empty())
-            .map(|e| (e.id, e.path.to_string()))
+            .map(|e| (e.id, e.path.clone()))
             .collect();
     }
 }
@@ -129,10 +130,11 @@ impl OfflineShape {
 pub struct OfflineView {
     pub parents: Vec<String>,
     /// Units with their CPU use over the window (memory is read later, from the node).
-    pub units: Vec<(OfflineUnit, String)>,
-    /// Every offline cgroup, with the CPU time its tasks have had (ns): the isolation reads
-    /// the processes only of cgroups that ran since it last looked.
-    pub cgroups: Vec<(String, u64)>,
+    /// Paths are shared with the index: a tick copies no string.
+    pub units: Vec<(OfflineUnit, Arc<str>)>,
+    /// Every offline cgroup (id, path), with the CPU time its tasks have had (ns): the
+    /// isolation reads the processes only of cgroups that ran since it last looked.
+    pub cgroups: Vec<(u64, Arc<str>, u64)>,
 }
 
 impl OfflineView {
@@ -164,7 +166,7 @@ impl OfflineView {
                 .iter()
                 .map(|(id, path)| {
                     let ran = usage.cgroup(*id).map_or(0, |(total_ns, _)| total_ns);
-                    (path.clone(), ran)
+                    (*id, path.clone(), ran)
                 })
                 .collect(),
         }
@@ -292,9 +294,10 @@ pub struct Census {
     pub parents: Vec<Parent>,
     /// Units that still have processes, with their memory use; read only when the ladder is
     /// engaged (a node with thousands of pods pays nothing for it otherwise).
-    pub units: Vec<(OfflineUnit, String)>,
-    /// The processes of each offline cgroup, for isolation; read only when it is on.
-    pub procs: Vec<(String, Vec<i32>)>,
+    pub units: Vec<(OfflineUnit, Arc<str>)>,
+    /// The processes of each offline cgroup, for isolation; read only when it is on. The
+    /// same `Arc` from tick to tick while nothing changed.
+    pub procs: Arc<Vec<(String, Vec<i32>)>>,
 }
 
 /// An offline parent's freeze and limits as the kernel has them now.
@@ -320,9 +323,15 @@ pub const PROCS_REREAD: Duration = Duration::from_millis(300);
 /// every offline cgroup at every tick, 500 idle pods cost 40% of a core. A cgroup is read
 /// when it is new, and again only when its tasks ran since (a process that never runs
 /// allocates nothing and competes for nothing) and `PROCS_REREAD` has passed.
+///
+/// The list it hands out is shared and built again only when a cgroup came, went or
+/// changed its processes: the isolation sees the same list (`Arc::ptr_eq`) on a quiet tick
+/// and has nothing to compare.
 #[derive(Debug, Default)]
 pub struct ProcsReader {
-    seen: HashMap<String, Seen>,
+    /// By cgroup id.
+    seen: HashMap<u64, Seen>,
+    listed: Arc<Vec<(String, Vec<i32>)>>,
 }
 
 #[derive(Debug)]
@@ -333,30 +342,52 @@ struct Seen {
 }
 
 impl ProcsReader {
-    /// The processes of every cgroup of `cgroups` (read now, or as last read).
+    /// The processes of every cgroup of `cgroups` (id, path, CPU time), read now or as last
+    /// read; the same `Arc` as the last call when nothing changed.
     pub fn read(
         &mut self,
         host: &dyn Host,
         cpu_root: &Path,
-        cgroups: &[(String, u64)],
+        cgroups: &[(u64, Arc<str>, u64)],
         now: Instant,
-    ) -> Vec<(String, Vec<i32>)> {
-        let mut next = HashMap::with_capacity(cgroups.len());
-        let mut out = Vec::with_capacity(cgroups.len());
-        for (rel, ran_ns) in cgroups {
-            let seen = match self.seen.remove(rel) {
-                Some(s) if s.ran_ns == *ran_ns || now.duration_since(s.at) < PROCS_REREAD => s,
-                _ => Seen {
-                    ran_ns: *ran_ns,
-                    at: now,
-                    pids: host::procs(host, &cpu_root.join(rel)),
-                },
-            };
-            out.push((rel.clone(), seen.pids.clone()));
-            next.insert(rel.clone(), seen);
+    ) -> Arc<Vec<(String, Vec<i32>)>> {
+        let mut changed = cgroups.len() != self.seen.len();
+        for (id, rel, ran_ns) in cgroups {
+            match self.seen.get_mut(id) {
+                Some(s) if s.ran_ns == *ran_ns || now.duration_since(s.at) < PROCS_REREAD => {}
+                Some(s) => {
+                    let pids = host::procs(host, &cpu_root.join(&**rel));
+                    (s.ran_ns, s.at) = (*ran_ns, now);
+                    if pids != s.pids {
+                        s.pids = pids;
+                        changed = true;
+                    }
+                }
+                None => {
+                    let pids = host::procs(host, &cpu_root.join(&**rel));
+                    self.seen.insert(
+                        *id,
+                        Seen {
+                            ran_ns: *ran_ns,
+                            at: now,
+                            pids,
+                        },
+                    );
+                    changed = true;
+                }
+            }
         }
-        self.seen = next;
-        out
+        if changed {
+            let ids: HashSet<u64> = cgroups.iter().map(|(id, _, _)| *id).collect();
+            self.seen.retain(|id, _| ids.contains(id));
+            self.listed = Arc::new(
+                cgroups
+                    .iter()
+                    .map(|(id, rel, _)| (rel.to_string(), self.seen[id].pids.clone()))
+                    .collect(),
+            );
+        }
+        self.listed.clone()
     }
 }
 
@@ -382,7 +413,7 @@ pub fn read(
     let units = if engaged {
         view.units
             .iter()
-            .filter(|(_, path)| host::populated(host, &roots.cpu.join(path)))
+            .filter(|(_, path)| host::populated(host, &roots.cpu.join(&**path)))
             .map(|(unit, path)| {
                 let mut unit = unit.clone();
                 unit.memory_bytes = roots.memory_usage(host, path).unwrap_or(0);
@@ -394,7 +425,7 @@ pub fn read(
     };
     let procs = match procs {
         Some((reader, now)) => reader.read(host, &roots.cpu, &view.cgroups, now),
-        None => Vec::new(),
+        None => Arc::default(),
     };
     Census {
         parents,
@@ -467,9 +498,9 @@ mod tests {
             parents: vec!["be".into()],
             units: vec![(unit(1), "be/pod1".into()), (unit(2), "be/pod2".into())],
             cgroups: vec![
-                ("be".into(), 0),
-                ("be/pod1".into(), 0),
-                ("be/pod2".into(), 0),
+                (10, "be".into(), 0),
+                (1, "be/pod1".into(), 0),
+                (2, "be/pod2".into(), 0),
             ],
         };
         let mut reader = ProcsReader::default();
@@ -504,22 +535,29 @@ mod procs_tests {
         let root = Path::new("/cg");
         let mut r = ProcsReader::default();
         let t0 = Instant::now();
-        let list = |a, b| vec![("a".to_string(), a), ("b".to_string(), b)];
+        let list = |a, b| vec![(1, Arc::from("a"), a), (2, Arc::from("b"), b)];
         let got = r.read(&host, root, &list(5, 5), t0);
-        assert_eq!(got, [("a".into(), vec![1]), ("b".into(), vec![2])]);
+        assert_eq!(*got, [("a".into(), vec![1]), ("b".into(), vec![2])]);
         host.set("/cg/a/cgroup.procs", "1\n3\n");
         host.set("/cg/b/cgroup.procs", "2\n4\n");
-        // a ran, b did not; too soon for a.
+        // a ran, b did not; too soon for a: the very same list.
         let soon = t0 + PROCS_REREAD / 2;
-        assert_eq!(r.read(&host, root, &list(9, 5), soon)[0].1, [1]);
+        let again = r.read(&host, root, &list(9, 5), soon);
+        assert!(Arc::ptr_eq(&got, &again), "nothing read: the same list");
         let later = t0 + PROCS_REREAD;
         let got = r.read(&host, root, &list(9, 5), later);
         assert_eq!(got[0].1, [1, 3], "a ran: read again");
         assert_eq!(got[1].1, [2], "b never ran: not read again");
+        assert!(!Arc::ptr_eq(&got, &again), "a changed: a new list");
         // A cgroup gone is forgotten; one new is read at once.
         host.set("/cg/c/cgroup.procs", "7\n");
-        let got = r.read(&host, root, &[("c".to_string(), 0)], later);
-        assert_eq!(got, [("c".into(), vec![7])]);
+        let got = r.read(&host, root, &[(3, Arc::from("c"), 0)], later);
+        assert_eq!(*got, [("c".into(), vec![7])]);
+        // The same set, one cgroup swapped for another: the new one is read, the gone one
+        // forgotten.
+        host.set("/cg/d/cgroup.procs", "8\n");
+        let got = r.read(&host, root, &[(4, Arc::from("d"), 0)], later);
+        assert_eq!(*got, [("d".into(), vec![8])]);
     }
 }
 

@@ -1,9 +1,13 @@
 //! Keeps SPEC §3's isolation true as processes come and go: every tick the offline cgroups'
 //! processes (read by the census) are compared with those already isolated, and new ones
 //! are isolated in one batch (so a fork is caught within a tick or two); when a cgroup stops
-//! being offline, what enforcer changed is put back.
+//! being offline, what enforcer changed is put back. A quiet tick (the census hands over
+//! the same list) costs nothing: no set is built and no process is looked up.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use super::effects::{Done, Effect};
 use crate::{
@@ -11,14 +15,17 @@ use crate::{
     config::IsolationConfig,
 };
 
-/// Dead processes are forgotten every this many ticks.
-const PRUNE_EVERY_TICKS: u64 = 10;
+/// Every offline cgroup with its processes, as the census read them.
+pub type OfflineProcs = Vec<(String, Vec<i32>)>;
 
 pub struct Isolator {
     config: IsolationConfig,
     /// pid -> (offline cgroup it was isolated in, what it had before).
     isolated: HashMap<i32, (String, Previous)>,
-    ticks: u64,
+    /// The census list the last decision was made on, and whether it asked for anything
+    /// (then the next tick decides again, to retry what failed, even on the same list).
+    last: Option<Arc<OfflineProcs>>,
+    asked: bool,
 }
 
 impl Isolator {
@@ -26,7 +33,8 @@ impl Isolator {
         Isolator {
             config,
             isolated: HashMap::new(),
-            ticks: 0,
+            last: None,
+            asked: false,
         }
     }
 
@@ -60,16 +68,29 @@ impl Isolator {
     /// a process still exists.
     pub fn decide(
         &mut self,
-        offline: &[(String, Vec<i32>)],
+        offline: &Arc<OfflineProcs>,
         alive: &dyn Fn(i32) -> bool,
     ) -> Vec<Effect> {
         if !self.config.enabled {
             return Vec::new();
         }
-        self.ticks += 1;
-        if self.ticks.is_multiple_of(PRUNE_EVERY_TICKS) {
-            self.isolated.retain(|pid, _| alive(*pid));
+        if !self.asked
+            && self
+                .last
+                .as_ref()
+                .is_some_and(|last| Arc::ptr_eq(last, offline))
+        {
+            return Vec::new();
         }
+        self.last = Some(offline.clone());
+        // Dead processes are forgotten: one no offline cgroup lists any more and that no
+        // longer exists (a pid listed is alive; one moved elsewhere keeps its entry).
+        let listed: HashSet<i32> = offline
+            .iter()
+            .flat_map(|(_, pids)| pids.iter().copied())
+            .collect();
+        self.isolated
+            .retain(|pid, _| listed.contains(pid) || alive(*pid));
         let offline_set: HashSet<&str> = offline.iter().map(|(rel, _)| rel.as_str()).collect();
         let stale: Vec<(i32, String, Previous)> = self
             .isolated
@@ -102,6 +123,7 @@ impl Isolator {
                 nice: self.config.nice,
             });
         }
+        self.asked = !effects.is_empty();
         effects
     }
 
@@ -111,5 +133,61 @@ impl Isolator {
                 self.isolated.insert(*pid, (rel.clone(), *previous));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn isolate_all(iso: &mut Isolator, effects: &[Effect]) {
+        for e in effects {
+            if let Effect::Isolate { batch, .. } = e {
+                let items = batch
+                    .iter()
+                    .flat_map(|(rel, pids)| {
+                        pids.iter().map(|&pid| {
+                            let previous = Previous {
+                                oom_score_adj: 0,
+                                nice: 0,
+                            };
+                            (pid, rel.clone(), previous)
+                        })
+                    })
+                    .collect();
+                iso.observe(&Done::Isolated(items));
+            }
+        }
+    }
+
+    #[test]
+    fn a_quiet_tick_looks_at_nothing_and_a_dead_process_is_forgotten_when_its_list_changes() {
+        let mut iso = Isolator::new(IsolationConfig::default());
+        let looked = Cell::new(0);
+        let dead = Cell::new(0);
+        let alive = |pid: i32| {
+            looked.set(looked.get() + 1);
+            pid != dead.get()
+        };
+        let list = Arc::new(vec![("be/pod1".to_string(), vec![7, 8])]);
+        let first = iso.decide(&list, &alive);
+        assert!(matches!(&first[..], [Effect::Isolate { .. }]), "{first:?}");
+        isolate_all(&mut iso, &first);
+        // The tick after a batch decides again (a failure would be retried), then the same
+        // list is passed over without a look at any process.
+        assert!(iso.decide(&list, &alive).is_empty());
+        looked.set(0);
+        for _ in 0..100 {
+            assert!(iso.decide(&list, &alive).is_empty());
+        }
+        assert_eq!(looked.get(), 0, "quiet ticks looked up processes");
+        assert_eq!(iso.isolated(), 2);
+        // 8 exits: the census reads the cgroup again and hands over a new list.
+        dead.set(8);
+        let list = Arc::new(vec![("be/pod1".to_string(), vec![7])]);
+        assert!(iso.decide(&list, &alive).is_empty());
+        assert_eq!(iso.isolated(), 1, "the dead process is forgotten");
     }
 }

@@ -181,7 +181,7 @@ impl Protector {
         &mut self,
         d: &Decision,
         census: &Census,
-        units: &[&(crate::policy::ladder::OfflineUnit, String)],
+        units: &[&(crate::policy::ladder::OfflineUnit, std::sync::Arc<str>)],
         online_cpus: u32,
         limits: &mut OfflineLimits,
         restore_to: Option<(f64, u64)>,
@@ -237,7 +237,7 @@ impl Protector {
                     tracing::warn!(id, "victim vanished before the kill");
                     return;
                 };
-                self.pending_kills.insert(path.clone(), *id);
+                self.pending_kills.insert(path.to_string(), *id);
                 effects.push(request(path, Operation::Kill));
             }
             Action::DeclareSick => {

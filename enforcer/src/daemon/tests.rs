@@ -114,10 +114,10 @@ fn census() -> Census {
             ),
             (unit(3, Priority::P3, 0.9), "yarn/container_3".into()),
         ],
-        procs: vec![
+        procs: std::sync::Arc::new(vec![
             ("kubepods/besteffort/pod-p1".into(), vec![100, 101]),
             ("yarn/container_3".into(), vec![300]),
-        ],
+        ]),
     }
 }
 
@@ -366,14 +366,14 @@ fn isolation_takes_new_processes_once_and_gives_back_what_leaves_offline() {
     assert_eq!(c.isolator.isolated(), 3);
     // Nothing new: nothing to do. A fork: only it.
     assert!(tick(&mut c, &input(0.1, 0.2), &census, Outcome::Applied).is_empty());
-    census.procs[1].1.push(301);
+    std::sync::Arc::make_mut(&mut census.procs)[1].1.push(301);
     let forked = tick(&mut c, &input(0.2, 0.2), &census, Outcome::Applied);
     assert!(
         matches!(&forked[..], [Effect::Isolate { batch, .. }] if batch == &vec![("yarn/container_3".to_string(), vec![301])])
     );
     // The Yarn container is no longer offline (reclassified): its processes get their
     // values back.
-    census.procs.remove(1);
+    std::sync::Arc::make_mut(&mut census.procs).remove(1);
     let restored = tick(&mut c, &input(0.3, 0.2), &census, Outcome::Applied);
     assert!(matches!(&restored[..], [Effect::RestoreIsolation(items)] if items.len() == 2));
     assert_eq!(c.isolator.isolated(), 2);

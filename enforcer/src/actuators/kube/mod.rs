@@ -8,11 +8,13 @@
 //! server. Only the choke point ([`super::Actuator`]) hands it the gate; the daemon hands
 //! it the capacity through the choke point too.
 
+mod options;
 pub mod patch;
 mod publisher;
 mod stats;
 mod worker;
 
+pub use options::{KubeError, PublisherOptions};
 pub use patch::{CONDITION_TYPE, CPU_ANNOTATION, Desired, GateState, MEMORY_ANNOTATION};
-pub use publisher::{KubeError, Publisher, PublisherOptions};
+pub use publisher::Publisher;
 pub use stats::{PublisherStats, PublisherStatus};

@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::Node;
 use tokio::sync::watch;
 
 use super::{
+    options::{KubeError, PublisherOptions},
     patch::{self, Desired, GateState},
-    publisher::{KubeError, PublisherOptions},
     stats::PublisherStats,
 };
 
