@@ -26,7 +26,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             enabled: true,
             socket: PathBuf::from(DEFAULT_RUNTIME_SOCKET),
-            refresh_interval: Duration::from_secs(2),
+            refresh_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(1),
         }
     }
