@@ -367,7 +367,7 @@ fn pod_rules_are_read_and_checked() {
     assert!(e.contains("classify.rules[0].labels.a"), "{e}");
     let e = error("[runtime]\nsocket = \"relative.sock\"\n");
     assert!(e.contains("runtime.socket"), "{e}");
-    let e = error("[runtime]\ntimeout = \"5s\"\n");
+    let e = error("[runtime]\nrefresh_interval = \"2s\"\ntimeout = \"5s\"\n");
     assert!(e.contains("runtime.timeout"), "{e}");
 }
 

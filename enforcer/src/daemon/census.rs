@@ -141,16 +141,18 @@ impl OfflineView {
     pub fn capture(index: &CgroupIndex, usage: &UsageTracker) -> OfflineView {
         let mut shape = OfflineShape::default();
         shape.refresh(index);
-        OfflineView::of(&shape, usage)
+        OfflineView::of(&shape, usage, true)
     }
 
-    /// The shape with this tick's CPU figures.
-    pub fn of(shape: &OfflineShape, usage: &UsageTracker) -> OfflineView {
+    /// The shape with this tick's CPU figures; the units only `with_units` (the ladder is
+    /// engaged: nothing else looks at them).
+    pub fn of(shape: &OfflineShape, usage: &UsageTracker, with_units: bool) -> OfflineView {
         OfflineView {
             parents: shape.parents.clone(),
             units: shape
                 .units
                 .iter()
+                .filter(|_| with_units)
                 .map(|(id, priority, path)| {
                     let unit = OfflineUnit {
                         id: *id,

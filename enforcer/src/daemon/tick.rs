@@ -223,7 +223,7 @@ impl SamplerLoop {
         let meminfo = host::meminfo(self.host.as_ref());
 
         // 2. account, and capture what the controllers need of the index.
-        let (unknown, input, view) = {
+        let (unknown, input, view, signals, engaged) = {
             let mut guard = self.state.lock().unwrap();
             let st = &mut *guard;
             super::state::record_tick(&mut st.health, &reading, lag);
@@ -260,15 +260,14 @@ impl SamplerLoop {
                 minute_of_day: crate::clock::local_minute_of_day(),
             };
             self.offline_shape.refresh(&st.index);
-            (
-                unknown,
-                input,
-                OfflineView::of(&self.offline_shape, &st.usage),
-            )
+            // The ladder's signals are the input's alone; whether it is engaged says whether
+            // the units (and their CPU rates) are wanted at all.
+            let (signals, engaged) = self.controllers.signals(&input);
+            let view = OfflineView::of(&self.offline_shape, &st.usage, engaged);
+            (unknown, input, view, signals, engaged)
         };
 
         // 3. census, 4. decide, 5. apply.
-        let (signals, engaged) = self.controllers.signals(&input);
         let host = self.host.as_ref();
         let now = Instant::now();
         let procs = self
