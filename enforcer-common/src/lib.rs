@@ -103,6 +103,9 @@ pub const PROG_CGROUP_ATTACH: &str = "cgroup_attach_task";
 pub const MAP_RECLAIM: &str = "RECLAIM";
 /// Name of the per-CPU array of kswapd wake-ups, indexed by NUMA node.
 pub const MAP_KSWAPD_WAKEUPS: &str = "KSWAPD_WAKEUPS";
+/// Name of the per-CPU counter of reclaim events (episodes ended, kswapd wake-ups): user space
+/// reads [`MAP_RECLAIM`] and [`MAP_KSWAPD_WAKEUPS`] only when it moved.
+pub const MAP_RECLAIM_EVENTS: &str = "RECLAIM_EVENTS";
 /// NUMA nodes counted separately in [`MAP_KSWAPD_WAKEUPS`]; higher node ids share the last slot.
 pub const MAX_NUMA_NODES: u32 = 64;
 /// The reclaim programs (`tp_btf/mm_vmscan_*`).

@@ -27,6 +27,20 @@ static RECLAIM: PerCpuHashMap<u64, ReclaimStats> = PerCpuHashMap::with_max_entri
 #[map]
 static KSWAPD_WAKEUPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_NUMA_NODES, 0);
 
+/// Every episode ended and every kswapd wake-up: one lookup tells user space whether the
+/// maps above changed (a walk of `RECLAIM`'s 16,384 buckets and 64 kswapd slots otherwise,
+/// ten times a second, on a node that is not reclaiming).
+#[map]
+static RECLAIM_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn count_event() {
+    if let Some(count) = RECLAIM_EVENTS.get_ptr_mut(0) {
+        // SAFETY: per-CPU array value, valid for the program run.
+        unsafe { *count += 1 };
+    }
+}
+
 #[btf_tracepoint(function = "mm_vmscan_direct_reclaim_begin")]
 pub fn mm_vmscan_direct_reclaim_begin(_ctx: BtfTracePointContext) -> i32 {
     begin();
@@ -60,6 +74,7 @@ pub fn mm_vmscan_wakeup_kswapd(ctx: BtfTracePointContext) -> i32 {
         // SAFETY: per-CPU array value, valid for the program run.
         unsafe { *count += 1 };
     }
+    count_event();
     0
 }
 
@@ -92,6 +107,7 @@ fn end(direct: bool) {
             let _ = RECLAIM.insert(id, stats, BPF_NOEXIST as u64);
         }
     }
+    count_event();
 }
 
 #[inline(always)]

@@ -26,7 +26,7 @@ fn load() -> Programs {
 fn memcg_reclaim_is_attributed_to_the_cgroup_under_pressure() {
     require_root();
     let mut programs = load();
-    let reclaim = programs.reclaim_sampler().unwrap();
+    let mut reclaim = programs.reclaim_sampler().unwrap();
     let own = own_cgroup_dir("memory");
     let squeezed = TestCgroup::create_at(&own, &unique_name("enf-reclaim"));
     let calm = TestCgroup::create_at(&own, &unique_name("enf-calm"));
@@ -61,7 +61,7 @@ fn direct_reclaim_and_kswapd_programs_are_loaded_and_attached() {
     // Global direct reclaim cannot be provoked safely on a shared test machine; check the
     // programs are loaded, attached to the right tracepoints, and readable.
     let mut programs = load();
-    let reclaim = programs.reclaim_sampler().unwrap();
+    let mut reclaim = programs.reclaim_sampler().unwrap();
     reclaim.read().expect("maps readable");
     let out = Command::new("bpftool")
         .args(["-j", "link", "show"])

@@ -91,7 +91,10 @@ impl NodeState {
                 cgroups: 0,
             })
             .collect();
-        let mut cgroups: Vec<CgroupUsage> = Vec::with_capacity(self.index.len());
+        // Ranked first, copied out after: a scrape or `status` (the top 20, or none) copies
+        // no string of the thousands of cgroups it leaves out.
+        let mut ranked: Vec<(&crate::model::index::CgroupEntry, u64, f64)> =
+            Vec::with_capacity(self.index.len());
         for entry in self.index.iter() {
             let (total_ns, cores) = self.usage.cgroup(entry.id).unwrap_or((0, 0.0));
             let key = (entry.class, entry.priority);
@@ -105,18 +108,7 @@ impl NodeState {
                     cgroups: 1,
                 }),
             }
-            cgroups.push(CgroupUsage {
-                id: entry.id,
-                path: entry.path.to_string(),
-                class: entry.class,
-                priority: entry.priority,
-                rule: entry.rule.to_string(),
-                pod: entry.pod_name(),
-                pod_uid: entry.pod.as_ref().map(|p| p.pod.uid.clone()),
-                container: entry.pod.as_ref().and_then(|p| p.container.clone()),
-                cpu_seconds_total: total_ns as f64 / 1e9,
-                cpu_cores: cores,
-            });
+            ranked.push((entry, total_ns, cores));
         }
         classes.sort_by_key(|c| (c.class, c.priority));
         // Every class appears, even empty, so dashboards and alerts see zeros, not gaps.
@@ -131,16 +123,37 @@ impl NodeState {
                 });
             }
         }
-        let cgroups_total = cgroups.len();
-        cgroups.sort_by(|a, b| {
-            b.cpu_cores
-                .total_cmp(&a.cpu_cores)
-                .then(b.cpu_seconds_total.total_cmp(&a.cpu_seconds_total))
-                .then(a.path.cmp(&b.path))
-        });
-        if let Some(limit) = limit {
-            cgroups.truncate(limit);
+        let cgroups_total = ranked.len();
+        let order = |a: &(&crate::model::index::CgroupEntry, u64, f64),
+                     b: &(&crate::model::index::CgroupEntry, u64, f64)| {
+            b.2.total_cmp(&a.2)
+                .then(b.1.cmp(&a.1))
+                .then(a.0.path.cmp(&b.0.path))
+        };
+        if let Some(limit) = limit
+            && limit < ranked.len()
+        {
+            if limit > 0 {
+                ranked.select_nth_unstable_by(limit - 1, order);
+            }
+            ranked.truncate(limit);
         }
+        ranked.sort_by(order);
+        let cgroups: Vec<CgroupUsage> = ranked
+            .into_iter()
+            .map(|(entry, total_ns, cores)| CgroupUsage {
+                id: entry.id,
+                path: entry.path.to_string(),
+                class: entry.class,
+                priority: entry.priority,
+                rule: entry.rule.to_string(),
+                pod: entry.pod_name(),
+                pod_uid: entry.pod.as_ref().map(|p| p.pod.uid.clone()),
+                container: entry.pod.as_ref().and_then(|p| p.container.clone()),
+                cpu_seconds_total: total_ns as f64 / 1e9,
+                cpu_cores: cores,
+            })
+            .collect();
         let network = self.network_snapshot(limit);
         let filesystems = self
             .filesystems
@@ -154,10 +167,7 @@ impl NodeState {
                 mountpoint: f.mountpoint,
             })
             .collect();
-        let mut pods = self.pods_snapshot();
-        if let Some(limit) = limit {
-            pods.truncate(limit);
-        }
+        let pods = self.pods_snapshot(limit);
         Snapshot {
             pods,
             runtime: self.runtime.clone(),
@@ -216,7 +226,10 @@ impl NodeState {
 
     /// Every pod the runtime lists, with the class of its cgroup and the CPU of all its
     /// cgroups (the kernel charges a task's own cgroup: the pod's time is its containers').
-    fn pods_snapshot(&self) -> Vec<PodUsage> {
+    fn pods_snapshot(&self, limit: Option<usize>) -> Vec<PodUsage> {
+        if limit == Some(0) {
+            return Vec::new();
+        }
         let mut cpu: HashMap<&str, (f64, f64)> = HashMap::new();
         let mut cgroup: HashMap<&str, &crate::model::index::CgroupEntry> = HashMap::new();
         for entry in self.index.iter() {
@@ -249,10 +262,25 @@ impl NodeState {
         }
         let shown =
             |k: &str| k == "queue" || k.starts_with("spark-") || k.starts_with("enforcer.io/");
-        let mut pods: Vec<PodUsage> = self
+        // Ranked by CPU first; only the pods shown are copied out.
+        let mut ranked: Vec<(&crate::model::pod::Pod, f64)> = self
             .pods
             .iter()
             .map(|pod| {
+                let cores = cpu.get(pod.uid.as_str()).map_or(0.0, |c| c.0);
+                (&**pod, cores)
+            })
+            .collect();
+        ranked.sort_by(|(a, ca), (b, cb)| {
+            cb.total_cmp(ca)
+                .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+        });
+        if let Some(limit) = limit {
+            ranked.truncate(limit);
+        }
+        ranked
+            .into_iter()
+            .map(|(pod, _)| {
                 let entry = cgroup.get(pod.uid.as_str());
                 let (cores, seconds) = cpu.get(pod.uid.as_str()).copied().unwrap_or_default();
                 let (rx_rate, tx_rate, rx_total, tx_total) =
@@ -289,13 +317,7 @@ impl NodeState {
                         .collect(),
                 }
             })
-            .collect();
-        pods.sort_by(|a, b| {
-            b.cpu_cores
-                .total_cmp(&a.cpu_cores)
-                .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
-        });
-        pods
+            .collect()
     }
 
     /// Network bytes per class and the `limit` cgroups moving the most bytes.
@@ -547,7 +569,7 @@ mod pod_view_tests {
                 net_index,
                 &[(net_id(10), 100), (net_id(11), 1000)],
             );
-            let pods = st.pods_snapshot();
+            let pods = st.pods_snapshot(None);
             assert_eq!(pods.len(), 1);
             let p = &pods[0];
             assert_eq!(
@@ -559,6 +581,15 @@ mod pod_view_tests {
             assert!((p.rx_bytes_per_second - 4000.0).abs() < 1.0, "{p:?}");
             assert!((p.tx_bytes_per_second - 1100.0).abs() < 1.0, "{p:?}");
             assert_eq!(p.memory_bytes, None);
+            assert!(st.pods_snapshot(Some(0)).is_empty());
+            // `status` (no cgroup, no pod) still counts them all.
+            let status = st.snapshot(Some(0));
+            assert!(status.cgroups.is_empty() && status.pods.is_empty());
+            assert_eq!(status.cgroups_total, 3);
+            let top = st.snapshot(Some(1));
+            assert_eq!(top.cgroups.len(), 1);
+            assert_eq!(top.cgroups[0].id, 20, "the largest CPU user first");
+            assert_eq!(st.snapshot(None).cgroups.len(), 3);
         }
     }
 }

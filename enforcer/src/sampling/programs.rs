@@ -16,9 +16,9 @@ use aya::{
 };
 use enforcer_common::{
     CgroupMode, GLOBAL_OFFSETS, MAP_CGROUP_EVENTS, MAP_CGROUP_EVENTS_LOST, MAP_CPU_NS,
-    MAP_CPU_SLOT, MAP_KSWAPD_WAKEUPS, MAP_NET, MAP_NET_CLASS, MAP_RECLAIM, NET_DEFAULT_ENTRIES,
-    PROG_CGROUP_ATTACH, PROG_NET_CLASSIFY, PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH,
-    PROGS_CGROUP_EVENTS, PROGS_RECLAIM,
+    MAP_CPU_SLOT, MAP_KSWAPD_WAKEUPS, MAP_NET, MAP_NET_CLASS, MAP_RECLAIM, MAP_RECLAIM_EVENTS,
+    NET_DEFAULT_ENTRIES, PROG_CGROUP_ATTACH, PROG_NET_CLASSIFY, PROG_NET_EGRESS, PROG_NET_INGRESS,
+    PROG_SCHED_SWITCH, PROGS_CGROUP_EVENTS, PROGS_RECLAIM,
 };
 
 pub use super::error::SamplerError;
@@ -119,7 +119,6 @@ impl Programs {
         CpuSampler::from_maps(self.options.cpu_mode, slots, per_cgroup)
     }
 
-    /// The reclaim sampler (once).
     /// The cgroups the kernel creates, removes and renames, as they happen.
     pub fn cgroup_events(&mut self) -> Result<CgroupEvents, SamplerError> {
         let ring = self.take_map(MAP_CGROUP_EVENTS)?;
@@ -127,10 +126,12 @@ impl Programs {
         CgroupEvents::from_maps(ring, lost)
     }
 
+    /// The reclaim sampler (once).
     pub fn reclaim_sampler(&mut self) -> Result<ReclaimSampler, SamplerError> {
         let stats = self.take_map(MAP_RECLAIM)?;
         let kswapd = self.take_map(MAP_KSWAPD_WAKEUPS)?;
-        ReclaimSampler::from_maps(stats, kswapd)
+        let events = self.take_map(MAP_RECLAIM_EVENTS)?;
+        ReclaimSampler::from_maps(stats, kswapd, events)
     }
 
     /// The per-cgroup network counters (once).

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use enforcer_common::{MAP_KSWAPD_WAKEUPS, MAP_RECLAIM, ReclaimStats};
+use enforcer_common::{MAP_KSWAPD_WAKEUPS, MAP_RECLAIM, MAP_RECLAIM_EVENTS, ReclaimStats};
 
 use super::error::SamplerError;
 
@@ -22,6 +22,9 @@ pub struct ReclaimReading {
 pub struct ReclaimSampler {
     stats: PerCpuHashMap<MapData, u64, ReclaimStats>,
     kswapd: PerCpuArray<MapData, u64>,
+    events: PerCpuArray<MapData, u64>,
+    /// The reading made when the event count was this: handed out again while it stays.
+    last: Option<(u64, ReclaimReading)>,
 }
 
 fn read_error(map: &'static str, e: impl std::fmt::Display) -> SamplerError {
@@ -35,17 +38,38 @@ impl ReclaimSampler {
     pub(super) fn from_maps(
         stats: aya::maps::Map,
         kswapd: aya::maps::Map,
+        events: aya::maps::Map,
     ) -> Result<Self, SamplerError> {
+        let object = |e: aya::maps::MapError| SamplerError::Object(e.to_string());
         Ok(ReclaimSampler {
-            stats: PerCpuHashMap::try_from(stats)
-                .map_err(|e| SamplerError::Object(e.to_string()))?,
-            kswapd: PerCpuArray::try_from(kswapd)
-                .map_err(|e| SamplerError::Object(e.to_string()))?,
+            stats: PerCpuHashMap::try_from(stats).map_err(object)?,
+            kswapd: PerCpuArray::try_from(kswapd).map_err(object)?,
+            events: PerCpuArray::try_from(events).map_err(object)?,
+            last: None,
         })
     }
 
-    /// Reads every entry. Reclaim touches few cgroups, so a per-key walk is fine here.
-    pub fn read(&self) -> Result<ReclaimReading, SamplerError> {
+    /// Every entry, read again only when the programs counted an event since the last
+    /// read (a node that does not reclaim costs one lookup a tick). Reclaim touches few
+    /// cgroups, so a per-key walk is fine when it does.
+    pub fn read(&mut self) -> Result<ReclaimReading, SamplerError> {
+        let events: u64 = self
+            .events
+            .get(&0, 0)
+            .map_err(|e| read_error(MAP_RECLAIM_EVENTS, e))?
+            .iter()
+            .sum();
+        if let Some((seen, reading)) = &self.last
+            && *seen == events
+        {
+            return Ok(reading.clone());
+        }
+        let reading = self.read_maps()?;
+        self.last = Some((events, reading.clone()));
+        Ok(reading)
+    }
+
+    fn read_maps(&self) -> Result<ReclaimReading, SamplerError> {
         let mut reading = ReclaimReading::default();
         for item in self.stats.iter() {
             let (id, per_cpu) = item.map_err(|e| read_error(MAP_RECLAIM, e))?;
