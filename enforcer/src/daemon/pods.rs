@@ -223,8 +223,9 @@ fn run(config: &RuntimeConfig, state: &Mutex<NodeState>, stop: &AtomicBool, nudg
                     .flatten();
                 let n = pods.len();
                 let mut st = state.lock().unwrap();
-                let mut table = (*st.pods).clone();
-                if table.replace(pods) {
+                if !st.pods.holds(&pods) {
+                    let mut table = (*st.pods).clone();
+                    table.replace(pods);
                     st.pods = Arc::new(table);
                 }
                 let v = &mut st.runtime;

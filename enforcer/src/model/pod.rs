@@ -158,20 +158,24 @@ impl PodTable {
         PodTable::default()
     }
 
+    /// Whether the table holds exactly `pods` (a refresh that changed nothing, the usual
+    /// one, allocates nothing to find out).
+    pub fn holds(&self, pods: &[Pod]) -> bool {
+        pods.len() == self.by_uid.len()
+            && pods
+                .iter()
+                .all(|p| self.by_uid.get(&p.uid).is_some_and(|old| **old == *p))
+    }
+
     /// Replaces the content; returns whether anything changed.
     pub fn replace(&mut self, pods: Vec<Pod>) -> bool {
-        let next: HashMap<String, Arc<Pod>> = pods
+        if self.holds(&pods) {
+            return false;
+        }
+        self.by_uid = pods
             .into_iter()
             .map(|p| (p.uid.clone(), Arc::new(p)))
             .collect();
-        let same = next.len() == self.by_uid.len()
-            && next
-                .iter()
-                .all(|(uid, p)| self.by_uid.get(uid).is_some_and(|old| **old == **p));
-        if same {
-            return false;
-        }
-        self.by_uid = next;
         self.generation += 1;
         true
     }
