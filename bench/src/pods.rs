@@ -107,7 +107,8 @@ fn measure(daemon: &Daemon, with_runtime: bool) -> anyhow::Result<serde_json::Va
 
 pub fn run() -> anyhow::Result<serde_json::Value> {
     println!(
-        "== pod source: 100 and 500 pods in a private containerd, {SECONDS} s each, vs no runtime"
+        "== pod source: 100 and 500 pods in a private containerd, {} s each at rest, vs no runtime",
+        seconds()
     );
     let mut out = serde_json::Map::new();
     // BENCH_PODS=100 runs one size.
