@@ -5,6 +5,25 @@ use std::fmt::Write as _;
 
 use crate::actuators::journal::Entry;
 
+/// The pod an entry acted on (name, uid) and the rule that made its target what it is.
+fn who(e: &Entry) -> String {
+    let mut out = String::new();
+    if let Some(pod) = &e.pod {
+        let _ = write!(out, " pod {pod}");
+    }
+    let mut facts = Vec::new();
+    if let Some(uid) = &e.pod_uid {
+        facts.push(format!("uid {uid}"));
+    }
+    if let Some(rule) = &e.rule {
+        facts.push(format!("rule {rule}"));
+    }
+    if !facts.is_empty() {
+        let _ = write!(out, " ({})", facts.join(", "));
+    }
+    out
+}
+
 /// `enforcer journal`: one line per entry.
 pub fn render_journal(entries: &[Entry]) -> String {
     let mut out = String::new();
@@ -23,10 +42,7 @@ pub fn render_journal(entries: &[Entry]) -> String {
                 .as_deref()
                 .map(|t| format!("/{t}"))
                 .unwrap_or_else(|| "(node)".into()),
-            e.pod
-                .as_deref()
-                .map(|p| format!(" pod {p}"))
-                .unwrap_or_default(),
+            who(e),
             e.detail
                 .as_deref()
                 .map(|d| format!(" [{d}]"))
