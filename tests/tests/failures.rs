@@ -1,13 +1,13 @@
 //! Failure at the choke point, against the real kernel: a cgroup removed between the
 //! decision and the write, and a v1 memory limit the kernel cannot reclaim down to, are one
 //! journaled failure each (intent, then the failure naming the cgroup and the cause) — no
-//! retry, no crash, and nothing else touched.
+//! retry, no crash, and nothing else touched; a thaw that fails is not forgotten.
 
 use std::{process::Command, sync::Arc, time::Duration};
 
 use enforcer::{
     actuators::journal::{self, Journal, Outcome},
-    actuators::{Actuator, Operation, Request},
+    actuators::{Actuator, Operation, Request, record::EffectsRecord},
     model::{
         Class, Priority,
         classify::{Rule, RuleSet},
@@ -17,6 +17,7 @@ use enforcer::{
 use enforcer_tests::{
     TempDir,
     cgroup::{TestCgroup, mount_point, own_cgroup_dir, spawn_in},
+    cgroup_root::CgroupRoot,
     require_root, unique_name, wait_until,
 };
 
@@ -164,4 +165,67 @@ fn a_v1_memory_limit_below_what_the_kernel_can_reclaim_fails_once_and_kills_noth
         worker.pid()
     );
     drop(worker);
+}
+
+/// What enforcer gives back (a thaw) is recorded only once it is done: a thaw that fails
+/// leaves the freeze in the effects record, for this daemon or its successor to put right;
+/// one that succeeds removes it.
+#[test]
+fn a_thaw_that_fails_leaves_the_freeze_in_the_effects_record() {
+    require_root();
+    let dir = TempDir::new("enf-fail");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let layout = CgroupLayout::discover().expect("layout");
+    // Where freezing happens: cgroup2's cgroup.freeze, else the v1 freezer.
+    let freezer = layout
+        .unified_mount()
+        .or_else(|| layout.v1_mount("freezer"))
+        .expect("a freezer")
+        .to_path_buf();
+    let root = CgroupRoot::new();
+    let name = unique_name("enf-held");
+    let target = format!("{}/{name}", root.rel);
+    let mut a = actuator(&name, &dir.path().join("journal.jsonl")).with_effects_record(&state);
+    let frozen_in =
+        |record: &EffectsRecord| record.cgroups.get(&target).and_then(|c| c.frozen.clone());
+
+    let held = TestCgroup::create_at(&freezer.join(&root.rel), &name);
+    let freeze = a.apply(&request(&target, Operation::Freeze)).unwrap();
+    assert_eq!(freeze, Outcome::Applied);
+    assert!(
+        frozen_in(a.record()).is_some(),
+        "the freeze is recorded ahead"
+    );
+    // The cgroup goes away under the daemon: the thaw fails.
+    drop(held);
+    let thaw = a.apply(&request(&target, Operation::Thaw)).unwrap();
+    assert_eq!(thaw, Outcome::Failed);
+    assert_eq!(
+        frozen_in(a.record()).as_deref(),
+        Some("throttle"),
+        "a failed thaw must not forget the freeze"
+    );
+    let on_disk = EffectsRecord::load(&state.join("effects.json"));
+    assert!(
+        frozen_in(&on_disk).is_some(),
+        "what a successor reads still says frozen: {:?}",
+        on_disk.cgroups
+    );
+
+    // Again, with the cgroup there: the thaw is done, and only then forgotten.
+    let _held = TestCgroup::create_at(&freezer.join(&root.rel), &name);
+    assert_eq!(
+        a.apply(&request(&target, Operation::Freeze)).unwrap(),
+        Outcome::Applied
+    );
+    assert_eq!(
+        a.apply(&request(&target, Operation::Thaw)).unwrap(),
+        Outcome::Applied
+    );
+    assert_eq!(frozen_in(a.record()), None);
+    assert_eq!(
+        frozen_in(&EffectsRecord::load(&state.join("effects.json"))),
+        None
+    );
 }

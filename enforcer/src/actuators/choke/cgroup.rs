@@ -35,10 +35,28 @@ impl Actuator {
             detail: None,
         };
         let (outcome, _) = self.transact(head, refusal, |a| {
-            // Written ahead: a daemon killed during or after the write leaves its
-            // successor the knowledge of what it owns.
-            if let Err(e) = a.record.note(&rel, &req.op, &req.stage) {
-                tracing::error!("effects record: {e}; applying anyway (protection first)");
+            // What enforcer takes (a freeze, a limit) is written ahead: a daemon killed
+            // during or after the write leaves its successor the knowledge of what it owns.
+            // What it gives back (a thaw, a kill, a limit lifted) is written after it
+            // succeeded: a crash in between, or a failed write, must leave the record
+            // saying the cgroup is still held, so that the successor puts it right.
+            let gives_back = matches!(
+                req.op,
+                Operation::Thaw
+                    | Operation::Kill
+                    | Operation::CpuLimit { cores: None }
+                    | Operation::MemoryLimit { bytes: None }
+            );
+            let note = |a: &mut Actuator, op: &Operation| {
+                if let Err(e) = a.record.note(&rel, op, &req.stage) {
+                    tracing::error!("effects record: {e}; applying anyway (protection first)");
+                }
+            };
+            match req.op {
+                // A v1 kill freezes the cgroup first: held until the kill is done.
+                Operation::Kill => note(a, &Operation::Freeze),
+                _ if !gives_back => note(a, &req.op),
+                _ => {}
             }
             let dirs = CgroupDirs::resolve(&a.layout, &rel);
             let result = match &req.op {
@@ -53,6 +71,9 @@ impl Actuator {
                 Operation::Kill => cgroupfs::kill_all(&dirs, a.kill_timeout)
                     .map(|n| Some(format!("{n} processes killed"))),
             };
+            if gives_back && result.is_ok() {
+                note(a, &req.op);
+            }
             (Some(()), result.map_err(|e| e.to_string()))
         })?;
         Ok(outcome)
