@@ -15,6 +15,7 @@ pub mod limits;
 mod memory;
 pub mod network;
 mod pods;
+mod procs;
 pub mod protect;
 mod reload;
 mod signals;

@@ -491,10 +491,10 @@ impl NodeState {
 
 #[cfg(test)]
 mod pod_view_tests {
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::HashMap;
 
     use super::*;
-    use crate::model::pod::{ContainerMeta, Pod};
+    use crate::model::pod::Pod;
 
     const POD: &str = "kubepods/besteffort/pod0a1b";
     const MS: u64 = 1_000_000;
@@ -502,22 +502,11 @@ mod pod_view_tests {
     fn node_with_a_pod(net_index: bool) -> NodeState {
         let mut st = NodeState::for_tests(false, net_index);
         let mut pods = PodTable::new();
-        pods.replace(vec![Pod {
-            uid: "0a1b".into(),
-            namespace: "spark".into(),
-            name: "exec-1".into(),
-            sandbox_id: "s".into(),
-            ready: true,
-            labels: BTreeMap::from([("queue".into(), "root.P1".into())]),
-            annotations: BTreeMap::new(),
-            containers: vec![ContainerMeta {
-                id: "c1".into(),
-                name: "executor".into(),
-                running: true,
-            }],
-            netns: None,
-            created_at: 0,
-        }]);
+        pods.replace(vec![Pod::for_tests(
+            "0a1b",
+            "spark",
+            &[("queue", "root.P1")],
+        )]);
         let rules = st.rules.clone();
         for (id, path) in [
             (10, POD.to_string()),

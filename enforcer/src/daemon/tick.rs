@@ -104,7 +104,7 @@ pub(super) struct SamplerLoop {
     /// The pod list as last applied to the indexes and the choke point.
     pub(super) pods: super::pods::PodWatch,
     /// The offline cgroups' processes, read for the isolation when they ran.
-    pub(super) procs: census::ProcsReader,
+    pub(super) procs: super::procs::ProcsReader,
     /// The offline parents, units and cgroups, computed again when the index changes.
     pub(super) offline_shape: census::OfflineShape,
 }

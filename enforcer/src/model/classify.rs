@@ -509,32 +509,12 @@ mod tests {
 
 #[cfg(test)]
 mod pod_tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::model::pod::{ContainerMeta, Pod};
+    use crate::model::pod::Pod;
 
     fn table(labels: &[(&str, &str)], namespace: &str) -> PodTable {
         let mut t = PodTable::new();
-        t.replace(vec![Pod {
-            uid: "0a1b".into(),
-            namespace: namespace.into(),
-            name: "exec-1".into(),
-            sandbox_id: "s".into(),
-            ready: true,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            annotations: BTreeMap::new(),
-            containers: vec![ContainerMeta {
-                id: "c1".into(),
-                name: "executor".into(),
-                running: true,
-            }],
-            netns: None,
-            created_at: 0,
-        }]);
+        t.replace(vec![Pod::for_tests("0a1b", namespace, labels)]);
         t
     }
 

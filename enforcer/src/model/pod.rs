@@ -79,6 +79,33 @@ impl Pod {
     }
 }
 
+#[cfg(test)]
+impl Pod {
+    /// `namespace/exec-1` with uid `uid`, these labels and one running container
+    /// `executor` (id `c1`): the pod of the unit tests that classify or count pods.
+    pub fn for_tests(uid: &str, namespace: &str, labels: &[(&str, &str)]) -> Pod {
+        Pod {
+            uid: uid.into(),
+            namespace: namespace.into(),
+            name: "exec-1".into(),
+            sandbox_id: "s".into(),
+            ready: true,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+            containers: vec![ContainerMeta {
+                id: "c1".into(),
+                name: "executor".into(),
+                running: true,
+            }],
+            netns: None,
+            created_at: 0,
+        }
+    }
+}
+
 /// Which pod (and container) a cgroup path belongs to, from kubelet's naming alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodPath<'a> {
