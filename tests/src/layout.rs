@@ -166,6 +166,52 @@ impl Unit {
         }
     }
 
+    /// The files that hold the unit's CPU quota and memory limit (cgroup2 or v1), with
+    /// their directories: what a test presets as an operator's own limits and compares.
+    pub fn limit_files(&self) -> Vec<(PathBuf, &'static str)> {
+        let mut files = vec![(
+            self.dir_in(&self.cpu),
+            if self.cpu.v2 {
+                "cpu.max"
+            } else {
+                "cpu.cfs_quota_us"
+            },
+        )];
+        if let Some(m) = &self.memory {
+            let dir = self.dir_in(m);
+            if m.v2 {
+                files.push((dir.clone(), "memory.high"));
+                files.push((dir, "memory.max"));
+            } else {
+                files.push((dir, "memory.limit_in_bytes"));
+            }
+        }
+        files
+    }
+
+    /// Sets the unit's own CPU quota and, with a memory controller, its memory limit (the
+    /// hard one; cgroup2's `memory.high` left at max), as an operator or kubelet would.
+    pub fn set_own_limits(&self, cores: f64, memory_bytes: u64) {
+        let dir = self.dir_in(&self.cpu);
+        let quota = (cores * 100_000.0) as u64;
+        let (file, value) = if self.cpu.v2 {
+            ("cpu.max", format!("{quota} 100000"))
+        } else {
+            assert_eq!(self.read_u64(&dir, "cpu.cfs_period_us"), 100_000);
+            ("cpu.cfs_quota_us", quota.to_string())
+        };
+        std::fs::write(dir.join(file), value).expect("presetting the CPU quota");
+        if let Some(m) = &self.memory {
+            let file = if m.v2 {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
+            };
+            std::fs::write(self.dir_in(m).join(file), memory_bytes.to_string())
+                .expect("presetting the memory limit");
+        }
+    }
+
     /// The node has a memory controller (pure v1 from kernel 6.12 on has none).
     pub fn has_memory(&self) -> bool {
         self.memory.is_some()

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use enforcer::actuators::journal::Entry;
 use enforcer_tests::{
     daemon::Daemon,
+    layout::Unit,
     process::ChildGuard,
     require_root, unique_name, wait_until,
     workload::{Workload, status, taken},
@@ -100,27 +101,34 @@ fn a_daemon_killed_while_offline_work_is_frozen_is_undone_by_its_successor() {
     let seq_before = daemon.journal().iter().map(|e| e.seq).max().unwrap_or(0);
     let restarted = Instant::now();
     daemon.respawn();
+    // Converged: thawed, and back at the capacity rule's values (not at the ladder's
+    // squeeze, not unlimited), all within 5 s of the start.
+    let at_capacity = || {
+        let per_parent = status(&daemon)["capacity"]["applied_cpu_cores"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 2.0;
+        per_parent > 0.06
+            && [&s.debug, &s.p3].iter().all(|w| {
+                !w.frozen()
+                    && w.quota_cores()
+                        .is_some_and(|q| (q - per_parent).abs() < 0.05)
+            })
+    };
     assert!(
-        wait_until(Duration::from_secs(5), || !s.debug.frozen()
-            && !s.p3.frozen()),
-        "still frozen 5 s after the restart:\n{}",
+        wait_until(Duration::from_secs(5), at_capacity),
+        "not converged 5 s after the restart: frozen {} / {}, quotas {:?} / {:?}, capacity {:#}\n{}",
+        s.debug.frozen(),
+        s.p3.frozen(),
+        s.debug.quota_cores(),
+        s.p3.quota_cores(),
+        status(&daemon)["capacity"],
         daemon.log()
     );
-    let converged = restarted.elapsed();
-    // Back at the capacity rule's values, not at the ladder's squeeze and not unlimited.
-    let st = status(&daemon);
-    let per_parent = st["capacity"]["applied_cpu_cores"].as_f64().unwrap() / 2.0;
-    assert!(
-        wait_until(Duration::from_secs(5), || [&s.debug, &s.p3].iter().all(
-            |w| w
-                .quota_cores()
-                .is_some_and(|q| (q - per_parent).abs() < 0.05)
-        )),
-        "quotas {:?} / {:?}, capacity {per_parent} per parent",
-        s.debug.quota_cores(),
-        s.p3.quota_cores()
+    println!(
+        "restart to converged (thawed, capacity quotas back): {:.2} s",
+        restarted.elapsed().as_secs_f64()
     );
-    println!("restart to thawed: {:.2} s", converged.as_secs_f64());
     let journal = daemon.journal();
     let thaws: Vec<&Entry> = applied(&journal, "thaw")
         .into_iter()
@@ -198,4 +206,108 @@ fn sigterm_thaws_before_exit_and_keeps_the_capacity_limits() {
         "{journal:#?}"
     );
     assert_eq!(applied(&journal, "thaw").len(), 2);
+}
+
+/// What the unit's limit files hold now, in order.
+fn limit_texts(unit: &Unit) -> Vec<String> {
+    unit.limit_files()
+        .iter()
+        .map(|(dir, file)| {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            format!("{file} = {}", text.trim())
+        })
+        .collect()
+}
+
+/// What enforcer gives back is what was there before it. A unit with limits of its own (as
+/// an operator or kubelet sets them) is limited by the capacity rule; a SIGTERM leaves the
+/// capacity's CPU quota and memory limit in force; a successor with capacity off writes the
+/// unit's own values back exactly, journaled, within 5 s of its start.
+#[test]
+fn a_successor_with_capacity_off_puts_back_the_limits_from_before_enforcer() {
+    require_root();
+    let unit = Unit::create("enf-before");
+    unit.set_own_limits(1.5, 3 << 30);
+    let own = limit_texts(&unit);
+    let _sleeper = unit.spawn({
+        let mut c = std::process::Command::new("sleep");
+        c.arg("60");
+        c
+    });
+    let config = format!(
+        r#"
+[classify]
+append_defaults = true
+[[classify.rules]]
+name = "test-offline"
+match = '{}$'
+class = "offline"
+priority = "P3"
+
+[ladder]
+enabled = false
+
+[capacity]
+enabled = true
+policy = "static"
+cpu_share = 0.25
+memory_share = 0.05
+max_step = 1.0
+"#,
+        unit.name
+    );
+    let mut daemon = Daemon::start("", &config);
+    let cores = 0.25 * std::thread::available_parallelism().unwrap().get() as f64;
+    let capacity_in_force = |unit: &Unit| {
+        let texts = limit_texts(unit);
+        unit.cpu_quota_cores()
+            .is_some_and(|q| (q - cores).abs() < 0.01)
+            && texts.iter().zip(&own).skip(1).all(|(now, own)| now != own)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || capacity_in_force(&unit)),
+        "the capacity rule never limited the unit: {:?} (own {own:?})\n{}",
+        limit_texts(&unit),
+        daemon.log()
+    );
+    let status = daemon.sigterm().expect("exited within 10 s of SIGTERM");
+    assert!(status.success(), "{status}\n{}", daemon.log());
+    assert!(
+        capacity_in_force(&unit),
+        "the capacity limits stay in force after SIGTERM: {:?}",
+        limit_texts(&unit)
+    );
+    let seq_before = daemon.journal().iter().map(|e| e.seq).max().unwrap_or(0);
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(
+        &daemon.config,
+        text.replace("[capacity]\nenabled = true", "[capacity]\nenabled = false"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    daemon.respawn();
+    assert!(
+        wait_until(Duration::from_secs(5), || limit_texts(&unit) == own),
+        "not back at the unit's own limits 5 s after the restart: {:?}, own {own:?}\n{}",
+        limit_texts(&unit),
+        daemon.log()
+    );
+    println!(
+        "restart to the limits from before enforcer: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let journal = daemon.journal();
+    let given_back: Vec<&Entry> = applied(&journal, "cpu_limit")
+        .into_iter()
+        .chain(applied(&journal, "memory_limit"))
+        .filter(|e| e.seq > seq_before)
+        .collect();
+    assert_eq!(given_back.len(), own.len().min(2), "{journal:#?}");
+    assert!(
+        given_back.iter().all(|e| e.stage == "capacity"
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("before enforcer"))),
+        "{given_back:#?}"
+    );
 }

@@ -13,7 +13,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::Operation;
+use super::{Operation, cgroupfs::LimitKind};
 
 /// What enforcer set on one cgroup, and which part of it did (`capacity` or a ladder stage).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,11 @@ pub struct CgroupEffects {
     pub capacity_cpu: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_memory: Option<u64>,
+    /// The limit files as they were before enforcer first wrote them (file name → text,
+    /// e.g. `cpu.max` → `max 100000`): what giving a limit back writes again, so that a
+    /// limit kubelet or the operator set outlives enforcer's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub before: BTreeMap<String, String>,
 }
 
 /// A limit enforcer set (cores or bytes), and by whom.
@@ -47,6 +52,7 @@ impl CgroupEffects {
             && self.memory.is_none()
             && self.capacity_cpu.is_none()
             && self.capacity_memory.is_none()
+            && self.before.is_empty()
     }
 }
 
@@ -121,10 +127,43 @@ impl EffectsRecord {
             .collect()
     }
 
+    /// What the files of `kind` held on `target` before enforcer wrote them, if known.
+    pub fn before(&self, target: &str, kind: LimitKind) -> Option<BTreeMap<String, String>> {
+        let files: BTreeMap<String, String> = self
+            .cgroups
+            .get(target)?
+            .before
+            .iter()
+            .filter(|(f, _)| kind.holds(f))
+            .map(|(f, v)| (f.clone(), v.clone()))
+            .collect();
+        (!files.is_empty()).then_some(files)
+    }
+
+    /// Keeps what the limit files of `target` hold before enforcer's first write (persisted
+    /// with the next [`note`](Self::note), which comes before the write). What is already
+    /// known is kept: the first value is the one from before enforcer.
+    pub fn remember_before(&mut self, target: &str, files: BTreeMap<String, String>) {
+        let entry = self.cgroups.entry(target.to_string()).or_default();
+        for (file, value) in files {
+            entry.before.entry(file).or_insert(value);
+        }
+    }
+
     /// Notes what `op` by `stage` is about to do to `target`, and persists the record
-    /// before it is done. A kill forgets the cgroup (nothing is left to own).
+    /// before it is done. A kill forgets the cgroup (nothing is left to own). A limit given
+    /// back forgets the value from before it, which is in force again.
     pub fn note(&mut self, target: &str, op: &Operation, stage: &str) -> std::io::Result<()> {
         let entry = self.cgroups.entry(target.to_string()).or_default();
+        match op {
+            Operation::CpuLimit { cores: None } => {
+                entry.before.retain(|f, _| !LimitKind::Cpu.holds(f))
+            }
+            Operation::MemoryLimit { bytes: None } => {
+                entry.before.retain(|f, _| !LimitKind::Memory.holds(f))
+            }
+            _ => {}
+        }
         let by = stage.to_string();
         let capacity = stage == "capacity";
         match op {
@@ -262,6 +301,58 @@ mod tests {
         assert!(back.frozen().is_empty());
         assert!(back.squeezed(), "yarn is still squeezed");
         assert!(!back.cgroups.contains_key("be"));
+    }
+
+    /// The value from before enforcer is the first one seen, kept across later writes and
+    /// restarts, and forgotten when the limit is given back (it is in force again).
+    #[test]
+    fn the_value_before_enforcer_is_kept_until_the_limit_is_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("effects.json");
+        let mut r = EffectsRecord::load(&path);
+        let files = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(f, v)| (f.to_string(), v.to_string()))
+                .collect()
+        };
+        r.remember_before("yarn", files(&[("cpu.max", "150000 100000")]));
+        r.note(
+            "yarn",
+            &Operation::CpuLimit { cores: Some(1.0) },
+            "capacity",
+        )
+        .unwrap();
+        r.remember_before("yarn", files(&[("cpu.max", "100000 100000")]));
+        r.remember_before(
+            "yarn",
+            files(&[("memory.high", "max"), ("memory.max", "4294967296")]),
+        );
+        r.note(
+            "yarn",
+            &Operation::MemoryLimit {
+                bytes: Some(1 << 30),
+            },
+            "capacity",
+        )
+        .unwrap();
+        let mut back = EffectsRecord::load(&path);
+        assert_eq!(
+            back.before("yarn", LimitKind::Cpu),
+            Some(files(&[("cpu.max", "150000 100000")]))
+        );
+        assert_eq!(
+            back.before("yarn", LimitKind::Memory),
+            Some(files(&[
+                ("memory.high", "max"),
+                ("memory.max", "4294967296")
+            ]))
+        );
+        back.note("yarn", &Operation::CpuLimit { cores: None }, "capacity")
+            .unwrap();
+        let back = EffectsRecord::load(&path);
+        assert_eq!(back.before("yarn", LimitKind::Cpu), None);
+        assert!(back.before("yarn", LimitKind::Memory).is_some());
     }
 
     #[test]

@@ -37,6 +37,8 @@ struct Written {
     bytes: Option<Option<u64>>,
     cpu_backoff: Option<Instant>,
     memory_backoff: Option<Instant>,
+    /// The ladder's release was asked for this tick, its outcome not seen yet.
+    releasing: bool,
 }
 
 /// The capacity rule's wish for this tick.
@@ -144,6 +146,7 @@ impl OfflineLimits {
         let (cores, bytes) = restore_to.map_or((None, None), |(c, b)| (Some(c), Some(b)));
         let mut out = Vec::new();
         for p in parents {
+            self.written.entry(p.path.clone()).or_default().releasing = true;
             // Never below what the parent uses now, as in `capacity`.
             let bytes = bytes.map(|b| at_least_use(p, b));
             out.push(limit_request(
@@ -175,12 +178,12 @@ impl OfflineLimits {
     ) -> Vec<Effect> {
         self.written
             .retain(|path, _| parents.iter().any(|p| &p.path == path));
-        let Some(wish) = wish else {
-            return Vec::new();
-        };
         if held || self.squeezed {
             return Vec::new();
         }
+        let Some(wish) = wish else {
+            return self.give_back(parents, now);
+        };
         let (cores, bytes) = wish.per_parent;
         let mut out = Vec::new();
         for p in parents {
@@ -217,6 +220,39 @@ impl OfflineLimits {
         out
     }
 
+    /// Capacity is off (disabled, or by a reload, or for a successor of a daemon that had it
+    /// on): every limit still written is given back (the value from before enforcer, or
+    /// none), once, and after a failure not before the back-off.
+    fn give_back(&mut self, parents: &[Parent], now: Instant) -> Vec<Effect> {
+        let reason = serde_json::json!({
+            "trigger": "capacity",
+            "why": "capacity is off: the limit enforcer set is given back",
+        });
+        let mut out = Vec::new();
+        for p in parents {
+            let Some(w) = self.written.get(&p.path).filter(|w| !w.releasing) else {
+                continue;
+            };
+            if matches!(w.cores, Some(Some(_))) && w.cpu_backoff.is_none_or(|t| now >= t) {
+                out.push(limit_request(
+                    CAPACITY_STAGE,
+                    &p.path,
+                    Operation::CpuLimit { cores: None },
+                    &reason,
+                ));
+            }
+            if matches!(w.bytes, Some(Some(_))) && w.memory_backoff.is_none_or(|t| now >= t) {
+                out.push(limit_request(
+                    CAPACITY_STAGE,
+                    &p.path,
+                    Operation::MemoryLimit { bytes: None },
+                    &reason,
+                ));
+            }
+        }
+        out
+    }
+
     /// What came of a write: recorded when it took effect (or would have, in a dry run);
     /// a failed capacity write backs off.
     pub fn observe(&mut self, effect: &Effect, done: &Done, now: Instant) {
@@ -231,6 +267,7 @@ impl OfflineLimits {
             }
             _ => return,
         };
+        w.releasing = false;
         match &req.op {
             Operation::CpuLimit { cores } if took => w.cores = Some(*cores),
             Operation::CpuLimit { .. } if backoff => w.cpu_backoff = Some(now + FAILURE_BACKOFF),

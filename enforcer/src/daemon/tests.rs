@@ -15,7 +15,7 @@ use super::{
     protect::Protector,
 };
 use crate::{
-    actuators::{Operation, isolation::Previous, journal::Outcome},
+    actuators::{Operation, isolation::Previous, journal::Outcome, record::EffectsRecord},
     config::{CapacitySettings, IsolationConfig, ProtectionConfig},
     model::Priority,
     policy::{
@@ -313,6 +313,39 @@ fn without_capacity_the_step_down_lifts_the_limits() {
         4,
         "quota and memory lifted on both parents: {lifted:?}"
     );
+}
+
+/// A successor with capacity off, of a daemon that had it on: the capacity limits it finds
+/// in the record are given back once (the choke point writes the values from before
+/// enforcer), and nothing is written again after that.
+#[test]
+fn capacity_off_gives_back_the_limits_a_predecessor_set_once() {
+    let mut record = EffectsRecord::in_memory();
+    for parent in ["kubepods/besteffort", "yarn"] {
+        for op in [
+            Operation::CpuLimit { cores: Some(1.0) },
+            Operation::MemoryLimit {
+                bytes: Some(8 * GIB),
+            },
+        ] {
+            record.note(parent, &op, "capacity").unwrap();
+        }
+    }
+    let mut c = controllers(false);
+    assert!(
+        !c.adopt(&record, 0, Duration::from_secs(1)),
+        "nothing frozen or squeezed"
+    );
+    let census = census();
+    let first = writes(&tick(&mut c, &input(0.0, 0.2), &census, Outcome::Applied));
+    assert_eq!(first.len(), 4, "{first:?}");
+    assert!(first.iter().all(|(stage, _, op)| stage == "capacity"
+        && matches!(
+            op,
+            Operation::CpuLimit { cores: None } | Operation::MemoryLimit { bytes: None }
+        )));
+    let later = tick(&mut c, &input(0.1, 0.2), &census, Outcome::Applied);
+    assert!(writes(&later).is_empty(), "given back once: {later:?}");
 }
 
 #[test]

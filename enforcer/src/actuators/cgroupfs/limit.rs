@@ -1,4 +1,8 @@
-//! CPU quota and memory limit, on v1 or cgroup2, whichever has the controller.
+//! CPU quota and memory limit, on v1 or cgroup2, whichever has the controller; and what
+//! was there before enforcer (read before its first write, written back when it gives the
+//! limit back), so that lifting a limit never clobbers one the operator or kubelet set.
+
+use std::{collections::BTreeMap, path::PathBuf};
 
 use super::{
     dirs::CgroupDirs,
@@ -39,6 +43,114 @@ pub fn set_cpu_limit(dirs: &CgroupDirs, cores: Option<f64>) -> Result<(), Cgroup
         };
         write(&dir, "cpu.cfs_quota_us", &value)
     }
+}
+
+/// One of a cgroup's two limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Cpu,
+    Memory,
+}
+
+impl LimitKind {
+    /// Where this limit is in `dirs`, whether that is cgroup2, and its files in the order a
+    /// restore writes them (cgroup2 `memory.high` before the `memory.max` backstop, as
+    /// [`set_memory_limit`] does).
+    fn files(self, dirs: &CgroupDirs) -> Option<(PathBuf, bool, &'static [&'static str])> {
+        match self {
+            LimitKind::Cpu => {
+                let files: &[&str] = if dirs.cpu_is_v2 {
+                    &["cpu.max"]
+                } else {
+                    &["cpu.cfs_quota_us"]
+                };
+                Some((dirs.cpu.clone()?, dirs.cpu_is_v2, files))
+            }
+            LimitKind::Memory => {
+                let files: &[&str] = if dirs.memory_is_v2 {
+                    &["memory.high", "memory.max"]
+                } else {
+                    &["memory.limit_in_bytes"]
+                };
+                Some((dirs.memory.clone()?, dirs.memory_is_v2, files))
+            }
+        }
+    }
+
+    /// Whether `file` (a key of what [`read_limit`] returns) holds this limit.
+    pub fn holds(self, file: &str) -> bool {
+        match self {
+            LimitKind::Cpu => file.starts_with("cpu."),
+            LimitKind::Memory => file.starts_with("memory."),
+        }
+    }
+}
+
+/// What the files of `kind` hold now (file name → its text, trimmed): the value enforcer
+/// replaces with its first write, kept in the effects record. Empty when the cgroup has no
+/// hierarchy for that limit.
+pub fn read_limit(
+    dirs: &CgroupDirs,
+    kind: LimitKind,
+) -> Result<BTreeMap<String, String>, CgroupfsError> {
+    let Some((dir, _, files)) = kind.files(dirs) else {
+        return Ok(BTreeMap::new());
+    };
+    files
+        .iter()
+        .map(|f| Ok((f.to_string(), read(dir.join(f))?.trim().to_string())))
+        .collect()
+}
+
+/// Writes back what [`read_limit`] read; returns what was written, for the journal. On
+/// cgroup2 a `memory.max` from before that is below what the cgroup uses now (enforcer's own
+/// limit let it grow past it) is not written: the kernel would OOM-kill for it, and a kill is
+/// never the side effect of a limit. That is [`CgroupfsError::MemoryBelowUsage`], to retry
+/// once the use has come down.
+pub fn restore_limit(
+    dirs: &CgroupDirs,
+    kind: LimitKind,
+    before: &BTreeMap<String, String>,
+) -> Result<String, CgroupfsError> {
+    let (dir, v2, files) = kind
+        .files(dirs)
+        .ok_or_else(|| CgroupfsError::Unsupported(dirs.rel.clone(), "restore a limit"))?;
+    let controller = match kind {
+        LimitKind::Cpu => Controller::Cpu,
+        LimitKind::Memory => Controller::Memory,
+    };
+    let mut written = Vec::new();
+    for &file in files {
+        let Some(value) = before.get(file) else {
+            continue;
+        };
+        if v2
+            && file == "memory.max"
+            && let Ok(max) = value.parse::<u64>()
+        {
+            let used: u64 = read(dir.join("memory.current"))?
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            if used > max {
+                return Err(CgroupfsError::MemoryBelowUsage {
+                    path: dir.join(file),
+                    bytes: max,
+                });
+            }
+        }
+        let target = Target {
+            dir: &dir,
+            file,
+            v2: v2.then_some((controller, dirs.rel.as_str())),
+        };
+        write_to(target, value)?;
+        written.push(format!("{file} = {value:?}"));
+    }
+    Ok(format!(
+        "restored what was there before enforcer: {}",
+        written.join(", ")
+    ))
 }
 
 /// The `memory.max` kept above a cgroup2 `memory.high` of `high` bytes: an eighth of it,

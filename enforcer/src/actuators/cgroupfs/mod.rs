@@ -18,5 +18,7 @@ pub use freeze::{
     FREEZE_BUDGET, FREEZE_POLL, FREEZE_TRIES, FreezeState, set_frozen, v1_freeze_state,
     v2_freeze_state,
 };
-pub use limit::{memory_max_above, set_cpu_limit, set_memory_limit};
+pub use limit::{
+    LimitKind, memory_max_above, read_limit, restore_limit, set_cpu_limit, set_memory_limit,
+};
 pub use procs::{kill_all, pids};

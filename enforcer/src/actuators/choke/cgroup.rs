@@ -4,7 +4,7 @@ use super::{Actuator, transaction::Head};
 use crate::{
     actuators::{
         Operation, Request,
-        cgroupfs::{self, CgroupDirs},
+        cgroupfs::{self, CgroupDirs, LimitKind},
         journal::{JournalError, Outcome},
     },
     model::Class,
@@ -52,23 +52,44 @@ impl Actuator {
                     tracing::error!("effects record: {e}; applying anyway (protection first)");
                 }
             };
+            let dirs = CgroupDirs::resolve(&a.layout, &rel);
+            let limit = match req.op {
+                Operation::CpuLimit { .. } => Some(LimitKind::Cpu),
+                Operation::MemoryLimit { .. } => Some(LimitKind::Memory),
+                _ => None,
+            };
+            // Before enforcer's first write of a limit, what the files hold: giving the
+            // limit back restores it (persisted with the note, ahead of the write).
+            if let Some(kind) = limit.filter(|_| !gives_back)
+                && a.record.before(&rel, kind).is_none()
+            {
+                match cgroupfs::read_limit(&dirs, kind) {
+                    Ok(files) => a.record.remember_before(&rel, files),
+                    Err(e) => tracing::warn!(
+                        "{e}: the limit from before enforcer is unknown; giving it back lifts it"
+                    ),
+                }
+            }
             match req.op {
                 // A v1 kill freezes the cgroup first: held until the kill is done.
                 Operation::Kill => note(a, &Operation::Freeze),
                 _ if !gives_back => note(a, &req.op),
                 _ => {}
             }
-            let dirs = CgroupDirs::resolve(&a.layout, &rel);
-            let result = match &req.op {
-                Operation::CpuLimit { cores } => {
+            let before = limit
+                .filter(|_| gives_back)
+                .and_then(|kind| Some((kind, a.record.before(&rel, kind)?)));
+            let result = match (&req.op, before) {
+                (_, Some((kind, files))) => cgroupfs::restore_limit(&dirs, kind, &files).map(Some),
+                (Operation::CpuLimit { cores }, None) => {
                     cgroupfs::set_cpu_limit(&dirs, *cores).map(|()| None)
                 }
-                Operation::MemoryLimit { bytes } => {
+                (Operation::MemoryLimit { bytes }, None) => {
                     cgroupfs::set_memory_limit(&dirs, *bytes).map(|()| None)
                 }
-                Operation::Freeze => cgroupfs::set_frozen(&dirs, true).map(|()| None),
-                Operation::Thaw => cgroupfs::set_frozen(&dirs, false).map(|()| None),
-                Operation::Kill => cgroupfs::kill_all(&dirs, a.kill_timeout)
+                (Operation::Freeze, None) => cgroupfs::set_frozen(&dirs, true).map(|()| None),
+                (Operation::Thaw, None) => cgroupfs::set_frozen(&dirs, false).map(|()| None),
+                (Operation::Kill, None) => cgroupfs::kill_all(&dirs, a.kill_timeout)
                     .map(|n| Some(format!("{n} processes killed"))),
             };
             if gives_back && result.is_ok() {
