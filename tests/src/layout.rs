@@ -98,6 +98,37 @@ impl Unit {
         }
     }
 
+    /// A unit at `name` below this one, in every hierarchy. This unit's
+    /// `cgroup.subtree_control` is left as it is: on cgroup2 nothing is delegated to the
+    /// child (no `cpu.max`, no `memory.max` there) unless the test enables it.
+    pub fn child(&self, name: &str) -> Unit {
+        let leaves = self
+            .leaves
+            .iter()
+            .map(|l| TestCgroup::create_at(l.dir(), name))
+            .collect();
+        Unit {
+            leaves,
+            _tops: Vec::new(),
+            rel: format!("{}/{name}", self.rel),
+            name: format!("{}/{name}", self.name),
+            cpu: self.cpu.clone(),
+            cpuacct: self.cpuacct.clone(),
+            memory: self.memory.clone(),
+        }
+    }
+
+    /// The unit's own directory in the hierarchy of `controller` and whether that is
+    /// cgroup2 (`None`: no such controller on this node).
+    pub fn controller_dir(&self, controller: &str) -> Option<(PathBuf, bool)> {
+        let p = match controller {
+            "cpu" => Some(&self.cpu),
+            "memory" => self.memory.as_ref(),
+            _ => None,
+        }?;
+        Some((self.dir_in(p), p.v2))
+    }
+
     fn dir_in(&self, p: &Place) -> PathBuf {
         p.mount.join(&self.rel)
     }

@@ -139,3 +139,38 @@ fn a_forking_unit_is_left_empty_on_this_layout() {
     apply(&mut f, &unit, Operation::Kill);
     assert!(unit.pids().is_empty(), "survivors: {:?}", unit.pids());
 }
+
+/// Giving a limit back puts the cgroup's own back (what an operator or kubelet set), not
+/// "no limit": the choke point reads the files before its first write and writes them
+/// again when the limit is lifted, on whatever layout this node has.
+#[test]
+fn a_limit_given_back_restores_the_units_own_on_this_layout() {
+    require_root();
+    let unit = Unit::create("enf-lown");
+    unit.set_own_limits(1.5, 3 << 30);
+    let texts = || -> Vec<String> {
+        unit.limit_files()
+            .iter()
+            .map(|(dir, f)| std::fs::read_to_string(dir.join(f)).unwrap())
+            .collect()
+    };
+    let own = texts();
+    let mut f = actuator(&unit);
+    apply(&mut f, &unit, Operation::CpuLimit { cores: Some(0.3) });
+    if unit.has_memory() {
+        apply(
+            &mut f,
+            &unit,
+            Operation::MemoryLimit {
+                bytes: Some(512 * MIB),
+            },
+        );
+    }
+    assert!((unit.cpu_quota_cores().unwrap() - 0.3).abs() < 0.01);
+    assert!(texts().iter().zip(&own).all(|(now, own)| now != own), "{:?}", texts());
+    apply(&mut f, &unit, Operation::CpuLimit { cores: None });
+    if unit.has_memory() {
+        apply(&mut f, &unit, Operation::MemoryLimit { bytes: None });
+    }
+    assert_eq!(texts(), own);
+}

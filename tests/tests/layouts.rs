@@ -93,3 +93,112 @@ enabled = false
     );
     eprintln!("cpu time: daemon {seen:?} s, kernel {kernel:.3} s");
 }
+
+/// An offline parent below a cgroup that does not delegate to it: on cgroup2 the daemon
+/// says, for each of the cpu and memory controllers, which `cgroup.subtree_control` lacks
+/// it (in the status, and the feature's metric at 0), and says it for a parent that appears
+/// after the start (kubelet creates the BestEffort slice with its first pod). v1
+/// hierarchies have no delegation: there nothing is said for the parent.
+#[test]
+fn an_offline_parent_without_its_controllers_delegated_is_said_on_this_layout() {
+    require_root();
+    let outer = Unit::create("enf-deleg");
+    let daemon = Daemon::start(
+        "",
+        &format!(
+            r#"
+[classify]
+append_defaults = true
+[[classify.rules]]
+name = "test-offline"
+match = '{}/inner$'
+class = "offline"
+priority = "P3"
+
+[capacity]
+enabled = false
+"#,
+            outer.name
+        ),
+    );
+    let inner = outer.child("inner");
+    let undelegated: Vec<&str> = ["cpu", "memory"]
+        .into_iter()
+        .filter(|c| inner.controller_dir(c).is_some_and(|(_, v2)| v2))
+        .collect();
+    let parent_gaps = || -> Vec<String> {
+        status(&daemon)["protection"]["controller_gaps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|g| g["controller"] != "pids")
+            .filter(|g| g["explain"].as_str().is_some_and(|e| e.contains(&outer.rel)))
+            .map(|g| g["controller"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    if undelegated.is_empty() {
+        // Wait until the daemon has the parent, then nothing may be said of it.
+        let series = format!(
+            r#"enforcer_cgroup_cpu_seconds_total{{cgroup="{}",class="offline",priority="P3"}}"#,
+            inner.path()
+        );
+        let _hog = inner.spawn(cpu_hog(1.0));
+        assert!(
+            wait_until(Duration::from_secs(10), || metric_value(
+                &daemon.scrape(),
+                &series
+            )
+            .is_some()),
+            "the daemon never counted the parent"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(parent_gaps(), Vec::<String>::new());
+        return;
+    }
+    let mut seen = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = parent_gaps();
+            seen == undelegated
+        }),
+        "gaps said for the parent: {seen:?}, expected {undelegated:?}:\n{:#}\n{}",
+        status(&daemon)["protection"]["controller_gaps"],
+        daemon.log()
+    );
+    let gaps = status(&daemon)["protection"]["controller_gaps"].clone();
+    for g in gaps.as_array().unwrap() {
+        if let Some(e) = g["explain"].as_str().filter(|e| e.contains(&outer.rel))
+            && g["controller"] != "pids"
+        {
+            assert!(
+                e.contains(&format!("{}/cgroup.subtree_control", outer.rel)),
+                "names the file to fix: {e}"
+            );
+        }
+    }
+    let scrape = daemon.scrape();
+    for (controller, feature) in [("cpu", "cpu_quota"), ("memory", "memory_limits")] {
+        if undelegated.contains(&controller) {
+            assert_eq!(
+                metric_value(
+                    &scrape,
+                    &format!(r#"enforcer_feature_enabled{{feature="{feature}"}}"#)
+                ),
+                Some(0.0),
+                "{scrape}"
+            );
+        }
+    }
+    let log = daemon.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains(&format!("{}/cgroup.subtree_control", outer.rel)))
+        .filter(|l| !l.contains("pids controller"))
+        .count();
+    assert_eq!(
+        lines,
+        undelegated.len(),
+        "one line each:\n{log}"
+    );
+}

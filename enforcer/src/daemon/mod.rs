@@ -9,6 +9,7 @@ pub mod capacity;
 pub mod census;
 pub mod controllers;
 mod discovery;
+mod gaps;
 pub mod effects;
 pub mod isolate;
 pub mod limits;
@@ -478,6 +479,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             pods: pods::PodWatch::new(pod_nudge),
             procs: Default::default(),
             offline_shape: Default::default(),
+            parent_gaps: gaps::ParentGaps::new(sites),
         };
         std::thread::Builder::new()
             .name("sampler".into())

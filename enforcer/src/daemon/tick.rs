@@ -107,6 +107,9 @@ pub(super) struct SamplerLoop {
     pub(super) procs: super::procs::ProcsReader,
     /// The offline parents, units and cgroups, computed again when the index changes.
     pub(super) offline_shape: census::OfflineShape,
+    /// Controllers missing or not delegated to the offline parents, checked again when
+    /// the parents change.
+    pub(super) parent_gaps: super::gaps::ParentGaps,
 }
 
 impl SamplerLoop {
@@ -276,6 +279,12 @@ impl SamplerLoop {
             .enabled()
             .then_some((&mut self.procs, now));
         let census = census::read(host, &self.cgroup_roots, &view, engaged, procs);
+        if let Some(gaps) = self
+            .parent_gaps
+            .update(host, census.parents.iter().map(|p| p.path.as_str()))
+        {
+            self.controllers.protector.view.controller_gaps = gaps.to_vec();
+        }
         let alive = |pid| host::alive(host, pid);
         let decided = self
             .controllers
