@@ -167,7 +167,11 @@ fn a_limit_given_back_restores_the_units_own_on_this_layout() {
         );
     }
     assert!((unit.cpu_quota_cores().unwrap() - 0.3).abs() < 0.01);
-    assert!(texts().iter().zip(&own).all(|(now, own)| now != own), "{:?}", texts());
+    assert!(
+        texts().iter().zip(&own).all(|(now, own)| now != own),
+        "{:?}",
+        texts()
+    );
     apply(&mut f, &unit, Operation::CpuLimit { cores: None });
     if unit.has_memory() {
         apply(&mut f, &unit, Operation::MemoryLimit { bytes: None });

@@ -133,7 +133,11 @@ enabled = false
             .unwrap_or_default()
             .iter()
             .filter(|g| g["controller"] != "pids")
-            .filter(|g| g["explain"].as_str().is_some_and(|e| e.contains(&outer.rel)))
+            .filter(|g| {
+                g["explain"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&outer.rel))
+            })
             .map(|g| g["controller"].as_str().unwrap_or("?").to_string())
             .collect()
     };
@@ -196,9 +200,5 @@ enabled = false
         .filter(|l| l.contains(&format!("{}/cgroup.subtree_control", outer.rel)))
         .filter(|l| !l.contains("pids controller"))
         .count();
-    assert_eq!(
-        lines,
-        undelegated.len(),
-        "one line each:\n{log}"
-    );
+    assert_eq!(lines, undelegated.len(), "one line each:\n{log}");
 }

@@ -70,6 +70,14 @@ impl CapacityController {
         Some((a.cpu_cores / n as f64, a.memory_bytes / n as u64))
     }
 
+    /// The least memory limit any writer may give each of `parents` offline parents: the
+    /// rule's floor shared among them (whether or not the rule is on, the ladder's squeeze
+    /// never goes below it: an empty BestEffort slice squeezed "to what it uses" would get
+    /// a limit of 0 for its next pod).
+    pub fn memory_floor_per_parent(&self, node_memory_bytes: u64, parents: usize) -> u64 {
+        self.settings.rule.memory_floor.bytes(node_memory_bytes) / parents.max(1) as u64
+    }
+
     /// One step toward the rule's target; returns what the parents should be written.
     pub fn tick(
         &mut self,

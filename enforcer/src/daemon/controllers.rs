@@ -69,6 +69,9 @@ impl Controllers {
         let parents = census.parents.len();
         // A step down restores the values the capacity rule had reached so far.
         let restore_to = self.capacity.per_parent(parents);
+        self.limits.memory_floor = self
+            .capacity
+            .memory_floor_per_parent(input.node.memory_bytes, parents);
         let mut effects = self.protector.step(
             signals,
             census,

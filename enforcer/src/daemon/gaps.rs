@@ -62,7 +62,10 @@ mod tests {
         let be = "kubepods.slice/kubepods-besteffort.slice";
         let host = FakeHost::with(&[
             ("/sys/fs/cgroup/cgroup.controllers", "cpu io memory pids\n"),
-            ("/sys/fs/cgroup/cgroup.subtree_control", "cpu io memory pids\n"),
+            (
+                "/sys/fs/cgroup/cgroup.subtree_control",
+                "cpu io memory pids\n",
+            ),
             ("/sys/fs/cgroup/kubepods.slice/cgroup.procs", ""),
             (
                 "/sys/fs/cgroup/kubepods.slice/cgroup.subtree_control",
@@ -77,11 +80,16 @@ mod tests {
         )
         .unwrap();
         let mut gaps = ParentGaps::new(ControllerSites::of(&layout));
-        assert_eq!(gaps.update(&host, std::iter::empty()).map(<[Gap]>::len), Some(0));
+        assert_eq!(
+            gaps.update(&host, std::iter::empty()).map(<[Gap]>::len),
+            Some(0)
+        );
         let found = gaps.update(&host, [be].into_iter()).unwrap().to_vec();
         assert_eq!(found.len(), 1, "{found:#?}");
         assert!(
-            found[0].explain.contains("kubepods.slice/cgroup.subtree_control"),
+            found[0]
+                .explain
+                .contains("kubepods.slice/cgroup.subtree_control"),
             "{}",
             found[0].explain
         );

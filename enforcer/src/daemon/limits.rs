@@ -58,6 +58,9 @@ pub struct OfflineLimits {
     /// The ladder is squeezing: the capacity rule waits.
     squeezed: bool,
     written: HashMap<String, Written>,
+    /// The least memory limit the squeeze writes on a parent (the capacity rule's floor,
+    /// shared among the parents).
+    pub memory_floor: u64,
 }
 
 /// `bytes`, raised so that no limit written can make the kernel OOM-kill offline work for
@@ -99,7 +102,8 @@ impl OfflineLimits {
     }
 
     /// The ladder throttles: each parent's quota to `cores_per_parent`, and its memory limit
-    /// to what it uses now (memory stops growing without a reclaim storm).
+    /// to what it uses now (memory stops growing without a reclaim storm), never below the
+    /// floor.
     pub fn squeeze(
         &mut self,
         d: &Decision,
@@ -124,7 +128,7 @@ impl OfflineLimits {
                     stage,
                     &p.path,
                     Operation::MemoryLimit {
-                        bytes: Some(at_least_use(p, used)),
+                        bytes: Some(at_least_use(p, used).max(self.memory_floor)),
                     },
                     &reason,
                 ));

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::journal::render_journal;
+use super::{journal::render_journal, status::parent_lines};
 use crate::{actuators::journal::Entry, surfaces::snapshot::Snapshot};
 
 /// `enforcer explain`: where the ladder stands and why, against its thresholds.
@@ -28,6 +28,10 @@ pub fn render_explain(s: &Snapshot, recent: &[Entry]) -> String {
         yes_no(p.frozen),
         yes_no(p.node_sick)
     );
+    if !s.capacity.parents.is_empty() {
+        let _ = writeln!(out, "  offline parents:");
+        out.push_str(&parent_lines(&s.capacity.parents, "    "));
+    }
     if let Some(t) = &p.thresholds {
         let _ = writeln!(
             out,

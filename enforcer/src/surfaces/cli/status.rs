@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{priority, rate};
 use crate::{
     model::tc::rate_str,
-    surfaces::snapshot::{NetworkSnapshot, Snapshot},
+    surfaces::snapshot::{NetworkSnapshot, ParentState, Snapshot},
 };
 
 /// `enforcer status`: the node, its classes, the ladder, the sampler, then the network.
@@ -128,20 +128,6 @@ pub fn render_status(s: &Snapshot) -> String {
                 ""
             }
         );
-        for p in &c.parents {
-            let _ = writeln!(
-                out,
-                "  /{}: {}quota {}, memory limit {} (read back from the kernel)",
-                p.path,
-                if p.frozen { "FROZEN, " } else { "" },
-                p.cpu_quota_cores
-                    .map_or("none".to_string(), |q| format!("{q:.2} cores")),
-                p.memory_limit_bytes.map_or("none".to_string(), |b| format!(
-                    "{:.1} GiB",
-                    b as f64 / (1u64 << 30) as f64
-                )),
-            );
-        }
         if c.clamped {
             let _ = writeln!(
                 out,
@@ -150,6 +136,10 @@ pub fn render_status(s: &Snapshot) -> String {
             );
         }
     }
+    if !c.enabled && !c.parents.is_empty() {
+        let _ = writeln!(out, "offline parents (capacity rule off):");
+    }
+    out.push_str(&parent_lines(&c.parents, "  "));
     let _ = writeln!(
         out,
         "protection: stage {}, scheduling {}{}",
@@ -270,6 +260,28 @@ fn render_network(n: &NetworkSnapshot) -> String {
                 if i.shaped { "  (shaped)" } else { "" }
             );
         }
+    }
+    out
+}
+
+/// One line per offline parent with what the kernel has on it (read back from cgroupfs every
+/// tick, never what the daemon believes it wrote), whether or not the capacity rule is on: a
+/// freeze or a squeeze of the ladder shows here too.
+pub(super) fn parent_lines(parents: &[ParentState], indent: &str) -> String {
+    let mut out = String::new();
+    for p in parents {
+        let _ = writeln!(
+            out,
+            "{indent}/{}: {}quota {}, memory limit {} (read back from the kernel)",
+            p.path,
+            if p.frozen { "FROZEN, " } else { "" },
+            p.cpu_quota_cores
+                .map_or("none".to_string(), |q| format!("{q:.2} cores")),
+            p.memory_limit_bytes.map_or("none".to_string(), |b| format!(
+                "{:.1} GiB",
+                b as f64 / (1u64 << 30) as f64
+            )),
+        );
     }
     out
 }

@@ -7,7 +7,7 @@ use super::encode::{Fmt, Labels, counter, flag, gauge, one};
 use crate::{
     model::controllers::{Feature, features_off},
     policy::ladder::Stage,
-    surfaces::snapshot::{CapacityView, ProtectionView},
+    surfaces::snapshot::{CapacityView, ParentState, ProtectionView},
 };
 
 pub(super) fn encode(enc: &mut DescriptorEncoder, p: &ProtectionView, c: &CapacityView) -> Fmt {
@@ -134,5 +134,31 @@ fn capacity(enc: &mut DescriptorEncoder, c: &CapacityView) -> Fmt {
         "enforcer_capacity_clamped",
         "1 while the capacity rule leaves offline memory no more than its floor (the floor is applied, never 0).",
         &one(flag(c.clamped)),
+    )?;
+    // What the kernel has on each offline parent, read back from cgroupfs (never what the
+    // daemon believes it wrote). A handful of parents per node: a bounded label.
+    let per_parent = |value: &dyn Fn(&ParentState) -> f64| -> Vec<(Labels, f64)> {
+        c.parents
+            .iter()
+            .map(|p| (vec![("parent", format!("/{}", p.path))], value(p)))
+            .collect()
+    };
+    gauge(
+        enc,
+        "enforcer_offline_parent_frozen",
+        "1 while the kernel has this offline parent frozen or freezing (read back from cgroupfs).",
+        &per_parent(&|p| flag(p.frozen)),
+    )?;
+    gauge(
+        enc,
+        "enforcer_offline_parent_cpu_quota_cores",
+        "The CPU quota in force on this offline parent, read back from cgroupfs (+Inf: none).",
+        &per_parent(&|p| p.cpu_quota_cores.unwrap_or(f64::INFINITY)),
+    )?;
+    gauge(
+        enc,
+        "enforcer_offline_parent_memory_limit_bytes",
+        "The memory limit in force on this offline parent, read back from cgroupfs: cgroup2's memory.high (or memory.max when lower), v1's memory.limit_in_bytes (+Inf: none).",
+        &per_parent(&|p| p.memory_limit_bytes.map_or(f64::INFINITY, |b| b as f64)),
     )
 }

@@ -15,7 +15,8 @@ use crate::{
     surfaces::snapshot::{
         CapacityView, CgroupNet, CgroupUsage, ClassMemory, ClassNet, ClassReclaim, ClassUsage,
         ConfigView, Directions, FilesystemUsage, InterfaceTraffic, NetworkSnapshot, NetworkView,
-        ProtectionView, ReclaimStatsView, ReclaimTotals, SamplerHealth, Snapshot, TcHealth,
+        ParentState, ProtectionView, ReclaimStatsView, ReclaimTotals, SamplerHealth, Snapshot,
+        TcHealth,
     },
 };
 
@@ -174,7 +175,20 @@ pub(crate) fn sample() -> Snapshot {
             held: false,
             clamped: false,
             memory_floor_bytes: 0,
-            parents: Vec::new(),
+            parents: vec![
+                ParentState {
+                    path: "kubepods.slice/kubepods-besteffort.slice".into(),
+                    frozen: false,
+                    cpu_quota_cores: Some(2.5),
+                    memory_limit_bytes: Some(8 << 30),
+                },
+                ParentState {
+                    path: "hadoop-yarn".into(),
+                    frozen: true,
+                    cpu_quota_cores: None,
+                    memory_limit_bytes: None,
+                },
+            ],
         },
         memory: vec![
             ClassMemory {
