@@ -1,4 +1,4 @@
-//! `actuators::tc::decode_dump`: the kernel's qdisc, class and filter dumps, from every pod
+//! `actuators::tc::decode_dump`: the kernel's link, qdisc, class and filter dumps, from every pod
 //! namespace the reconciler enters (a pod can put what it likes in its own namespace's tc).
 //!
 //! Beyond "no panic": what enforcer decodes it can write back: an HTB class, an HTB root's

@@ -224,6 +224,9 @@ def tc_dump():
         put("tc_dump", name.lower(), b)
         if name != "CLASS_ADD_RATE64":
             dump += b
+    with open(os.path.join(ROOT, "enforcer", "src", "actuators", "tc", "captures",
+                           "link_answers.bin"), "rb") as f:
+        put("tc_dump", "link_answers", f.read())
     put("tc_dump", "dump-of-several", dump)
     put("tc_dump", "dump-truncated", dump[: len(dump) - 7])
 

@@ -11,14 +11,12 @@ use std::{fs::File, io, path::Path};
 
 use futures_util::{StreamExt, future::join_all};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::{
-    RouteNetlinkMessage,
-    link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
-};
+use netlink_packet_route::RouteNetlinkMessage;
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::Handle;
 use thiserror::Error;
 
+pub use super::decode::Link;
 use super::{
     codec::{TcOp, class_dump, filter_dump, ifb_add, link_del, link_dump, link_get, qdisc_dump},
     decode::{Dumped, QdiscInfo, decode_message},
@@ -44,62 +42,6 @@ impl TcError {
             | TcError::Op { source, .. } => source.raw_os_error(),
         }
     }
-}
-
-/// A link as a dump reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    pub ifindex: u32,
-    pub name: String,
-    /// `macvlan`, `ifb`, `veth`, `bond`, ... (`None`: a physical device).
-    pub kind: Option<String>,
-    /// IFLA_LINK: the lower device's ifindex (a macvlan's parent).
-    pub parent: Option<u32>,
-    /// IFLA_LINK_NETNSID: set when the lower device lives in another namespace.
-    pub parent_netnsid: Option<i32>,
-    pub mac: Vec<u8>,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub up: bool,
-}
-
-fn link_of(m: &LinkMessage) -> Link {
-    let mut link = Link {
-        ifindex: m.header.index,
-        name: String::new(),
-        kind: None,
-        parent: None,
-        parent_netnsid: None,
-        mac: Vec::new(),
-        rx_bytes: 0,
-        tx_bytes: 0,
-        up: m.header.flags.contains(LinkFlags::Up),
-    };
-    for a in &m.attributes {
-        match a {
-            LinkAttribute::IfName(n) => link.name = n.clone(),
-            LinkAttribute::Link(p) => link.parent = Some(*p),
-            LinkAttribute::LinkNetNsId(id) => link.parent_netnsid = Some(*id),
-            LinkAttribute::Address(mac) => link.mac = mac.clone(),
-            LinkAttribute::Stats64(s) => {
-                link.rx_bytes = s.rx_bytes;
-                link.tx_bytes = s.tx_bytes;
-            }
-            LinkAttribute::LinkInfo(infos) => {
-                for i in infos {
-                    if let LinkInfo::Kind(k) = i {
-                        link.kind = Some(match k {
-                            InfoKind::MacVlan => "macvlan".into(),
-                            InfoKind::Ifb => "ifb".into(),
-                            other => other.to_string(),
-                        });
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    link
 }
 
 /// A connection inside one namespace. Must be opened and used within a tokio runtime.
@@ -165,10 +107,9 @@ impl NsConn {
         let answers = exchange(self.handle.clone(), link_dump())
             .await
             .map_err(TcError::Netlink)?;
-        Ok(answers
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_of(l)),
+        Ok(dumped(&answers)
+            .filter_map(|d| match d {
+                Dumped::Link(l) => Some(l),
                 _ => None,
             })
             .collect())

@@ -1,4 +1,4 @@
-//! Decoding the kernel's qdisc, class and filter dumps into [`crate::model::tc`] values.
+//! Decoding the kernel's link, qdisc, class and filter dumps into [`crate::model::tc`] values.
 //!
 //! HTB's options are opaque to netlink-packet-route (it keeps them as one attribute): the
 //! nested `TCA_HTB_*` attributes are walked here.
@@ -10,6 +10,7 @@
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload, Nla, NlasIterator};
 use netlink_packet_route::{
     RouteNetlinkMessage,
+    link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
     tc::{
         TcAction, TcActionAttribute, TcActionMirrorOption, TcActionOption, TcAttribute,
         TcFilterBpfOption, TcFilterU32Option, TcMessage, TcMirrorActionType, TcOption,
@@ -30,9 +31,66 @@ pub struct QdiscInfo {
     pub htb_default: Option<u16>,
 }
 
-/// One object of a qdisc, class or filter dump.
+/// A link as a dump reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub ifindex: u32,
+    pub name: String,
+    /// `macvlan`, `ifb`, `veth`, `bond`, ... (`None`: a physical device).
+    pub kind: Option<String>,
+    /// IFLA_LINK: the lower device's ifindex (a macvlan's parent).
+    pub parent: Option<u32>,
+    /// IFLA_LINK_NETNSID: set when the lower device lives in another namespace.
+    pub parent_netnsid: Option<i32>,
+    pub mac: Vec<u8>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub up: bool,
+}
+
+fn link_of(m: &LinkMessage) -> Link {
+    let mut link = Link {
+        ifindex: m.header.index,
+        name: String::new(),
+        kind: None,
+        parent: None,
+        parent_netnsid: None,
+        mac: Vec::new(),
+        rx_bytes: 0,
+        tx_bytes: 0,
+        up: m.header.flags.contains(LinkFlags::Up),
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Link(p) => link.parent = Some(*p),
+            LinkAttribute::LinkNetNsId(id) => link.parent_netnsid = Some(*id),
+            LinkAttribute::Address(mac) => link.mac = mac.clone(),
+            LinkAttribute::Stats64(s) => {
+                link.rx_bytes = s.rx_bytes;
+                link.tx_bytes = s.tx_bytes;
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        link.kind = Some(match k {
+                            InfoKind::MacVlan => "macvlan".into(),
+                            InfoKind::Ifb => "ifb".into(),
+                            other => other.to_string(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+/// One object of a link, qdisc, class or filter dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dumped {
+    Link(Link),
     Qdisc(QdiscInfo),
     Class(HtbClass),
     Filter(Filter),
@@ -42,6 +100,7 @@ pub enum Dumped {
 /// model (another message type, a class of another qdisc, a classifier head).
 pub(super) fn decode_message(m: &RouteNetlinkMessage) -> Option<Dumped> {
     match m {
+        RouteNetlinkMessage::NewLink(l) => Some(Dumped::Link(link_of(l))),
         RouteNetlinkMessage::NewQueueDiscipline(t) => Some(Dumped::Qdisc(decode_qdisc(t))),
         RouteNetlinkMessage::NewTrafficClass(t) => decode_class(t).map(Dumped::Class),
         RouteNetlinkMessage::NewTrafficFilter(t) => decode_filter(t).map(Dumped::Filter),

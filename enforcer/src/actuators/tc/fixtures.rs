@@ -6,7 +6,7 @@
 //! ignores them when the ratespec names a link layer, so enforcer does not send them and the
 //! comparison drops them from `tc`'s message.
 
-use super::super::decode::{Dumped, decode_class, decode_dump, decode_filter, decode_qdisc};
+use super::super::decode::{Dumped, Link, decode_class, decode_dump, decode_filter, decode_qdisc};
 use super::*;
 use crate::model::tc::{Filter, classid, xmit_ticks};
 
@@ -311,6 +311,38 @@ fn a_dump_buffer_decodes_message_by_message() {
     bytes.extend([0x40, 0, 0, 0, 0x24]);
     assert_eq!(decode_dump(&bytes), all);
     assert!(decode_dump(&[]).is_empty());
+}
+
+/// The kernel's answer to a link dump (`RTM_NEWLINK` messages, the final `NLMSG_DONE` left
+/// out) in a namespace holding `lo`, a veth `bond0` (peer `peer0`) and a macvlan `eth1` on
+/// `bond0`, as a test namespace of enforcer sets it up: captured from a raw NETLINK_ROUTE
+/// socket on kernel 6.18. The fuzzer's seed for link answers (`fuzz/seeds/make.py`).
+const LINK_ANSWERS: &[u8] = include_bytes!("captures/link_answers.bin");
+
+#[test]
+fn link_answers_decode_to_names_kinds_and_parents() {
+    let links: Vec<Link> = decode_dump(LINK_ANSWERS)
+        .into_iter()
+        .filter_map(|d| match d {
+            Dumped::Link(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["lo", "peer0", "bond0", "eth1"]);
+    let by_name = |n: &str| links.iter().find(|l| l.name == n).unwrap();
+    let (bond0, eth1) = (by_name("bond0"), by_name("eth1"));
+    assert_eq!(bond0.kind.as_deref(), Some("veth"));
+    assert_eq!(eth1.kind.as_deref(), Some("macvlan"));
+    assert_eq!(eth1.parent, Some(bond0.ifindex));
+    assert_eq!(eth1.parent_netnsid, None);
+    assert_eq!(by_name("lo").kind, None);
+    assert_eq!(bond0.mac.len(), 6);
+    assert!(bond0.up && eth1.up);
+    // Cut anywhere, the answers decode to a prefix of the links, never a panic.
+    for cut in (0..LINK_ANSWERS.len()).step_by(97) {
+        assert!(decode_dump(&LINK_ANSWERS[..cut]).len() <= links.len());
+    }
 }
 
 #[test]
