@@ -62,6 +62,10 @@ pub struct Launch {
     /// namespace of the daemon's own: the daemon sees it, the host does not (the test
     /// reaches it through `/proc/<pid>/root`).
     pub private_tmpfs: Option<(PathBuf, u64)>,
+    /// Directories bind-mounted read-only onto themselves in that private mount namespace
+    /// (e.g. a cgroup's directories: the daemon's writes there fail with EROFS, as on a node
+    /// whose agent was given a read-only `/sys/fs/cgroup`); the host's mounts are untouched.
+    pub read_only: Vec<PathBuf>,
 }
 
 pub struct Daemon {
@@ -73,6 +77,7 @@ pub struct Daemon {
     log: PathBuf,
     flags: Vec<String>,
     private_tmpfs: Option<(PathBuf, u64)>,
+    read_only: Vec<PathBuf>,
 }
 
 impl Daemon {
@@ -111,6 +116,7 @@ impl Daemon {
             log,
             flags: launch.flags,
             private_tmpfs: launch.private_tmpfs,
+            read_only: launch.read_only,
         };
         daemon.spawn();
         daemon
@@ -130,8 +136,8 @@ impl Daemon {
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log);
-        if let Some((dir, size)) = &self.private_tmpfs {
-            private_tmpfs(&mut command, dir, *size);
+        if self.private_tmpfs.is_some() || !self.read_only.is_empty() {
+            private_mounts(&mut command, self.private_tmpfs.as_ref(), &self.read_only);
         }
         self.child = Some(ChildGuard::spawn(command));
         self.wait_ready(Duration::from_secs(20));
@@ -243,12 +249,18 @@ impl Drop for Daemon {
 }
 
 /// Runs `command` in a mount namespace of its own (nothing propagates back to the host)
-/// with a tmpfs of `size` bytes at `dir`.
-fn private_tmpfs(command: &mut Command, dir: &Path, size: u64) {
+/// with a tmpfs of `size` bytes at `dir` and each of `read_only` bound read-only onto itself.
+fn private_mounts(command: &mut Command, tmpfs: Option<&(PathBuf, u64)>, read_only: &[PathBuf]) {
     use std::{ffi::CString, os::unix::ffi::OsStrExt, os::unix::process::CommandExt};
+    let c_path = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("path without NUL");
     // Everything allocated before the fork: the child only makes system calls.
-    let target = CString::new(dir.as_os_str().as_bytes()).expect("path without NUL");
-    let options = CString::new(format!("size={size}")).expect("no NUL");
+    let tmpfs = tmpfs.map(|(dir, size)| {
+        (
+            c_path(dir),
+            CString::new(format!("size={size}")).expect("no NUL"),
+        )
+    });
+    let read_only: Vec<CString> = read_only.iter().map(|p| c_path(p)).collect();
     let fail = || Err(std::io::Error::last_os_error());
     // SAFETY: the closure only calls unshare(2) and mount(2) on memory it owns.
     unsafe {
@@ -267,15 +279,29 @@ fn private_tmpfs(command: &mut Command, dir: &Path, size: u64) {
             {
                 return fail();
             }
-            if libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                options.as_ptr().cast(),
-            ) != 0
+            if let Some((target, options)) = &tmpfs
+                && libc::mount(
+                    c"tmpfs".as_ptr(),
+                    target.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    options.as_ptr().cast(),
+                ) != 0
             {
                 return fail();
+            }
+            for dir in &read_only {
+                if libc::mount(dir.as_ptr(), dir.as_ptr(), none, libc::MS_BIND, none.cast()) != 0
+                    || libc::mount(
+                        none,
+                        dir.as_ptr(),
+                        none,
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                        none.cast(),
+                    ) != 0
+                {
+                    return fail();
+                }
             }
             Ok(())
         });

@@ -1,7 +1,8 @@
 //! Failure at the choke point, against the real kernel: a cgroup removed between the
 //! decision and the write, and a v1 memory limit the kernel cannot reclaim down to, are one
 //! journaled failure each (intent, then the failure naming the cgroup and the cause) — no
-//! retry, no crash, and nothing else touched; a thaw that fails is not forgotten.
+//! retry, no crash, and nothing else touched; a thaw that fails is not forgotten; a daemon
+//! that sees an offline unit's cgroups read-only fails each action on it once and goes on.
 
 use std::{process::Command, sync::Arc, time::Duration};
 
@@ -227,5 +228,124 @@ fn a_thaw_that_fails_leaves_the_freeze_in_the_effects_record() {
     assert_eq!(
         frozen_in(&EffectsRecord::load(&state.join("effects.json"))),
         None
+    );
+}
+
+/// A node where the daemon sees one offline unit's cgroups read-only (an agent given a
+/// read-only `/sys/fs/cgroup`, a runtime's bind mount): the ladder's throttle and freeze of
+/// that unit each fail once, journaled naming the file and the cause, and are not tried
+/// again tick after tick; the writable unit beside it is throttled and frozen as usual, and
+/// the daemon goes on ticking. The read-only mounts are binds in the daemon's own private
+/// mount namespace: the host's hierarchies are not touched.
+#[test]
+fn a_read_only_cgroup_is_one_journaled_failure_per_action_and_the_daemon_goes_on() {
+    use enforcer_tests::{
+        daemon::{Daemon, Launch},
+        workload::{Workload, status, taken},
+    };
+    require_root();
+    let base = unique_name("enf-ro");
+    let config = format!(
+        r#"
+[classify]
+append_defaults = true
+[[classify.rules]]
+name = "test-locked"
+match = '{base}-locked$'
+class = "offline"
+priority = "debug"
+[[classify.rules]]
+name = "test-free"
+match = '{base}-free$'
+class = "offline"
+priority = "P3"
+
+[ladder]
+cpu_trigger = 0.45
+cpu_recover = 0.30
+sustain = "300ms"
+throttle_after = "0s"
+freeze_after = "0s"
+evict_after = "600s"
+throttle_cpu_share = 0.05
+
+[capacity]
+enabled = false
+"#
+    );
+    let locked = Workload::new(&format!("{base}-locked"));
+    let free = Workload::new(&format!("{base}-free"));
+    let launch = Launch {
+        read_only: vec![
+            locked.cpu.dir().to_path_buf(),
+            locked.unified.dir().to_path_buf(),
+        ],
+        ..Launch::default()
+    };
+    let daemon = Daemon::start_with("", &config, launch);
+    let _load = [locked.hog(30.0), free.hog(30.0)];
+    assert!(
+        wait_until(Duration::from_secs(10), || free.frozen()),
+        "the writable unit was never frozen:\n{:#?}\n{}",
+        daemon.journal(),
+        daemon.log()
+    );
+    let failures = |journal: &[journal::Entry]| -> Vec<(String, String)> {
+        journal
+            .iter()
+            .filter(|e| e.outcome == Outcome::Failed)
+            .filter(|e| e.target.as_deref().is_some_and(|t| t.ends_with("-locked")))
+            .map(|e| (e.action.clone(), e.detail.clone().unwrap_or_default()))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || failures(&daemon.journal())
+            .iter()
+            .any(|(a, _)| a == "freeze")),
+        "no failed freeze of the read-only unit:\n{:#?}",
+        daemon.journal()
+    );
+    let ticks = || {
+        status(&daemon)["sampler"]["ticks_total"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let (first, ticks_then) = (failures(&daemon.journal()), ticks());
+    // Five more seconds of overload: fifty ticks that still want the unit throttled and
+    // frozen.
+    std::thread::sleep(Duration::from_secs(5));
+    let journal = daemon.journal();
+    let after = failures(&journal);
+    assert_eq!(after, first, "tried again and again:\n{journal:#?}");
+    println!("failures of the read-only unit over 5 s of overload: {after:#?}");
+    let mut actions: Vec<&str> = after.iter().map(|(a, _)| a.as_str()).collect();
+    actions.sort();
+    actions.dedup();
+    assert_eq!(
+        actions.len(),
+        after.len(),
+        "more than one failure per action: {after:#?}"
+    );
+    for (action, detail) in &after {
+        assert!(
+            detail.contains(&format!("{base}-locked/")) && detail.contains("read-only file system"),
+            "{action}: the failure names the file and the cause: {detail}"
+        );
+    }
+    // Each failure concludes its own intent, and nothing of the unit took effect.
+    assert!(
+        taken(&journal, "freeze", false).iter().all(|e| !e
+            .target
+            .as_deref()
+            .unwrap_or("")
+            .ends_with("-locked"))
+    );
+    assert!(!locked.frozen() && locked.quota_cores().is_none());
+    // The writable unit was throttled too, and the daemon still ticks.
+    assert!(free.quota_cores().is_some(), "{journal:#?}");
+    assert!(
+        wait_until(Duration::from_secs(3), || ticks() > ticks_then + 10),
+        "the daemon stopped ticking:\n{}",
+        daemon.log()
     );
 }
