@@ -93,3 +93,27 @@ pub fn status(daemon: &Daemon) -> serde_json::Value {
         )
     })
 }
+
+/// `[classify]` with one rule per `(suffix, class, priority)`, each matching the cgroup named
+/// `{base}-{suffix}` exactly (rule `test-{suffix}`), after the default rules.
+pub fn rules(base: &str, units: &[(&str, &str, Option<&str>)]) -> String {
+    let mut out = String::from("[classify]\nappend_defaults = true\n");
+    for (suffix, class, priority) in units {
+        out.push_str(&format!(
+            "[[classify.rules]]\nname = \"test-{suffix}\"\nmatch = '{base}-{suffix}$'\nclass = \"{class}\"\n"
+        ));
+        if let Some(p) = priority {
+            out.push_str(&format!("priority = \"{p}\"\n"));
+        }
+    }
+    out
+}
+
+/// The ladder lowered so that the 2-core test machine crosses it with a hog per offline
+/// unit (trigger 45 %, recover 30 %, sustained 300 ms, throttled at once to 5 % of the
+/// node), freezing and evicting after the given delays.
+pub fn lowered_ladder(freeze_after: &str, evict_after: &str) -> String {
+    format!(
+        "[ladder]\ncpu_trigger = 0.45\ncpu_recover = 0.30\nsustain = \"300ms\"\nthrottle_after = \"0s\"\nfreeze_after = \"{freeze_after}\"\nevict_after = \"{evict_after}\"\nevict_cooldown = \"1s\"\nrecover_hold = \"1500ms\"\nthrottle_cpu_share = 0.05\n"
+    )
+}

@@ -241,37 +241,21 @@ fn a_thaw_that_fails_leaves_the_freeze_in_the_effects_record() {
 fn a_read_only_cgroup_is_one_journaled_failure_per_action_and_the_daemon_goes_on() {
     use enforcer_tests::{
         daemon::{Daemon, Launch},
-        workload::{Workload, status, taken},
+        workload::{Workload, lowered_ladder, rules, status, taken},
     };
     require_root();
     let base = unique_name("enf-ro");
+    // Eviction far off: the test is about the throttle and the freeze.
     let config = format!(
-        r#"
-[classify]
-append_defaults = true
-[[classify.rules]]
-name = "test-locked"
-match = '{base}-locked$'
-class = "offline"
-priority = "debug"
-[[classify.rules]]
-name = "test-free"
-match = '{base}-free$'
-class = "offline"
-priority = "P3"
-
-[ladder]
-cpu_trigger = 0.45
-cpu_recover = 0.30
-sustain = "300ms"
-throttle_after = "0s"
-freeze_after = "0s"
-evict_after = "600s"
-throttle_cpu_share = 0.05
-
-[capacity]
-enabled = false
-"#
+        "{}\n{}\n[capacity]\nenabled = false\n",
+        rules(
+            &base,
+            &[
+                ("locked", "offline", Some("debug")),
+                ("free", "offline", Some("P3")),
+            ]
+        ),
+        lowered_ladder("0s", "600s")
     );
     let locked = Workload::new(&format!("{base}-locked"));
     let free = Workload::new(&format!("{base}-free"));

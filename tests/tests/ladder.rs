@@ -8,7 +8,7 @@ use enforcer::actuators::journal::{Entry, Outcome};
 use enforcer_tests::{
     daemon::{Daemon, enforcer},
     require_root, unique_name,
-    workload::{Workload, status, taken},
+    workload::{Workload, lowered_ladder, rules, status, taken},
 };
 
 struct Scenario {
@@ -39,35 +39,16 @@ fn config(base: &str) -> String {
 
 fn config_with_capacity(base: &str) -> String {
     format!(
-        r#"
-[classify]
-append_defaults = true
-[[classify.rules]]
-name = "test-online"
-match = '{base}-online$'
-class = "online"
-[[classify.rules]]
-name = "test-debug"
-match = '{base}-debug$'
-class = "offline"
-priority = "debug"
-[[classify.rules]]
-name = "test-p3"
-match = '{base}-p3$'
-class = "offline"
-priority = "P3"
-
-[ladder]
-cpu_trigger = 0.45
-cpu_recover = 0.30
-sustain = "300ms"
-throttle_after = "0s"
-freeze_after = "1500ms"
-evict_after = "2500ms"
-evict_cooldown = "1s"
-recover_hold = "1500ms"
-throttle_cpu_share = 0.05
-"#
+        "{}\n{}",
+        rules(
+            base,
+            &[
+                ("online", "online", None),
+                ("debug", "offline", Some("debug")),
+                ("p3", "offline", Some("P3")),
+            ]
+        ),
+        lowered_ladder("1500ms", "2500ms")
     )
 }
 

@@ -12,7 +12,7 @@ use enforcer_tests::{
     layout::Unit,
     process::ChildGuard,
     require_root, unique_name, wait_until,
-    workload::{Workload, status, taken},
+    workload::{Workload, lowered_ladder, rules, status, taken},
 };
 
 struct Scenario {
@@ -30,35 +30,16 @@ struct Scenario {
 fn scenario() -> Scenario {
     let base = unique_name("enf-restart");
     let config = format!(
-        r#"
-[classify]
-append_defaults = true
-[[classify.rules]]
-name = "test-online"
-match = '{base}-online$'
-class = "online"
-[[classify.rules]]
-name = "test-debug"
-match = '{base}-debug$'
-class = "offline"
-priority = "debug"
-[[classify.rules]]
-name = "test-p3"
-match = '{base}-p3$'
-class = "offline"
-priority = "P3"
-
-[ladder]
-cpu_trigger = 0.45
-cpu_recover = 0.30
-sustain = "300ms"
-throttle_after = "0s"
-freeze_after = "0s"
-evict_after = "60s"
-evict_cooldown = "1s"
-recover_hold = "1500ms"
-throttle_cpu_share = 0.05
-"#
+        "{}\n{}",
+        rules(
+            &base,
+            &[
+                ("online", "online", None),
+                ("debug", "offline", Some("debug")),
+                ("p3", "offline", Some("P3")),
+            ]
+        ),
+        lowered_ladder("0s", "60s")
     );
     Scenario {
         online: Workload::new(&format!("{base}-online")),
