@@ -6,6 +6,7 @@
 //! of the cgroup this process runs in, memory cgroups especially; processes are never moved
 //! out of their memory cgroup; no hierarchy is ever mounted or unmounted.
 
+pub mod actuate;
 pub mod alerting;
 pub mod cgroup;
 pub mod cgroup_root;

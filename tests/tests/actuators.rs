@@ -20,6 +20,7 @@ use enforcer::{
 };
 use enforcer_tests::{
     TempDir,
+    actuate::apply_settled,
     cgroup::{TestCgroup, cpu_hog, mount_point, own_cgroup_dir, spawn_in},
     require_root, unique_name,
 };
@@ -235,8 +236,10 @@ fn kill_of_a_forking_cgroup_leaves_it_empty_through_the_v1_freezer() {
     assert_eq!(freezer.read("freezer.state").trim(), "THAWED");
 }
 
-/// The v1 freezer path of `set_frozen`: the freeze is confirmed by reading `freezer.state`
-/// back (FROZEN, well within the bound for a busy forking cgroup), and the thaw lets it run.
+/// The v1 freezer path of a freeze: requested, then confirmed by reading `freezer.state`
+/// back — at once or in the follow-ups a tick makes (FROZEN well within the bound for a
+/// busy forking cgroup, and no call holding its caller past the spin) — and the thaw lets
+/// it run.
 #[test]
 fn v1_freeze_is_confirmed_by_reading_the_state_back() {
     require_root();
@@ -254,17 +257,40 @@ fn v1_freeze_is_confirmed_by_reading_the_state_back() {
         unified: None,
     };
     let started = Instant::now();
-    cgroupfs::set_frozen(&dirs, true).expect("freeze");
+    let mut longest = Duration::ZERO;
+    let mut timed = |f: &mut dyn FnMut() -> bool| {
+        let t = Instant::now();
+        let done = f();
+        longest = longest.max(t.elapsed());
+        done
+    };
+    let mut follow = None;
+    let frozen_at_once = timed(&mut || {
+        follow = cgroupfs::request_freeze(&dirs, Instant::now()).expect("freeze");
+        follow.is_none()
+    });
+    if !frozen_at_once {
+        let mut follow = follow.unwrap();
+        while !timed(&mut || {
+            cgroupfs::follow_up_freeze(&dirs, &mut follow, Instant::now()).expect("freeze")
+        }) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     assert!(
         started.elapsed() < cgroupfs::FREEZE_BUDGET + Duration::from_millis(100),
         "{:?}",
         started.elapsed()
     );
+    assert!(
+        longest < cgroupfs::FREEZE_SPIN + Duration::from_millis(20),
+        "one call held its caller {longest:?}"
+    );
     assert_eq!(freezer.read("freezer.state").trim(), "FROZEN");
     let frozen = freezer.pids().len();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(freezer.pids().len(), frozen, "a frozen cgroup forked");
-    cgroupfs::set_frozen(&dirs, false).expect("thaw");
+    cgroupfs::thaw(&dirs).expect("thaw");
     assert_eq!(freezer.read("freezer.state").trim(), "THAWED");
     wait_for_processes(&freezer, frozen + 1);
 }
@@ -286,7 +312,7 @@ fn a_write_into_a_removed_cgroup_says_cgroup_removed() {
     };
     let dir = freezer.dir().to_path_buf();
     drop(freezer);
-    let err = cgroupfs::set_frozen(&dirs, true).unwrap_err();
+    let err = cgroupfs::request_freeze(&dirs, Instant::now()).unwrap_err();
     assert!(
         matches!(err, cgroupfs::CgroupfsError::CgroupRemoved { .. }),
         "{err:?}"
@@ -310,9 +336,7 @@ fn freeze_stops_and_thaw_resumes_offline_work() {
     let _hog = spawn_in(&[&unified], cpu_hog(5.0));
     let target = rel(&unified, "unified");
     assert_eq!(
-        f.actuator
-            .apply(&request(&target, Operation::Freeze))
-            .unwrap(),
+        apply_settled(&mut f.actuator, &request(&target, Operation::Freeze)),
         Outcome::Applied
     );
     std::thread::sleep(Duration::from_millis(200));

@@ -17,6 +17,7 @@ use enforcer::{
 };
 use enforcer_tests::{
     TempDir,
+    actuate::apply_settled,
     cgroup::{TestCgroup, mount_point, own_cgroup_dir, spawn_in},
     cgroup_root::CgroupRoot,
     require_root, unique_name, wait_until,
@@ -192,7 +193,7 @@ fn a_thaw_that_fails_leaves_the_freeze_in_the_effects_record() {
         |record: &EffectsRecord| record.cgroups.get(&target).and_then(|c| c.frozen.clone());
 
     let held = TestCgroup::create_at(&freezer.join(&root.rel), &name);
-    let freeze = a.apply(&request(&target, Operation::Freeze)).unwrap();
+    let freeze = apply_settled(&mut a, &request(&target, Operation::Freeze));
     assert_eq!(freeze, Outcome::Applied);
     assert!(
         frozen_in(a.record()).is_some(),
@@ -217,7 +218,7 @@ fn a_thaw_that_fails_leaves_the_freeze_in_the_effects_record() {
     // Again, with the cgroup there: the thaw is done, and only then forgotten.
     let _held = TestCgroup::create_at(&freezer.join(&root.rel), &name);
     assert_eq!(
-        a.apply(&request(&target, Operation::Freeze)).unwrap(),
+        apply_settled(&mut a, &request(&target, Operation::Freeze)),
         Outcome::Applied
     );
     assert_eq!(

@@ -20,7 +20,9 @@ use enforcer::{
         layout::CgroupLayout,
     },
 };
-use enforcer_tests::{TempDir, cgroup::cpu_hog, layout::Unit, require_root};
+use enforcer_tests::{
+    TempDir, actuate::apply_settled, cgroup::cpu_hog, layout::Unit, require_root,
+};
 
 const MIB: u64 = 1 << 20;
 
@@ -51,13 +53,16 @@ fn actuator(unit: &Unit) -> Fixture {
 }
 
 fn apply(f: &mut Fixture, unit: &Unit, op: Operation) {
-    let out = f.actuator.apply(&Request {
-        stage: "throttle".into(),
-        target: unit.rel.clone(),
-        op: op.clone(),
-        reason: serde_json::json!({"trigger": "test"}),
-    });
-    assert_eq!(out.unwrap(), Outcome::Applied, "{op:?} on {}", unit.rel);
+    let out = apply_settled(
+        &mut f.actuator,
+        &Request {
+            stage: "throttle".into(),
+            target: unit.rel.clone(),
+            op: op.clone(),
+            reason: serde_json::json!({"trigger": "test"}),
+        },
+    );
+    assert_eq!(out, Outcome::Applied, "{op:?} on {}", unit.rel);
 }
 
 /// CPU time of `unit` over `d`, in cores.

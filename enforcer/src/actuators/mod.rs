@@ -13,5 +13,5 @@ pub mod record;
 mod request;
 pub mod tc;
 
-pub use choke::Actuator;
+pub use choke::{Actuator, Settled};
 pub use request::{Operation, Request};

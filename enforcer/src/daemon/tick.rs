@@ -285,6 +285,11 @@ impl SamplerLoop {
         {
             self.controllers.protector.view.controller_gaps = gaps.to_vec();
         }
+        // Freezes that earlier ticks requested and the kernel had not completed: one look
+        // each, their outcome journaled when there is one (never waited for).
+        self.actuator
+            .settle(now)
+            .map_err(|e| anyhow!("{e}; stopping"))?;
         let alive = |pid| host::alive(host, pid);
         let decided = self
             .controllers

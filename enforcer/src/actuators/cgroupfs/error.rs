@@ -47,7 +47,7 @@ pub enum CgroupfsError {
     /// A freeze that did not complete within its bound (`tries` writes over `budget`, see
     /// `freeze::FREEZE_TRIES`): left as the kernel has it (partly frozen), for a later tick
     /// to retry or escalate.
-    #[error("{path}: freeze stalled: {state} after {tries} tries over {budget:?} (a task mid-exec or in uninterruptible sleep); left partly frozen", path = .path.display())]
+    #[error("{path}: freeze stalled: still {state} {budget:?} after it was requested, written {times} (a task mid-exec or in uninterruptible sleep); left partly frozen", path = .path.display(), times = crate::text::times(*.tries))]
     FreezeStalled {
         path: PathBuf,
         state: String,

@@ -15,8 +15,8 @@ mod procs;
 pub use dirs::CgroupDirs;
 pub use error::{CgroupfsError, Facts, Retry, explain};
 pub use freeze::{
-    FREEZE_BUDGET, FREEZE_POLL, FREEZE_TRIES, FreezeState, set_frozen, v1_freeze_state,
-    v2_freeze_state,
+    FREEZE_BUDGET, FREEZE_POLL, FREEZE_SPIN, FREEZE_TRIES, FreezeFollowUp, FreezeState,
+    follow_up_freeze, freeze_state, request_freeze, thaw, v1_freeze_state, v2_freeze_state,
 };
 pub use limit::{
     LimitKind, memory_max_above, read_limit, restore_limit, set_cpu_limit, set_memory_limit,

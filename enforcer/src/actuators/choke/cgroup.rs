@@ -1,6 +1,11 @@
 //! Cgroup operations through the choke point.
 
-use super::{Actuator, transaction::Head};
+use std::time::Instant;
+
+use super::{
+    Actuator,
+    transaction::{Head, Settle},
+};
 use crate::{
     actuators::{
         Operation, Request,
@@ -13,7 +18,9 @@ use crate::{
 impl Actuator {
     /// The choke point for a cgroup: the target is classified again with the rules in
     /// force, anything not offline (or a hierarchy root) refused. Returns what happened;
-    /// fails only if the journal cannot be written, in which case nothing was applied.
+    /// fails only if the journal cannot be written, in which case nothing was applied. A
+    /// freeze the kernel has not completed within `cgroupfs::FREEZE_SPIN` returns
+    /// [`Outcome::Intent`]: its outcome is journaled by a later [`Actuator::settle`].
     pub fn apply(&mut self, req: &Request) -> Result<Outcome, JournalError> {
         let rel = req.target.trim_start_matches('/').to_string();
         let class = self.classify(&rel);
@@ -25,6 +32,10 @@ impl Actuator {
                 class.rule
             )
         });
+        if refusal.is_none() && !self.dry_run {
+            // Whatever comes after a freeze still settling ends its follow-up first.
+            self.supersede(&rel, req.op.name())?;
+        }
         let head = Head {
             stage: req.stage.clone(),
             action: req.op.name().to_string(),
@@ -87,15 +98,21 @@ impl Actuator {
                 (Operation::MemoryLimit { bytes }, None) => {
                     cgroupfs::set_memory_limit(&dirs, *bytes).map(|()| None)
                 }
-                (Operation::Freeze, None) => cgroupfs::set_frozen(&dirs, true).map(|()| None),
-                (Operation::Thaw, None) => cgroupfs::set_frozen(&dirs, false).map(|()| None),
+                (Operation::Freeze, None) => {
+                    match cgroupfs::request_freeze(&dirs, Instant::now()) {
+                        Ok(Some(follow)) => return (Some(()), Settle::Later(follow)),
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                }
+                (Operation::Thaw, None) => cgroupfs::thaw(&dirs).map(|()| None),
                 (Operation::Kill, None) => cgroupfs::kill_all(&dirs, a.kill_timeout)
                     .map(|n| Some(format!("{n} processes killed"))),
             };
             if gives_back && result.is_ok() {
                 note(a, &req.op);
             }
-            (Some(()), result.map_err(|e| e.to_string()))
+            (Some(()), Settle::Now(result.map_err(|e| e.to_string())))
         })?;
         Ok(outcome)
     }

@@ -1,6 +1,9 @@
 //! Process isolation through the choke point: one journaled batch per call.
 
-use super::{Actuator, transaction::Head};
+use super::{
+    Actuator,
+    transaction::{Head, Settle},
+};
 use crate::{
     actuators::{isolation, journal::JournalError, record::IsolatedProcess},
     model::Class,
@@ -43,7 +46,7 @@ impl Actuator {
                     )
                 };
                 let why = format!("refused: {rel} is {} (rule {})", class.class, class.rule);
-                self.transact::<()>(refused, Some(why), |_| unreachable!("refused"))?;
+                self.transact::<(), Settle>(refused, Some(why), |_| unreachable!("refused"))?;
                 continue;
             }
             accepted.push((rel.clone(), pids.clone()));

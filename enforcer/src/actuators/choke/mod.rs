@@ -10,13 +10,17 @@ mod cgroup;
 mod gate;
 mod isolation;
 mod network;
+mod pending;
 mod transaction;
+mod unsettled;
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
+
+pub use pending::Settled;
 
 use super::{journal::Journal, kube::Publisher, record::EffectsRecord};
 use crate::{
@@ -39,6 +43,8 @@ pub struct Actuator {
     /// The Node object's publisher (taint, condition, capacity annotations), when the
     /// daemon runs in a cluster with it on.
     kube: Option<Publisher>,
+    /// Freezes requested and not complete yet, followed up by the ticks after.
+    unsettled: Vec<pending::Unsettled>,
 }
 
 impl Actuator {
@@ -58,6 +64,7 @@ impl Actuator {
             gate_file: None,
             record: EffectsRecord::in_memory(),
             kube: None,
+            unsettled: Vec::new(),
         }
     }
 

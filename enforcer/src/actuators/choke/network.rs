@@ -1,7 +1,10 @@
 //! tc passes through the choke point: every interface checked, the pass journaled before
 //! anything is sent to the kernel and after.
 
-use super::{Actuator, transaction::Head};
+use super::{
+    Actuator,
+    transaction::{Head, Settle},
+};
 use crate::{
     actuators::{journal::JournalError, tc},
     model::Class,
@@ -78,7 +81,7 @@ impl Actuator {
                 "refused: interface {} belongs to {owner}, which is {} (rule {})",
                 i.name, class.class, class.rule
             );
-            self.transact::<()>(head, Some(why), |_| unreachable!("refused"))?;
+            self.transact::<(), Settle>(head, Some(why), |_| unreachable!("refused"))?;
         }
         let changes: Vec<serde_json::Value> = pending
             .iter()

@@ -2,11 +2,16 @@
 //! refused and never applied; in a dry run it is journaled and not applied; otherwise the
 //! intent is journaled (fsynced) before anything is touched, the effect applied, and its
 //! outcome journaled under the intent's sequence number — so a daemon killed mid-effect
-//! leaves an intent without an outcome, exactly what an operator needs to see.
+//! leaves an intent without an outcome, exactly what an operator needs to see. An effect
+//! the kernel completes on its own time (a freeze) may leave its outcome to a later tick:
+//! the intent stays open and `unsettled.rs` journals the outcome under its number.
 
-use super::Actuator;
+use super::{Actuator, pending::Unsettled};
 use crate::{
-    actuators::journal::{Entry, JournalError, Outcome},
+    actuators::{
+        cgroupfs::FreezeFollowUp,
+        journal::{Entry, JournalError, Outcome},
+    },
     clock::unix_now,
 };
 
@@ -23,17 +28,31 @@ pub(super) struct Head {
     pub detail: Option<String>,
 }
 
-/// What applying did: `Ok(detail)` or `Err(what failed)`, and a value for the caller.
-pub(super) type Applied<T> = (Option<T>, Result<Option<String>, String>);
+/// When an effect's outcome is known. What applying returns, beside a value for the caller,
+/// is this or a plain `Result`: `Ok(detail)` or `Err(what failed)`.
+pub(super) enum Settle {
+    /// Now: `Ok(detail)` or `Err(what failed)`.
+    Now(Result<Option<String>, String>),
+    /// A freeze requested and not complete yet: later ticks follow it up, and journal its
+    /// outcome then.
+    Later(FreezeFollowUp),
+}
+
+impl From<Result<Option<String>, String>> for Settle {
+    fn from(result: Result<Option<String>, String>) -> Settle {
+        Settle::Now(result)
+    }
+}
 
 impl Actuator {
     /// Runs one effect through the protocol. `refusal` (the choke point's verdict) is
-    /// journaled and nothing applied; `apply` runs only after the intent is on disk.
-    pub(super) fn transact<T>(
+    /// journaled and nothing applied; `apply` runs only after the intent is on disk. An
+    /// effect settled later returns [`Outcome::Intent`]: its outcome is still to come.
+    pub(super) fn transact<T, S: Into<Settle>>(
         &mut self,
         head: Head,
         refusal: Option<String>,
-        apply: impl FnOnce(&mut Actuator) -> Applied<T>,
+        apply: impl FnOnce(&mut Actuator) -> (Option<T>, S),
     ) -> Result<(Outcome, Option<T>), JournalError> {
         let seq = self.journal.next_seq();
         // A cgroup target is named by its pod too, and by the rule that classified it (an
@@ -72,9 +91,17 @@ impl Actuator {
             tracing::info!(action = %head.action, target = ?head.target, "dry run: not applied");
             return Ok((Outcome::DryRun, None));
         }
-        self.journal
-            .append(&entry(Outcome::Intent, head.detail.clone()))?;
-        let (value, result) = apply(self);
+        let intent = entry(Outcome::Intent, head.detail.clone());
+        self.journal.append(&intent)?;
+        let (value, settle) = apply(self);
+        let result = match settle.into() {
+            Settle::Now(result) => result,
+            Settle::Later(follow) => {
+                tracing::info!(action = %head.action, target = ?head.target, "requested; confirmed by the ticks after this one");
+                self.unsettled.push(Unsettled { intent, follow });
+                return Ok((Outcome::Intent, value));
+            }
+        };
         let (outcome, detail) = match result {
             Ok(detail) => {
                 tracing::info!(action = %head.action, target = ?head.target, stage = %head.stage, "applied");

@@ -1,0 +1,301 @@
+//! Effects whose outcome comes in a later tick: a freeze the kernel has not completed when
+//! the tick that asked for it moves on (a v1 task mid-exec, one in uninterruptible sleep).
+//! Its intent stays open in the journal; each tick after it reads the state once (and
+//! writes a v1 freeze again, see `cgroupfs::FREEZE_TRIES`) until it is frozen or out of
+//! tries, and the outcome is journaled under the intent's number. The tick never waits on
+//! the freezer: a stalled freeze costs each tick one read.
+
+use std::time::Instant;
+
+use super::{
+    Actuator,
+    pending::{Settled, Unsettled},
+};
+use crate::{
+    actuators::{
+        cgroupfs::{self, CgroupDirs, FreezeState},
+        journal::{JournalError, Outcome},
+    },
+    clock::unix_now,
+};
+
+impl Actuator {
+    /// Effects requested and not settled yet.
+    pub fn unsettled(&self) -> usize {
+        self.unsettled.len()
+    }
+
+    /// Looks once at each effect still unsettled: journals the outcome of those the kernel
+    /// completed, or that ran out of tries, and keeps the others for the next tick.
+    pub fn settle(&mut self, now: Instant) -> Result<Vec<Settled>, JournalError> {
+        let mut settled = Vec::new();
+        for mut u in std::mem::take(&mut self.unsettled) {
+            let dirs = self.dirs_of(&u);
+            let result = match cgroupfs::follow_up_freeze(&dirs, &mut u.follow, now) {
+                Ok(true) => Ok(Some(format!(
+                    "frozen {} ms after it was requested",
+                    u.follow.age(now).as_millis()
+                ))),
+                Ok(false) => {
+                    self.unsettled.push(u);
+                    continue;
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            settled.push(self.conclude(u, result)?);
+        }
+        Ok(settled)
+    }
+
+    /// A new effect (`by`: a thaw, a kill, another freeze) on a cgroup whose freeze is
+    /// still unsettled: that freeze's outcome is journaled now, as the kernel has it, so
+    /// that no follow-up writes `FROZEN` again over what comes after it.
+    pub(super) fn supersede(&mut self, rel: &str, by: &str) -> Result<(), JournalError> {
+        let now = Instant::now();
+        while let Some(i) = self
+            .unsettled
+            .iter()
+            .position(|u| u.intent.target.as_deref() == Some(rel))
+        {
+            let u = self.unsettled.remove(i);
+            let dirs = self.dirs_of(&u);
+            let ms = u.follow.age(now).as_millis();
+            let result = match cgroupfs::freeze_state(&dirs) {
+                Ok(FreezeState::Frozen) => Ok(Some(format!(
+                    "frozen {ms} ms after it was requested (seen as a {by} came)"
+                ))),
+                Ok(FreezeState::Pending(state)) => Err(format!(
+                    "{}: freeze not complete ({state}) when a {by} came {ms} ms after it was requested; the {by} goes ahead",
+                    u.follow.path().display()
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            self.conclude(u, result)?;
+        }
+        Ok(())
+    }
+
+    fn dirs_of(&self, u: &Unsettled) -> CgroupDirs {
+        CgroupDirs::resolve(&self.layout, u.intent.target.as_deref().unwrap_or(""))
+    }
+
+    fn conclude(
+        &mut self,
+        u: Unsettled,
+        result: Result<Option<String>, String>,
+    ) -> Result<Settled, JournalError> {
+        let mut entry = u.intent;
+        let (outcome, detail) = match result {
+            Ok(detail) => {
+                tracing::info!(action = %entry.action, target = ?entry.target, stage = %entry.stage, "applied");
+                (Outcome::Applied, detail)
+            }
+            Err(e) => {
+                tracing::error!(action = %entry.action, target = ?entry.target, "{e}");
+                (Outcome::Failed, Some(e))
+            }
+        };
+        entry.at = unix_now();
+        entry.outcome = outcome.clone();
+        entry.detail = detail.clone();
+        self.journal.append(&entry)?;
+        Ok(Settled {
+            seq: entry.seq,
+            action: entry.action,
+            target: entry.target.unwrap_or_default(),
+            outcome,
+            detail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, sync::Arc, time::Duration};
+
+    use super::*;
+    use crate::{
+        actuators::{
+            Operation, Request,
+            cgroupfs::{FREEZE_BUDGET, FREEZE_SPIN},
+            journal::{self, Journal},
+        },
+        model::{
+            Class,
+            classify::{Rule, RuleSet},
+            layout::CgroupLayout,
+        },
+    };
+
+    /// A choke point over a cgroup2 "mount" that is a temp dir: `batch/c1` offline, its
+    /// freezer files plain files whose `cgroup.events` the test writes as the kernel would.
+    fn fixture(dir: &Path) -> (Actuator, std::path::PathBuf) {
+        let root = dir.join("cgroup");
+        let c1 = root.join("batch/c1");
+        std::fs::create_dir_all(&c1).unwrap();
+        std::fs::write(c1.join("cgroup.freeze"), "0\n").unwrap();
+        std::fs::write(c1.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        let rules = RuleSet::new(vec![Rule::path(
+            "batch",
+            regex::Regex::new("^batch/").unwrap(),
+            Class::Offline,
+            None,
+        )]);
+        let mountinfo = format!("30 25 0:26 / {} rw - cgroup2 cgroup2 rw\n", root.display());
+        let layout = CgroupLayout::from_mountinfo(&mountinfo).unwrap();
+        let journal = Journal::open(&dir.join("journal.jsonl")).unwrap();
+        let a = Actuator::new(layout, Arc::new(rules), journal, false);
+        (a, c1)
+    }
+
+    fn request(op: Operation) -> Request {
+        Request {
+            stage: "freeze".into(),
+            target: "batch/c1".into(),
+            op,
+            reason: serde_json::json!("test"),
+        }
+    }
+
+    /// (seq, action, outcome, detail) of every line.
+    fn lines(dir: &Path) -> Vec<(u64, String, Outcome, Option<String>)> {
+        journal::read(&dir.join("journal.jsonl"))
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.seq, e.action, e.outcome, e.detail))
+            .collect()
+    }
+
+    #[test]
+    fn a_freeze_that_does_not_complete_costs_its_tick_the_spin_and_fails_after_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, c1) = fixture(dir.path());
+        let t0 = Instant::now();
+        assert_eq!(
+            a.apply(&request(Operation::Freeze)).unwrap(),
+            Outcome::Intent
+        );
+        let held = t0.elapsed();
+        assert!(held < FREEZE_SPIN + Duration::from_millis(15), "{held:?}");
+        assert_eq!(
+            std::fs::read_to_string(c1.join("cgroup.freeze")).unwrap(),
+            "1"
+        );
+        assert_eq!(a.unsettled(), 1);
+        // The ticks after it: one read each, no outcome before the budget.
+        for ms in [100, 200, 299] {
+            let t = Instant::now();
+            assert_eq!(a.settle(t0 + Duration::from_millis(ms)).unwrap(), vec![]);
+            assert!(t.elapsed() < Duration::from_millis(15), "{:?}", t.elapsed());
+        }
+        // The budget runs from the request, made just after t0.
+        let settled = a.settle(Instant::now() + FREEZE_BUDGET).unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].outcome, Outcome::Failed);
+        assert_eq!(a.unsettled(), 0);
+        let journal = lines(dir.path());
+        assert_eq!(journal.len(), 2, "{journal:?}");
+        assert_eq!(journal[0].2, Outcome::Intent);
+        let (seq, action, outcome, detail) = &journal[1];
+        assert_eq!(
+            (seq, action.as_str(), outcome),
+            (&journal[0].0, "freeze", &Outcome::Failed)
+        );
+        assert!(
+            detail.as_deref().unwrap().contains(
+                "cgroup/batch/c1: freeze stalled: still frozen 0 300ms after it was requested, written once"
+            ),
+            "{detail:?}"
+        );
+        // Nothing left to follow up: a later tick writes nothing more.
+        assert_eq!(a.settle(t0 + FREEZE_BUDGET * 10).unwrap(), vec![]);
+        assert_eq!(lines(dir.path()).len(), 2);
+    }
+
+    #[test]
+    fn a_freeze_the_kernel_completes_between_ticks_is_applied_under_its_intent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, c1) = fixture(dir.path());
+        let t0 = Instant::now();
+        assert_eq!(
+            a.apply(&request(Operation::Freeze)).unwrap(),
+            Outcome::Intent
+        );
+        std::fs::write(c1.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+        let settled = a.settle(t0 + Duration::from_millis(100)).unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(
+            (settled[0].target.as_str(), &settled[0].outcome),
+            ("batch/c1", &Outcome::Applied)
+        );
+        let journal = lines(dir.path());
+        assert_eq!(journal[1].0, journal[0].0);
+        assert_eq!(journal[1].2, Outcome::Applied);
+        // Frozen at once: applied in the same call, nothing to follow up.
+        assert_eq!(
+            a.apply(&request(Operation::Freeze)).unwrap(),
+            Outcome::Applied
+        );
+        assert_eq!(a.unsettled(), 0);
+    }
+
+    /// A thaw that comes while the freeze settles ends the follow-up first: no later tick
+    /// writes the freeze again over the thaw.
+    #[test]
+    fn a_thaw_while_a_freeze_settles_concludes_it_and_nothing_freezes_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, c1) = fixture(dir.path());
+        let t0 = Instant::now();
+        assert_eq!(
+            a.apply(&request(Operation::Freeze)).unwrap(),
+            Outcome::Intent
+        );
+        assert_eq!(
+            a.apply(&request(Operation::Thaw)).unwrap(),
+            Outcome::Applied
+        );
+        assert_eq!(a.unsettled(), 0);
+        let journal = lines(dir.path());
+        let outcomes: Vec<(&str, &Outcome)> =
+            journal.iter().map(|(_, a, o, _)| (a.as_str(), o)).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                ("freeze", &Outcome::Intent),
+                ("freeze", &Outcome::Failed),
+                ("thaw", &Outcome::Intent),
+                ("thaw", &Outcome::Applied)
+            ]
+        );
+        assert!(
+            journal[1]
+                .3
+                .as_deref()
+                .unwrap()
+                .contains("freeze not complete (frozen 0) when a thaw came"),
+            "{:?}",
+            journal[1].3
+        );
+        assert_eq!(a.settle(t0 + FREEZE_BUDGET).unwrap(), vec![]);
+        assert_eq!(
+            std::fs::read_to_string(c1.join("cgroup.freeze")).unwrap(),
+            "0"
+        );
+    }
+
+    #[test]
+    fn a_cgroup_removed_while_its_freeze_settles_is_one_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, c1) = fixture(dir.path());
+        let t0 = Instant::now();
+        assert_eq!(
+            a.apply(&request(Operation::Freeze)).unwrap(),
+            Outcome::Intent
+        );
+        std::fs::remove_dir_all(&c1).unwrap();
+        let settled = a.settle(t0 + Duration::from_millis(100)).unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].outcome, Outcome::Failed);
+        assert_eq!(a.unsettled(), 0);
+    }
+}
