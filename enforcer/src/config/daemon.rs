@@ -91,6 +91,9 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// Decide and journal every action without applying any.
     pub dry_run: bool,
+    /// Lock the daemon's memory (`mlockall`): the memory pressure it acts on must not page
+    /// its own code out.
+    pub lock_memory: bool,
 }
 
 fn hostname() -> String {
@@ -116,6 +119,7 @@ impl Default for DaemonConfig {
             journal: JournalConfig::default(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             dry_run: false,
+            lock_memory: true,
         }
     }
 }
@@ -146,6 +150,7 @@ pub(super) fn parse(
         },
         state_dir: r.state_dir.unwrap_or(defaults.state_dir),
         dry_run: r.dry_run.unwrap_or(defaults.dry_run),
+        lock_memory: r.lock_memory.unwrap_or(defaults.lock_memory),
     };
     if daemon.window < daemon.tick {
         return Err(invalid(

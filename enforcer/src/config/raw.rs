@@ -300,6 +300,7 @@ pub(super) struct RawDaemon {
     pub(super) journal_segments: Option<usize>,
     pub(super) state_dir: Option<PathBuf>,
     pub(super) dry_run: Option<bool>,
+    pub(super) lock_memory: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -19,6 +19,7 @@ mod pods;
 mod procs;
 pub mod protect;
 mod reload;
+mod resident;
 mod signals;
 pub mod state;
 #[cfg(test)]
@@ -286,6 +287,11 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    // After the programs are loaded (their maps are the kernel's, not locked pages) and
+    // before the tick starts.
+    if d.lock_memory {
+        resident::lock_in_memory();
+    }
     let (tc_requests, tc_inbox) = std::sync::mpsc::channel::<(TcRequest, network::TcReply)>();
     tracing::info!(mode = ?mode, ?memory, "eBPF programs attached (sched_switch, cgroup_attach_task, vmscan)");
     let mut actuator = Actuator::new(layout.clone(), config.rules.clone(), journal, dry_run)

@@ -23,6 +23,11 @@ use crate::cmd::command;
 
 /// The suites that do not depend on the host's own layout, run in every guest.
 pub const SUITES: &[&str] = &["layouts", "layout_actuators", "capacity_memory"];
+// `pressure` (direct reclaim for real) runs in a guest with `--suite pressure`: its test is
+// ignored on a host (it exhausts the node's memory) and a guest runs every suite with
+// `--include-ignored`. Not yet in the default matrix: at tick granularity its kill races
+// the kernel's OOM killer, and a kill of tasks stuck refaulting under TCG can outlast the
+// kill's 5 s bound.
 
 /// A guest that has not powered off after this long is killed and counted as failed.
 const BOUND: Duration = Duration::from_secs(600);
@@ -118,7 +123,7 @@ pub fn run(
                 .iter()
                 .map(|b| {
                     format!(
-                        "ENFORCER_BIN={} {} --test-threads=1 || exit 1",
+                        "ENFORCER_BIN={} {} --test-threads=1 --include-ignored --nocapture || exit 1",
                         enforcer_bin.display(),
                         b.display()
                     )
