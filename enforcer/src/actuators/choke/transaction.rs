@@ -102,17 +102,29 @@ impl Actuator {
                 return Ok((Outcome::Intent, value));
             }
         };
-        let (outcome, detail) = match result {
-            Ok(detail) => {
-                tracing::info!(action = %head.action, target = ?head.target, stage = %head.stage, "applied");
-                (Outcome::Applied, detail)
-            }
-            Err(e) => {
-                tracing::error!(action = %head.action, target = ?head.target, "{e}");
-                (Outcome::Failed, Some(e))
-            }
-        };
+        let (outcome, detail) =
+            concluded(&head.action, head.target.as_deref(), &head.stage, result);
         self.journal.append(&entry(outcome.clone(), detail))?;
         Ok((outcome, value))
+    }
+}
+
+/// The outcome line of an applied effect: `Ok(detail)` is applied, `Err(what failed)` failed;
+/// logged once either way. Shared by the effects settled now and those settled later.
+pub(super) fn concluded(
+    action: &str,
+    target: Option<&str>,
+    stage: &str,
+    result: Result<Option<String>, String>,
+) -> (Outcome, Option<String>) {
+    match result {
+        Ok(detail) => {
+            tracing::info!(%action, ?target, %stage, "applied");
+            (Outcome::Applied, detail)
+        }
+        Err(e) => {
+            tracing::error!(%action, ?target, "{e}");
+            (Outcome::Failed, Some(e))
+        }
     }
 }

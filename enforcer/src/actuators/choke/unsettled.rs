@@ -10,11 +10,12 @@ use std::time::Instant;
 use super::{
     Actuator,
     pending::{Settled, Unsettled},
+    transaction::concluded,
 };
 use crate::{
     actuators::{
         cgroupfs::{self, CgroupDirs, FreezeState},
-        journal::{JournalError, Outcome},
+        journal::JournalError,
     },
     clock::unix_now,
 };
@@ -85,16 +86,8 @@ impl Actuator {
         result: Result<Option<String>, String>,
     ) -> Result<Settled, JournalError> {
         let mut entry = u.intent;
-        let (outcome, detail) = match result {
-            Ok(detail) => {
-                tracing::info!(action = %entry.action, target = ?entry.target, stage = %entry.stage, "applied");
-                (Outcome::Applied, detail)
-            }
-            Err(e) => {
-                tracing::error!(action = %entry.action, target = ?entry.target, "{e}");
-                (Outcome::Failed, Some(e))
-            }
-        };
+        let (outcome, detail) =
+            concluded(&entry.action, entry.target.as_deref(), &entry.stage, result);
         entry.at = unix_now();
         entry.outcome = outcome.clone();
         entry.detail = detail.clone();
@@ -118,7 +111,7 @@ mod tests {
         actuators::{
             Operation, Request,
             cgroupfs::{FREEZE_BUDGET, FREEZE_SPIN},
-            journal::{self, Journal},
+            journal::{self, Journal, Outcome},
         },
         model::{
             Class,
@@ -166,15 +159,22 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_freeze_that_does_not_complete_costs_its_tick_the_spin_and_fails_after_the_budget() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut a, c1) = fixture(dir.path());
+    /// Asks for a freeze the fixture's kernel never completes: its outcome is still to come.
+    /// Returns when it was asked for.
+    fn freeze_left_unsettled(a: &mut Actuator) -> Instant {
         let t0 = Instant::now();
         assert_eq!(
             a.apply(&request(Operation::Freeze)).unwrap(),
             Outcome::Intent
         );
+        t0
+    }
+
+    #[test]
+    fn a_freeze_that_does_not_complete_costs_its_tick_the_spin_and_fails_after_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, c1) = fixture(dir.path());
+        let t0 = freeze_left_unsettled(&mut a);
         let held = t0.elapsed();
         assert!(held < FREEZE_SPIN + Duration::from_millis(15), "{held:?}");
         assert_eq!(
@@ -216,11 +216,7 @@ mod tests {
     fn a_freeze_the_kernel_completes_between_ticks_is_applied_under_its_intent() {
         let dir = tempfile::tempdir().unwrap();
         let (mut a, c1) = fixture(dir.path());
-        let t0 = Instant::now();
-        assert_eq!(
-            a.apply(&request(Operation::Freeze)).unwrap(),
-            Outcome::Intent
-        );
+        let t0 = freeze_left_unsettled(&mut a);
         std::fs::write(c1.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
         let settled = a.settle(t0 + Duration::from_millis(100)).unwrap();
         assert_eq!(settled.len(), 1);
@@ -245,11 +241,7 @@ mod tests {
     fn a_thaw_while_a_freeze_settles_concludes_it_and_nothing_freezes_again() {
         let dir = tempfile::tempdir().unwrap();
         let (mut a, c1) = fixture(dir.path());
-        let t0 = Instant::now();
-        assert_eq!(
-            a.apply(&request(Operation::Freeze)).unwrap(),
-            Outcome::Intent
-        );
+        let t0 = freeze_left_unsettled(&mut a);
         assert_eq!(
             a.apply(&request(Operation::Thaw)).unwrap(),
             Outcome::Applied
@@ -287,11 +279,7 @@ mod tests {
     fn a_cgroup_removed_while_its_freeze_settles_is_one_failure() {
         let dir = tempfile::tempdir().unwrap();
         let (mut a, c1) = fixture(dir.path());
-        let t0 = Instant::now();
-        assert_eq!(
-            a.apply(&request(Operation::Freeze)).unwrap(),
-            Outcome::Intent
-        );
+        let t0 = freeze_left_unsettled(&mut a);
         std::fs::remove_dir_all(&c1).unwrap();
         let settled = a.settle(t0 + Duration::from_millis(100)).unwrap();
         assert_eq!(settled.len(), 1);
