@@ -6,8 +6,11 @@
 
 /// Per-CPU bookkeeping of the CPU sampler (one slot per CPU, index 0 of a per-CPU array).
 ///
-/// The kernel credits on-CPU time when a task is switched out. The slot remembers when the
-/// running task was switched in and which cgroup it belongs to, so that user space can add
+/// The kernel credits on-CPU time when a task is switched out: the growth of the task's
+/// `se.sum_exec_runtime` over the slice, which is the figure the kernel's own cgroup
+/// accounting (`cpu.stat`, `cpuacct.usage`) charges, so steal and IRQ time (that a VM or a
+/// busy NIC takes from the task while it is "on CPU") are not counted. The slot remembers when
+/// the running task was switched in and which cgroup it belongs to, so that user space can add
 /// the slice still in flight when it reads (a hog alone on a core is never switched out).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,6 +28,11 @@ pub struct CpuSlot {
     pub dropped: u64,
     /// Switch-ins whose cgroup could not be read (the slice is then not credited).
     pub read_errors: u64,
+    /// The running task's `se.sum_exec_runtime` when its slice started.
+    pub start_runtime_ns: u64,
+    /// The running task (its `task_struct` address, only compared): the slice is credited
+    /// only when the task switched out is the one whose start was recorded.
+    pub task: u64,
 }
 
 /// The `cgroup_id` a [`CpuSlot`] holds while its CPU runs the idle task (pid 0).
@@ -73,6 +81,10 @@ pub struct TaskOffsets {
     pub cgroup_root: u32,
     /// `offsetof(struct cgroup_root, hierarchy_id)` (0 is cgroup2).
     pub root_hierarchy_id: u32,
+    /// `offsetof(struct task_struct, se) + offsetof(struct sched_entity, sum_exec_runtime)`:
+    /// the task's on-CPU nanoseconds as the scheduler accounts them (steal and IRQ time
+    /// excluded).
+    pub task_exec_runtime: u32,
 }
 
 /// Memory reclaim seen for one cgroup (the memory cgroup of the task that stalled).

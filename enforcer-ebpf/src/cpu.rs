@@ -2,7 +2,12 @@
 //!
 //! At each switch the slice that just ended is credited to the cgroup recorded when the
 //! outgoing task was switched in, and the incoming task's cgroup is recorded for the next
-//! switch. Reading the cgroup once per switch (for `next`) and reusing it for `prev` keeps
+//! switch. A slice is the growth of the task's `se.sum_exec_runtime`, not of the wall clock:
+//! that is what the kernel charges to `cpu.stat`/`cpuacct.usage`, and on a VM whose host
+//! takes CPU away (steal) or a node busy with interrupts the wall clock counts time the task
+//! did not get (10% more than `cpu.stat` was seen on a guest with steal). The scheduler has
+//! brought `prev`'s runtime up to date when the tracepoint fires (put_prev_task/dequeue run
+//! `update_curr` first). Reading the cgroup once per switch (for `next`) and reusing it for `prev` keeps
 //! one pointer chase per event. A task moved to another cgroup while it runs is charged to
 //! the old one until it is next switched out: at most one slice.
 
@@ -36,6 +41,7 @@ pub(crate) static OFFSETS: TaskOffsets = TaskOffsets {
     memory_mode: 0,
     cgroup_root: 0,
     root_hierarchy_id: 0,
+    task_exec_runtime: 0,
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -66,7 +72,9 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
         let Some(slot) = CPU_SLOT.get_ptr_mut(0) else {
             return 0;
         };
-        settle(&mut *slot, now, task);
+        // The runtime read here is as of the task's last `update_curr` (at most a tick
+        // old): that part of the slice goes to the old cgroup, the rest to the new one.
+        settle(&mut *slot, now, task, task);
     }
     0
 }
@@ -81,32 +89,43 @@ unsafe fn on_switch(ctx: &BtfTracePointContext) {
     // else on this CPU touches it while we run (tracing programs do not nest on one CPU).
     let slot = unsafe { &mut *slot };
     slot.switches += 1;
+    let prev: *const u8 = ctx.arg(1);
     let next: *const u8 = ctx.arg(2);
-    unsafe { settle(slot, now, next) };
+    unsafe { settle(slot, now, prev, next) };
 }
 
-/// Credits the slice that ends `now` to the cgroup recorded in `slot`, then starts a new
-/// slice for `task` (the one on the CPU from now on).
+/// Credits the slice of `ended` (the task that was on the CPU) to the cgroup recorded in
+/// `slot`, then starts a new slice for `task` (the one on the CPU from now on; `ended`
+/// itself when a running task changes cgroup).
 #[inline(always)]
-unsafe fn settle(slot: &mut CpuSlot, now: u64, task: *const u8) {
-    if slot.cgroup_id != IDLE_CGROUP && slot.start_ns != 0 && now > slot.start_ns {
-        let delta = now - slot.start_ns;
-        slot.busy_ns += delta;
-        match CPU_NS.get_ptr_mut(slot.cgroup_id) {
-            // SAFETY: per-CPU value, see above.
-            Some(total) => unsafe { *total += delta },
-            None => {
-                if CPU_NS
-                    .insert(slot.cgroup_id, delta, BPF_NOEXIST as u64)
-                    .is_err()
-                {
-                    slot.dropped += 1;
+unsafe fn settle(slot: &mut CpuSlot, now: u64, ended: *const u8, task: *const u8) {
+    // SAFETY: as in cgroup_of.
+    let off = unsafe { core::ptr::read_volatile(&OFFSETS) };
+    // The first switch seen on a CPU has no recorded start; a slice whose task is not the
+    // one switched out (nothing should cause that) is not credited rather than guessed.
+    if slot.cgroup_id != IDLE_CGROUP && slot.start_ns != 0 && slot.task == ended as u64 {
+        let ran: u64 = unsafe { load(ended, off.task_exec_runtime) };
+        let delta = ran.saturating_sub(slot.start_runtime_ns);
+        if delta != 0 {
+            slot.busy_ns += delta;
+            match CPU_NS.get_ptr_mut(slot.cgroup_id) {
+                // SAFETY: per-CPU value, see above.
+                Some(total) => unsafe { *total += delta },
+                None => {
+                    if CPU_NS
+                        .insert(slot.cgroup_id, delta, BPF_NOEXIST as u64)
+                        .is_err()
+                    {
+                        slot.dropped += 1;
+                    }
                 }
             }
         }
     }
 
     slot.start_ns = now;
+    slot.task = task as u64;
+    slot.start_runtime_ns = unsafe { load(task, off.task_exec_runtime) };
     slot.cgroup_id = match unsafe { cgroup_of(task) } {
         Some(id) => id,
         None => {

@@ -44,8 +44,12 @@ fn check_against_kernel(
     let ebpf = sampler.read().unwrap().per_cgroup[&charged.id()];
     let kernel = kernel_ns();
     assert!(kernel > 2_500_000_000, "the hog ran: {kernel} ns");
+    // Settled slices are the scheduler's own runtime, so the end figure is exact up to the
+    // part of a slice charged across the move into the cgroup (under one tick); 1% is what
+    // billing asks for. The wall clock would count steal time, which alone is more than 1%
+    // on a busy VM.
     assert!(
-        within(ebpf, kernel, 0.05),
+        within(ebpf, kernel, 0.01),
         "eBPF {ebpf} ns vs kernel {kernel} ns"
     );
     eprintln!("{mode:?}: eBPF {ebpf} ns, kernel {kernel} ns");
@@ -94,4 +98,59 @@ fn idle_time_is_not_charged_and_busy_time_tracks_the_node() {
     assert!(second.switches > first.switches);
     assert_eq!(second.read_errors, 0);
     assert_eq!(second.dropped, 0);
+}
+
+/// Two hogs in two cgroups pinned to one CPU: each runs about half the time, preempted
+/// every few milliseconds. Each cgroup is charged what the kernel charges it, not the wall
+/// time of the other's slices, nor the steal or IRQ time inside its own.
+#[test]
+fn preempted_hogs_on_one_cpu_are_each_charged_their_own_time() {
+    require_root();
+    let mut sampler = CpuSampler::load(CgroupMode::Unified, 16_384).expect("load CPU sampler");
+    let cgroups: Vec<TestCgroup> = (0..2)
+        .map(|i| TestCgroup::create("unified", &unique_name(&format!("enf-pin{i}"))))
+        .collect();
+    let cpu = aya::util::online_cpus().unwrap()[0];
+    let mut hogs: Vec<_> = cgroups
+        .iter()
+        .map(|cg| {
+            let mut pinned = std::process::Command::new("taskset");
+            pinned.args([
+                "-c",
+                &cpu.to_string(),
+                "timeout",
+                "3",
+                "sh",
+                "-c",
+                "while :; do :; done",
+            ]);
+            spawn_in(&[cg], pinned)
+        })
+        .collect();
+    for hog in &mut hogs {
+        hog.wait_timeout(Duration::from_secs(10))
+            .expect("hog exits");
+    }
+    let reading = sampler.read().unwrap();
+    let mut total = 0;
+    for cg in &cgroups {
+        let kernel = cg.cpu_stat_usage_ns();
+        let ebpf = reading.per_cgroup.get(&cg.id()).copied().unwrap_or(0);
+        eprintln!("{}: eBPF {ebpf} ns, kernel {kernel} ns", cg.id());
+        // Sharing one CPU for 3 s: each got a real share, neither all of it.
+        assert!(
+            (500_000_000..2_900_000_000).contains(&kernel),
+            "hog in {} ran {kernel} ns on a shared CPU",
+            cg.id()
+        );
+        assert!(
+            within(ebpf, kernel, 0.01),
+            "eBPF {ebpf} ns vs kernel {kernel} ns"
+        );
+        total += kernel;
+    }
+    assert!(
+        total <= 3_100_000_000,
+        "two hogs on one CPU for 3 s ran {total} ns"
+    );
 }

@@ -261,6 +261,22 @@ impl Btf {
             .ok_or_else(missing)
     }
 
+    /// `offsetof(outer, member) + offsetof(inner, field)`: a field of a struct embedded by
+    /// value, such as `task_struct.se.sum_exec_runtime`.
+    pub fn nested_offset(
+        &self,
+        (outer, member): (&str, &str),
+        (inner, field): (&str, &str),
+    ) -> Result<u32, BtfError> {
+        let base = self.member_offset(outer, member)?;
+        let within = self.member_offset(inner, field)?;
+        base.checked_add(within)
+            .ok_or_else(|| BtfError::Inconsistent {
+                path: self.origin.clone(),
+                what: format!("struct {outer} member {member}.{field} is past 4 GiB"),
+            })
+    }
+
     /// `offsetof(struct css_set, subsys[<id>])` for a `cgroup_subsys_id` enumerator such
     /// as `memory_cgrp_id`.
     ///
@@ -307,6 +323,8 @@ impl Btf {
             memory_mode: CgroupMode::Unified as u32,
             cgroup_root: self.member_offset("cgroup", "root")?,
             root_hierarchy_id: self.member_offset("cgroup_root", "hierarchy_id")?,
+            task_exec_runtime: self
+                .nested_offset(("task_struct", "se"), ("sched_entity", "sum_exec_runtime"))?,
         })
     }
 }
