@@ -78,6 +78,10 @@ impl CpuSampler {
 
     /// Reads cumulative per-cgroup time, closing each CPU's in-flight slice at "now" so that
     /// a task that has not been switched out (a hog alone on a core) is still seen.
+    ///
+    /// Credited slices are the scheduler's runtime; the in-flight one can only be wall time
+    /// here (user space cannot read the running task's runtime), so a reading may include
+    /// the steal time of at most one slice per CPU, which the next switch corrects.
     pub fn read(&mut self) -> Result<CpuReading, SamplerError> {
         let started = std::time::Instant::now();
         let mut reading = CpuReading::default();
