@@ -13,6 +13,9 @@ pub use super::raw::{HierarchyChoice, SamplerChoice};
 pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9977";
 pub const DEFAULT_SOCKET: &str = "/run/enforcer/enforcer.sock";
 pub const DEFAULT_JOURNAL: &str = "/var/lib/enforcer/journal.jsonl";
+pub const DEFAULT_USAGE_LEDGER: &str = "/var/lib/enforcer/usage.jsonl";
+/// `daemon.usage_flush_interval`: how often the running units' records are written.
+pub const DEFAULT_USAGE_FLUSH: Duration = Duration::from_secs(60);
 pub const DEFAULT_STATE_DIR: &str = "/run/enforcer";
 /// `daemon.journal_segment_size`: the live segment is rotated before it would pass this.
 pub const DEFAULT_JOURNAL_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
@@ -87,6 +90,11 @@ pub struct DaemonConfig {
     pub sampler: SamplerChoice,
     /// Append-only action journal, in rotated segments.
     pub journal: JournalConfig,
+    /// The usage ledger (billing records of the offline units), rotated like the journal
+    /// (its segment size and count).
+    pub usage_ledger: JournalConfig,
+    /// How often the running units' records are written to the ledger.
+    pub usage_flush_interval: Duration,
     /// Node-local state for other agents (the scheduling gate file).
     pub state_dir: PathBuf,
     /// Decide and journal every action without applying any.
@@ -117,6 +125,8 @@ impl Default for DaemonConfig {
             cgroup_map_entries: enforcer_common::CPU_NS_DEFAULT_ENTRIES,
             sampler: SamplerChoice::Ebpf,
             journal: JournalConfig::default(),
+            usage_ledger: JournalConfig::from(Path::new(DEFAULT_USAGE_LEDGER)),
+            usage_flush_interval: DEFAULT_USAGE_FLUSH,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             dry_run: false,
             lock_memory: true,
@@ -148,6 +158,16 @@ pub(super) fn parse(
                 .unwrap_or(defaults.journal.segment_size),
             segments: r.journal_segments.unwrap_or(defaults.journal.segments),
         },
+        usage_ledger: JournalConfig {
+            path: r.usage_ledger.unwrap_or(defaults.usage_ledger.path),
+            segment_size: r
+                .journal_segment_size
+                .unwrap_or(defaults.usage_ledger.segment_size),
+            segments: r.journal_segments.unwrap_or(defaults.usage_ledger.segments),
+        },
+        usage_flush_interval: r
+            .usage_flush_interval
+            .unwrap_or(defaults.usage_flush_interval),
         state_dir: r.state_dir.unwrap_or(defaults.state_dir),
         dry_run: r.dry_run.unwrap_or(defaults.dry_run),
         lock_memory: r.lock_memory.unwrap_or(defaults.lock_memory),
@@ -201,6 +221,18 @@ pub(super) fn parse(
                 "{} is out of range 2..=1000 (the live segment and at least one before it)",
                 daemon.journal.segments
             ),
+        ));
+    }
+    if daemon.usage_flush_interval < Duration::from_secs(1) {
+        return Err(invalid(
+            "daemon.usage_flush_interval".into(),
+            format!("{:?} is shorter than 1s", daemon.usage_flush_interval),
+        ));
+    }
+    if daemon.usage_ledger.path == daemon.journal.path {
+        return Err(invalid(
+            "daemon.usage_ledger".into(),
+            "must not be the journal's file".into(),
         ));
     }
     if daemon.node_name.trim().is_empty() {

@@ -298,6 +298,9 @@ pub(super) struct RawDaemon {
     #[serde(default, deserialize_with = "size")]
     pub(super) journal_segment_size: Option<u64>,
     pub(super) journal_segments: Option<usize>,
+    pub(super) usage_ledger: Option<PathBuf>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) usage_flush_interval: Option<Duration>,
     pub(super) state_dir: Option<PathBuf>,
     pub(super) dry_run: Option<bool>,
     pub(super) lock_memory: Option<bool>,

@@ -277,6 +277,18 @@ impl CgroupRoots {
         let (root, v2) = self.memory.as_ref()?;
         host::memory_usage(host, &root.join(rel), *v2)
     }
+
+    /// Processes of `rel` and below the kernel's OOM killer killed (`oom_kill` of
+    /// `memory.events` on cgroup2, of `memory.oom_control` on v1); `None` when unreadable.
+    pub fn oom_kills(&self, host: &dyn Host, rel: &str) -> Option<u64> {
+        let (root, v2) = self.memory.as_ref()?;
+        let file = if *v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        host::keyed_value(host, &root.join(rel).join(file), "oom_kill")
+    }
 }
 
 /// An offline parent and its memory use (`None`: no memory cgroup to limit), with what

@@ -5,6 +5,7 @@
 //! tick; the surfaces run on a small tokio runtime and read the shared state under a mutex
 //! held only to copy figures out.
 
+mod billing;
 pub mod capacity;
 pub mod census;
 pub mod controllers;
@@ -413,6 +414,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         runtime: Default::default(),
         kube: kube_view,
         kube_stats,
+        usage_view: Default::default(),
     }));
     state.lock().unwrap().health.map_capacity = d.cgroup_map_entries;
 
@@ -486,6 +488,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             procs: Default::default(),
             offline_shape: Default::default(),
             parent_gaps: gaps::ParentGaps::new(sites),
+            billing: billing::Billing::open(&d.node_name, &d.usage_ledger, d.usage_flush_interval),
         };
         std::thread::Builder::new()
             .name("sampler".into())

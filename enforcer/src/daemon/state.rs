@@ -75,6 +75,8 @@ pub struct NodeState {
     /// when a snapshot is taken (the worker updates them on its own thread).
     pub kube: KubeView,
     pub kube_stats: Option<Arc<PublisherStats>>,
+    /// The offline units' usage, published by the ledger's controller once a second.
+    pub usage_view: crate::surfaces::snapshot::UsageView,
 }
 
 impl NodeState {
@@ -172,6 +174,7 @@ impl NodeState {
             pods,
             runtime: self.runtime.clone(),
             kube: self.kube_view(),
+            usage: self.usage_view.clone(),
             network,
             filesystems,
             config: self.config.clone(),
@@ -485,6 +488,7 @@ impl NodeState {
             runtime: Default::default(),
             kube: Default::default(),
             kube_stats: None,
+            usage_view: Default::default(),
         }
     }
 }

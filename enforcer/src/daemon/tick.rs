@@ -110,6 +110,8 @@ pub(super) struct SamplerLoop {
     /// Controllers missing or not delegated to the offline parents, checked again when
     /// the parents change.
     pub(super) parent_gaps: super::gaps::ParentGaps,
+    /// The offline units' usage for the ledger.
+    pub(super) billing: super::billing::Billing,
 }
 
 impl SamplerLoop {
@@ -160,6 +162,12 @@ impl SamplerLoop {
                 let _ = self.unknown_ids.send(unknown);
             }
             self.forget_removed();
+            self.billing.tick(
+                &self.state,
+                self.host.as_ref(),
+                &self.cgroup_roots,
+                crate::clock::monotonic_ns(),
+            );
             if self
                 .node_read_at
                 .is_none_or(|t| t.elapsed() >= NODE_READ_INTERVAL)
@@ -169,6 +177,7 @@ impl SamplerLoop {
             self.apply_pods();
         }
         self.shutdown();
+        self.billing.shutdown();
         if let Some(network) = &mut self.network
             && let Err(e) = network.shutdown(&mut self.actuator)
         {
@@ -299,6 +308,7 @@ impl SamplerLoop {
         let results =
             effects::apply(&mut self.actuator, decided).map_err(|e| anyhow!("{e}; stopping"))?;
         self.controllers.observe(&results, Instant::now());
+        self.billing.killed(&self.actuator.take_kills());
 
         // 6. network.
         self.network_tick(at_ns)?;
@@ -389,6 +399,8 @@ impl SamplerLoop {
             )
         };
         if let CpuSource::Ebpf(s) = &mut self.sampler {
+            // What the removed cgroups ran after the last tick still goes to their unit.
+            self.billing.final_cpu(&s.totals_of(&cpu));
             s.forget(cpu);
         }
         self.reclaim.forget(reclaim);

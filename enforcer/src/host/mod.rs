@@ -110,6 +110,14 @@ pub fn memory_usage(host: &dyn Host, dir: &Path, v2: bool) -> Option<u64> {
     host.read(&dir.join(file)).ok()?.trim().parse().ok()
 }
 
+/// The value of `key` in a flat keyed file (`key value` lines, such as `memory.events`).
+pub fn keyed_value(host: &dyn Host, file: &Path, key: &str) -> Option<u64> {
+    host.read(file)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Whether a process still exists.
 pub fn alive(host: &dyn Host, pid: i32) -> bool {
     host.exists(Path::new(&format!("/proc/{pid}")))

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod netns;
 pub mod pod;
 pub mod tc;
+pub mod usage;
 
 use serde::{Deserialize, Serialize};
 

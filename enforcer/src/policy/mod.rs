@@ -2,6 +2,7 @@
 //! touches the kernel, so all of it is unit-tested exhaustively.
 
 pub mod bandwidth;
+pub mod billing;
 pub mod capacity;
 pub mod ladder;
 pub mod shaping;

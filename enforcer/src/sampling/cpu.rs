@@ -122,6 +122,17 @@ impl CpuSampler {
         Ok(reading)
     }
 
+    /// The totals of `ids` now, summed over CPUs (absent ids are left out): read once for
+    /// cgroups about to be forgotten, so that their last slices are not lost.
+    pub fn totals_of(&self, ids: &[u64]) -> Vec<(u64, u64)> {
+        ids.iter()
+            .filter_map(|&id| {
+                let values = self.per_cgroup.get(&id, 0).ok()?;
+                Some((id, values.iter().sum()))
+            })
+            .collect()
+    }
+
     /// Drops the counters of cgroups that no longer exist so the map does not fill up.
     pub fn forget(&mut self, ids: impl IntoIterator<Item = u64>) {
         for id in ids {

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod control;
 pub mod health;
 pub mod http;
+pub mod ledger;
 pub mod metrics;
 pub mod snapshot;

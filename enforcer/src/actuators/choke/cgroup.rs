@@ -114,6 +114,12 @@ impl Actuator {
             }
             (Some(()), Settle::Now(result.map_err(|e| e.to_string())))
         })?;
+        if req.op == Operation::Kill
+            && outcome == Outcome::Applied
+            && let Some(seq) = self.journal.last_seq()
+        {
+            self.kills.push((rel, seq));
+        }
         Ok(outcome)
     }
 }

@@ -45,6 +45,9 @@ pub struct Actuator {
     kube: Option<Publisher>,
     /// Freezes requested and not complete yet, followed up by the ticks after.
     unsettled: Vec<pending::Unsettled>,
+    /// Kills applied since the daemon last took them: (target, journal sequence number),
+    /// for the usage ledger's `killed` records.
+    kills: Vec<(String, u64)>,
 }
 
 impl Actuator {
@@ -65,6 +68,7 @@ impl Actuator {
             record: EffectsRecord::in_memory(),
             kube: None,
             unsettled: Vec::new(),
+            kills: Vec::new(),
         }
     }
 
@@ -102,6 +106,11 @@ impl Actuator {
     /// What enforcer owns on the cgroups, as recorded.
     pub fn record(&self) -> &EffectsRecord {
         &self.record
+    }
+
+    /// The kills applied since the last call: (target, journal sequence number).
+    pub fn take_kills(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.kills)
     }
 
     /// Forgets recorded cgroups that no longer exist.

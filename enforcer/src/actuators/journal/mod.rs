@@ -34,6 +34,8 @@ use thiserror::Error;
 
 pub use read::{Entries, entries, read};
 pub use segments::segment_paths;
+/// The segment rotation, shared with the usage ledger (rotated the same way).
+pub(crate) use segments::{ends_torn, numbered as numbered_path, rotate, sync_dir};
 
 use crate::config::JournalConfig;
 
@@ -192,6 +194,11 @@ impl Journal {
     /// Entries that could not be written since the daemon started.
     pub fn write_failures(&self) -> u64 {
         self.write_failures
+    }
+
+    /// The sequence number handed out last (`None` before the first).
+    pub fn last_seq(&self) -> Option<u64> {
+        (self.next_seq > 1).then(|| self.next_seq - 1)
     }
 
     pub fn next_seq(&mut self) -> u64 {

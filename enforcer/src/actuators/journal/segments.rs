@@ -29,7 +29,7 @@ fn dir_of(live: &Path) -> &Path {
 }
 
 /// `<live>.<n>`.
-pub(super) fn numbered(live: &Path, n: u32) -> PathBuf {
+pub(crate) fn numbered(live: &Path, n: u32) -> PathBuf {
     let mut name = OsString::from(live.as_os_str());
     name.push(format!(".{n}"));
     PathBuf::from(name)
@@ -85,7 +85,7 @@ pub fn segment_paths(live: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Makes the directory's entries (renames, creations, deletions) durable.
-pub(super) fn sync_dir(live: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(live: &Path) -> io::Result<()> {
     File::open(dir_of(live))?.sync_all()
 }
 
@@ -95,7 +95,7 @@ pub(super) fn sync_dir(live: &Path) -> io::Result<()> {
 /// deleted); then `<live>` → `<live>.1`. The directory is fsynced after each step; the
 /// caller creates the new live segment. Only the run starting at `.1` shifts, so a
 /// rotation retried after a failure (or after a crash) shifts nothing twice.
-pub(super) fn rotate(live: &Path, keep: usize) -> io::Result<()> {
+pub(crate) fn rotate(live: &Path, keep: usize) -> io::Result<()> {
     let present = older(live)?;
     for &n in present.iter().rev().filter(|&&n| n as usize >= keep) {
         std::fs::remove_file(numbered(live, n))?;
@@ -176,7 +176,7 @@ pub(super) fn last_seq(live: &Path, window: u64) -> io::Result<Option<u64>> {
 }
 
 /// Whether `file` (of `len` bytes) ends in the middle of a line.
-pub(super) fn ends_torn(file: &mut File, len: u64) -> io::Result<bool> {
+pub(crate) fn ends_torn(file: &mut File, len: u64) -> io::Result<bool> {
     if len == 0 {
         return Ok(false);
     }

@@ -20,6 +20,7 @@ mod memory;
 mod network;
 mod pods;
 mod protection;
+mod usage;
 
 #[cfg(test)]
 mod tests;
@@ -102,6 +103,7 @@ impl Collector for SnapshotCollector {
         filesystem::encode(&mut enc, &s.filesystems)?;
         config::encode(&mut enc, &s.config)?;
         pods::encode(&mut enc, &s.runtime, &s.pods)?;
+        usage::encode(&mut enc, &s.usage)?;
         kube::encode(&mut enc, &s.kube)
     }
 }

@@ -22,6 +22,32 @@ use crate::{
 
 pub(crate) fn sample() -> Snapshot {
     Snapshot {
+        usage: crate::surfaces::snapshot::UsageView {
+            ledger: "/var/lib/enforcer/usage.jsonl".into(),
+            ledger_write_failures: 0,
+            units_open: 1,
+            units: vec![crate::surfaces::snapshot::UnitUsage {
+                id: "3f2a1b4c-0d5e-4f60-8a7b-9c0d1e2f3a4b".into(),
+                namespace: "spark".into(),
+                pod: "spark-123-exec-1".into(),
+                queue: "root.P1".into(),
+                application_id: "spark-123".into(),
+                cpu_seconds: 12.5,
+                memory_byte_seconds: 2.0e9,
+            }],
+            by_queue: vec![crate::surfaces::snapshot::GroupUsage {
+                name: "root.P1".into(),
+                cpu_seconds: 40.0,
+                memory_byte_seconds: 8.0e9,
+                units_ended: 3,
+            }],
+            by_namespace: vec![crate::surfaces::snapshot::GroupUsage {
+                name: "spark".into(),
+                cpu_seconds: 40.0,
+                memory_byte_seconds: 8.0e9,
+                units_ended: 3,
+            }],
+        },
         pods: vec![crate::surfaces::snapshot::PodUsage {
             namespace: "spark".into(),
             name: "spark-123-exec-1".into(),

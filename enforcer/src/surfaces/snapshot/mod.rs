@@ -9,6 +9,7 @@ mod kube;
 mod network;
 mod pods;
 mod protection;
+mod usage;
 
 use crate::{
     model::{Class, Priority},
@@ -23,6 +24,7 @@ pub use network::{
 };
 pub use pods::{PodUsage, RuntimeView};
 pub use protection::{CapacityView, ParentState, ProtectionView};
+pub use usage::{GroupUsage, UnitUsage, UsageView};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -72,6 +74,9 @@ pub struct Snapshot {
     /// Every pod the runtime lists, CPU users first.
     #[serde(default)]
     pub pods: Vec<PodUsage>,
+    /// The offline units' usage (the ledger's figures).
+    #[serde(default)]
+    pub usage: UsageView,
     /// The Kubernetes Node object's publisher.
     #[serde(default)]
     pub kube: KubeView,
