@@ -43,6 +43,14 @@ fn main() -> ExitCode {
             last,
             output,
         } => command::journal::execute(file, config, target, action, last, output),
+        Command::Usage {
+            file,
+            config,
+            by,
+            since,
+            until,
+            output,
+        } => command::usage::execute(file, config, by, since, until, output),
         Command::Tc { command: tc } => command::tc::execute(tc),
         Command::Config { command: config } => command::config::execute(config),
     };

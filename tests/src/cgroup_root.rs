@@ -83,3 +83,29 @@ impl Drop for CgroupRoot {
         }
     }
 }
+
+/// What kubelet does after a pod's sandbox is removed: its pod cgroup `rel` (relative to
+/// the mount points) goes from every hierarchy, deepest first. Bounded: a cgroup that still
+/// has tasks after 10 s is left (and said) for the root's guard.
+pub fn remove_pod_cgroup(rel: &str) {
+    fn remove(dir: &std::path::Path, deadline: std::time::Instant) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&e.path(), deadline);
+                }
+            }
+        }
+        while dir.exists() && std::fs::remove_dir(dir).is_err() {
+            if std::time::Instant::now() > deadline {
+                eprintln!("warning: could not remove {}", dir.display());
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for mount in hierarchies() {
+        remove(&mount.join(rel.trim_start_matches('/')), deadline);
+    }
+}

@@ -93,9 +93,10 @@ impl Daemon {
         let socket = dir.path().join("enforcer.sock");
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let text = format!(
-            "[daemon]\nsocket = \"{}\"\nmetrics_listen = \"{metrics}\"\nnode_name = \"test-node\"\njournal = \"{}\"\nstate_dir = \"{}\"\n{daemon_section}\n{extra}\n",
+            "[daemon]\nsocket = \"{}\"\nmetrics_listen = \"{metrics}\"\nnode_name = \"test-node\"\njournal = \"{}\"\nusage_ledger = \"{}\"\nstate_dir = \"{}\"\n{daemon_section}\n{extra}\n",
             socket.display(),
             dir.path().join("journal.jsonl").display(),
+            dir.path().join("usage.jsonl").display(),
             dir.path().join("state").display(),
         );
         let config = match launch.place_config {
@@ -200,6 +201,18 @@ impl Daemon {
 
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().pid()
+    }
+
+    /// The usage ledger's live segment.
+    pub fn ledger_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("usage.jsonl")
+    }
+
+    /// The usage ledger's records, every segment, oldest first.
+    pub fn ledger(&self) -> Vec<enforcer::model::usage::UsageRecord> {
+        enforcer::surfaces::ledger::read(&self.dir.path().join("usage.jsonl"))
+            .expect("read the usage ledger")
+            .0
     }
 
     pub fn journal(&self) -> Vec<enforcer::actuators::journal::Entry> {

@@ -428,6 +428,33 @@ fn under_overload_the_victims_are_pods_debug_then_p3_then_p1_never_the_online_on
     let explain = String::from_utf8(daemon.cli(&["explain"]).stdout).unwrap();
     assert!(explain.contains(&p1.full_name), "{explain}");
     eprintln!("three pods killed in {:?}", started.elapsed());
+
+    // Billing: once kubelet has removed them, each killed pod's usage record says it was
+    // killed, with the kill's journal sequence number.
+    for (pod, kill) in [debug, p3, p1].into_iter().zip(&kills) {
+        let RunningPod { plan, guard, .. } = pod;
+        drop(guard);
+        enforcer_tests::cgroup_root::remove_pod_cgroup(&plan.cgroup_parent);
+        let mut record = None;
+        assert!(
+            wait_until(Duration::from_secs(15), || {
+                record = daemon.ledger().into_iter().rfind(|r| {
+                    r.id == plan.uid && r.status != enforcer::model::usage::UsageStatus::Running
+                });
+                record.is_some()
+            }),
+            "no ended record of {}:\n{:#?}",
+            plan.uid,
+            daemon.ledger()
+        );
+        let record = record.unwrap();
+        assert_eq!(
+            (record.status, record.killed_seq),
+            (enforcer::model::usage::UsageStatus::Killed, Some(kill.seq)),
+            "{record:#?}"
+        );
+        assert!(record.cpu_seconds > 0.5, "the hog's CPU: {record:#?}");
+    }
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub mod run;
 pub mod status;
 pub mod tc;
 pub mod top;
+pub mod usage;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,13 @@ pub struct Cli {
 pub enum Output {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum UsageOutput {
+    Text,
+    Json,
+    Csv,
 }
 
 #[derive(clap::Args)]
@@ -94,6 +102,28 @@ pub enum Command {
         last: Option<usize>,
         #[arg(long, short, value_enum, default_value = "text")]
         output: Output,
+    },
+    /// Usage of the offline pods for billing, from the usage ledger (no daemon needed): per
+    /// application (the operators' table), queue, namespace or pod, over a time range.
+    Usage {
+        /// Ledger file (default: daemon.usage_ledger of --config, else the built-in default).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Configuration file naming the ledger.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Rows per application, queue, namespace or pod.
+        #[arg(long, value_enum, default_value = "application")]
+        by: enforcer::surfaces::cli::usage::GroupBy,
+        /// Only units alive at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only units alive at or before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// text (a table), json, or csv (the operators' table's columns, loadable as is).
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: UsageOutput,
     },
     /// Traffic control: what is installed on the bond and the offline subinterfaces, what
     /// the policy wants, and the difference.

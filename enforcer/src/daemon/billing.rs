@@ -8,6 +8,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -21,6 +22,7 @@ use crate::{
         usage::UsageRecord,
     },
     policy::billing::{Accounts, UnitIdentity, UnitSample},
+    sampling::kmsg::OomWatch,
     surfaces::{
         ledger::{self, Ledger},
         snapshot::{GroupUsage, UnitUsage, UsageView},
@@ -28,6 +30,9 @@ use crate::{
 };
 
 use super::{census::CgroupRoots, state::NodeState};
+
+/// The kernel's log, where it names the cgroup of each task the OOM killer killed.
+const KMSG: &str = "/dev/kmsg";
 
 /// How often an idle unit's memory and every unit's OOM count are read.
 const SLOW_READ: Duration = Duration::from_secs(1);
@@ -48,11 +53,16 @@ struct Plan {
     versions: Option<(u64, u64, Option<u64>)>,
     units: Vec<PlannedUnit>,
     ids: HashSet<u64>,
+    /// Unit path → index in `units`.
+    by_path: HashMap<String, usize>,
 }
 
 /// The identity of the unit at `entry`: the pod's names and labels when the runtime knows
 /// it; the uid from kubelet's cgroup name when it does not (yet).
-fn identity(entry: &crate::model::index::CgroupEntry) -> UnitIdentity {
+fn identity(
+    entry: &crate::model::index::CgroupEntry,
+    current: Option<&crate::model::pod::Pod>,
+) -> UnitIdentity {
     let label =
         |pod: &crate::model::pod::Pod, key: &str| pod.labels.get(key).cloned().unwrap_or_default();
     let mut id = UnitIdentity {
@@ -64,8 +74,7 @@ fn identity(entry: &crate::model::index::CgroupEntry) -> UnitIdentity {
         queue: entry.priority.map(|p| p.to_string()).unwrap_or_default(),
         ..Default::default()
     };
-    if let Some(p) = &entry.pod {
-        let pod = &p.pod;
+    if let Some(pod) = current.or(entry.pod.as_ref().map(|p| p.pod.as_ref())) {
         id.id = pod.uid.clone();
         id.namespace = pod.namespace.clone();
         id.pod_name = pod.name.clone();
@@ -81,10 +90,10 @@ fn identity(entry: &crate::model::index::CgroupEntry) -> UnitIdentity {
 }
 
 /// The unit a cgroup path belongs to: itself or its nearest ancestor that is a unit.
-fn unit_of(path: &str, units: &HashMap<&str, usize>) -> Option<usize> {
+fn unit_of(path: &str, units: impl Fn(&str) -> Option<usize>) -> Option<usize> {
     let mut p = path;
     loop {
-        if let Some(&i) = units.get(p) {
+        if let Some(i) = units(p) {
             return Some(i);
         }
         p = p.rsplit_once('/')?.0;
@@ -92,24 +101,30 @@ fn unit_of(path: &str, units: &HashMap<&str, usize>) -> Option<usize> {
 }
 
 impl Plan {
-    fn refresh(&mut self, index: &CgroupIndex, pods: &PodTable, net: Option<&CgroupIndex>) {
+    /// Computes the plan again if the index or the pods changed; says whether it did.
+    fn refresh(&mut self, index: &CgroupIndex, pods: &PodTable, net: Option<&CgroupIndex>) -> bool {
         let versions = (index.version(), pods.generation(), net.map(|n| n.version()));
         if self.versions == Some(versions) {
-            return;
+            return false;
         }
         self.versions = Some(versions);
         let mut units: Vec<PlannedUnit> = super::census::offline_units(index)
             .into_iter()
-            .map(|e| PlannedUnit {
-                unit: e.id,
-                rel: e.path.clone(),
-                identity: Arc::new(identity(e)),
-                cgroups: Vec::new(),
-                net: Vec::new(),
-                containers_running: e.pod.as_ref().and_then(|p| {
-                    let containers = &p.pod.containers;
-                    (!containers.is_empty()).then(|| containers.iter().any(|c| c.running))
-                }),
+            .map(|e| {
+                // The index keeps the pod as it was when the cgroup was classified; the
+                // table has it as the runtime listed it last (its containers' states).
+                let current = e.pod.as_ref().and_then(|p| pods.get(&p.pod.uid));
+                PlannedUnit {
+                    unit: e.id,
+                    rel: e.path.clone(),
+                    identity: Arc::new(identity(e, current.map(|p| p.as_ref()))),
+                    cgroups: Vec::new(),
+                    net: Vec::new(),
+                    containers_running: current.and_then(|pod| {
+                        let containers = &pod.containers;
+                        (!containers.is_empty()).then(|| containers.iter().any(|c| c.running))
+                    }),
+                }
             })
             .collect();
         let by_path: HashMap<&str, usize> = units
@@ -119,14 +134,14 @@ impl Plan {
             .collect();
         let mut cgroups: Vec<(usize, u64)> = Vec::new();
         for e in index.iter() {
-            if let Some(i) = unit_of(&e.path, &by_path) {
+            if let Some(i) = unit_of(&e.path, |p| by_path.get(p).copied()) {
                 cgroups.push((i, e.id));
             }
         }
         let mut net_ids: Vec<(usize, u64)> = Vec::new();
         if let Some(net) = net {
             for e in net.iter() {
-                if let Some(i) = unit_of(&e.path, &by_path) {
+                if let Some(i) = unit_of(&e.path, |p| by_path.get(p).copied()) {
                     net_ids.push((i, e.id));
                 }
             }
@@ -144,7 +159,13 @@ impl Plan {
             }
         }
         self.ids = units.iter().map(|u| u.unit).collect();
+        self.by_path = units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.rel.to_string(), i))
+            .collect();
         self.units = units;
+        true
     }
 }
 
@@ -161,6 +182,8 @@ pub(super) struct Billing {
     unwritten: Vec<UsageRecord>,
     failing: bool,
     write_failures: u64,
+    /// The kernel's OOM kill log (`None`: not readable; `memory.events` alone then).
+    oom_log: Option<OomWatch>,
     /// What ended units used, per queue and per namespace: (CPU s, memory byte-s, units).
     ended_by_queue: HashMap<String, (f64, f64, u64)>,
     ended_by_namespace: HashMap<String, (f64, f64, u64)>,
@@ -218,6 +241,15 @@ impl Billing {
             unwritten: Vec::new(),
             failing: false,
             write_failures: 0,
+            oom_log: match OomWatch::open(Path::new(KMSG)) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(
+                        "{KMSG}: {e}: the OOM kills of units are read from memory.events alone (on cgroup v1 a container's kill can be missed)"
+                    );
+                    None
+                }
+            },
             ended_by_queue: HashMap::new(),
             ended_by_namespace: HashMap::new(),
         }
@@ -226,7 +258,10 @@ impl Billing {
     /// The last totals of removed cgroups (read from the map before their entries go).
     pub(super) fn final_cpu(&mut self, totals: &[(u64, u64)]) {
         for &(id, total) in totals {
-            self.accounts.final_cpu(id, total);
+            // Its tasks ended (a container exited): what they held may have gone with them.
+            if let Some(unit) = self.accounts.final_cpu(id, total) {
+                self.memory_read.remove(&unit);
+            }
         }
     }
 
@@ -251,8 +286,14 @@ impl Billing {
         let mut ended = Vec::new();
         {
             let st = state.lock().unwrap();
-            self.plan
-                .refresh(&st.index, &st.pods, st.net.index.as_ref());
+            // A cgroup came or went (a container started or exited): every unit's memory
+            // is read this tick.
+            if self
+                .plan
+                .refresh(&st.index, &st.pods, st.net.index.as_ref())
+            {
+                self.memory_read.clear();
+            }
             let mut cpu: Vec<(u64, u64)> = Vec::new();
             for u in &self.plan.units {
                 cpu.clear();
@@ -280,7 +321,7 @@ impl Billing {
                 );
             }
             // A predecessor's units whose cgroup is gone, once the index has been walked.
-            if st.discovery.walks_total > 0 {
+            if self.accounts.has_carried() && st.discovery.walks_total > 0 {
                 let paths: HashSet<&str> = st.index.iter().map(|e| &*e.path).collect();
                 ended.extend(
                     self.accounts
@@ -298,6 +339,7 @@ impl Billing {
         }
         for u in &self.plan.units {
             let cpu_now = self.accounts.cpu_ns(u.unit).unwrap_or(0);
+            let had_read = self.memory_read.contains_key(&u.unit);
             let due = match self.memory_read.get(&u.unit) {
                 None => true,
                 Some(&(at, cpu)) => cpu_now != cpu || now.duration_since(at) >= SLOW_READ,
@@ -308,8 +350,26 @@ impl Billing {
                 }
                 self.memory_read.insert(u.unit, (now, cpu_now));
             }
+            // The kernel's own CPU figure: once a second, and when a cgroup of the unit
+            // came or went (the unit is then missing from `memory_read` above).
+            if (slow || !had_read)
+                && let Some(ns) = roots.cpu_usage_ns(host, &u.rel)
+            {
+                self.accounts.kernel_cpu(u.unit, ns);
+            }
             if slow && let Some(kills) = roots.oom_kills(host, &u.rel) {
                 self.accounts.oom_kills(u.unit, kills);
+            }
+        }
+        // Kills the kernel logged since the last tick (a non-blocking read): the container's
+        // cgroup named there may already be gone.
+        if let Some(log) = &mut self.oom_log {
+            for path in log.kills() {
+                let rel = path.trim_start_matches('/');
+                let plan = &self.plan;
+                if let Some(i) = unit_of(rel, |p| plan.by_path.get(p).copied()) {
+                    self.accounts.oom_kill_logged(plan.units[i].unit);
+                }
             }
         }
         let present = &self.plan.ids;

@@ -187,6 +187,9 @@ pub struct CgroupRoots {
     pub memory: Option<(PathBuf, bool)>,
     /// Where freezing happens: cgroup2 (`cgroup.freeze`, true) or the v1 freezer.
     pub freezer: Option<(PathBuf, bool)>,
+    /// Where the kernel's own CPU accounting is: v1 `cpuacct` (false) or cgroup2's
+    /// `cpu.stat` (true, there without the cpu controller too).
+    pub cpu_usage: Option<(PathBuf, bool)>,
 }
 
 impl CgroupRoots {
@@ -202,11 +205,20 @@ impl CgroupRoots {
             .unified_mount()
             .map(|p| (p.to_path_buf(), true))
             .or_else(|| layout.v1_mount("freezer").map(|p| (p.to_path_buf(), false)));
+        let cpu_usage = if cpu_v2 {
+            Some((cpu_root.to_path_buf(), true))
+        } else {
+            layout
+                .v1_mount("cpuacct")
+                .map(|p| (p.to_path_buf(), false))
+                .or_else(|| layout.unified_mount().map(|p| (p.to_path_buf(), true)))
+        };
         CgroupRoots {
             cpu: cpu_root.to_path_buf(),
             cpu_v2,
             memory,
             freezer,
+            cpu_usage,
         }
     }
 
@@ -276,6 +288,22 @@ impl CgroupRoots {
     pub fn memory_usage(&self, host: &dyn Host, rel: &str) -> Option<u64> {
         let (root, v2) = self.memory.as_ref()?;
         host::memory_usage(host, &root.join(rel), *v2)
+    }
+
+    /// The kernel's CPU time of `rel` and everything below it, ever (removed children
+    /// included): `cpuacct.usage`, or `usage_usec` of cgroup2's `cpu.stat`.
+    pub fn cpu_usage_ns(&self, host: &dyn Host, rel: &str) -> Option<u64> {
+        let (root, v2) = self.cpu_usage.as_ref()?;
+        let dir = root.join(rel);
+        if *v2 {
+            host::keyed_value(host, &dir.join("cpu.stat"), "usage_usec").map(|us| us * 1000)
+        } else {
+            host.read(&dir.join("cpuacct.usage"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        }
     }
 
     /// Processes of `rel` and below the kernel's OOM killer killed (`oom_kill` of
@@ -383,7 +411,32 @@ mod tests {
             cpu_v2: v2,
             memory: Some((PathBuf::from(if v2 { "/cg" } else { "/cg/memory" }), v2)),
             freezer: Some((PathBuf::from(if v2 { "/cg" } else { "/cg/freezer" }), v2)),
+            cpu_usage: Some((PathBuf::from(if v2 { "/cg" } else { "/cg/cpuacct" }), v2)),
         }
+    }
+
+    #[test]
+    fn a_units_kernel_cpu_time_and_oom_kills_on_v2_and_v1() {
+        let host = FakeHost::default();
+        host.set(
+            "/cg/pod/cpu.stat",
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+        );
+        host.set(
+            "/cg/pod/memory.events",
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
+        );
+        assert_eq!(roots(true).cpu_usage_ns(&host, "pod"), Some(1_500_000));
+        assert_eq!(roots(true).oom_kills(&host, "pod"), Some(1));
+        host.set("/cg/cpuacct/pod/cpuacct.usage", "2500000\n");
+        host.set(
+            "/cg/memory/pod/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
+        assert_eq!(roots(false).cpu_usage_ns(&host, "pod"), Some(2_500_000));
+        assert_eq!(roots(false).oom_kills(&host, "pod"), Some(2));
+        // `oom_kill` is not `oom_kill_disable`, nor `oom_group_kill`.
+        assert_eq!(roots(false).oom_kills(&host, "gone"), None);
     }
 
     #[test]

@@ -304,6 +304,7 @@ impl NodeState {
                     rule: entry
                         .map_or_else(|| "none (no cgroup yet)".into(), |e| e.rule.to_string()),
                     containers: pod.containers.iter().map(|c| c.name.clone()).collect(),
+                    containers_running: pod.containers.iter().filter(|c| c.running).count(),
                     cpu_cores: cores,
                     cpu_seconds_total: seconds,
                     // Read outside the lock, by whoever asked for the view.

@@ -52,13 +52,16 @@ struct MemoryIntegral {
 }
 
 impl MemoryIntegral {
-    /// Trapezoids between reads: a read every tick while the unit runs, once a second
-    /// while it does not (its memory can then only fall).
+    /// Each read holds until the next. Reads come every tick while the unit's tasks run
+    /// (the only time its memory can grow, or fall by its own doing) and once a second
+    /// otherwise; a fall seen after an idle second happened at its end (the tasks that
+    /// freed it ran then, often as they exited), which a straight line between the reads
+    /// would put half a second early.
     fn push(&mut self, at_ns: u64, bytes: u64) {
         if let Some((t, b)) = self.last
             && at_ns > t
         {
-            self.byte_ns += (b as f64 + bytes as f64) / 2.0 * (at_ns - t) as f64;
+            self.byte_ns += b as f64 * (at_ns - t) as f64;
         }
         if self.last.is_none_or(|(t, _)| at_ns >= t) {
             self.last = Some((at_ns, bytes));
@@ -86,7 +89,13 @@ struct Account {
     memory: MemoryIntegral,
     rx: u64,
     tx: u64,
+    /// The kernel's CPU time of the unit's cgroup as last read (its whole life, moved
+    /// tasks' slices included), a floor under the eBPF sum.
+    kernel_cpu_ns: u64,
+    /// OOM kills as `memory.events` counts them (cgroup2: the whole subtree).
     oom_kills: u64,
+    /// OOM kills of the unit's tasks the kernel logged (every layout).
+    oom_logged: u64,
     killed_seq: Option<u64>,
     containers_running: Option<bool>,
     first_seen_unix: f64,
@@ -94,14 +103,25 @@ struct Account {
 }
 
 impl Account {
+    /// The eBPF sum (with what a predecessor counted), or the kernel's own figure of the
+    /// unit's cgroup when that is higher: the eBPF program charges a slice to the cgroup
+    /// its task was in when it started, so a task moved while it runs (a container's init,
+    /// placed by its runtime) leaves part of a slice with its old cgroup; and the kernel's
+    /// figure covers what ran before this daemon started.
     fn cpu_ns(&self) -> u64 {
-        self.carried.cpu_ns + self.cpu_by_cgroup.values().sum::<u64>()
+        (self.carried.cpu_ns + self.cpu_by_cgroup.values().sum::<u64>()).max(self.kernel_cpu_ns)
+    }
+
+    fn oom_kills(&self) -> u64 {
+        self.oom_kills
+            .max(self.oom_logged)
+            .max(self.carried.oom_kills)
     }
 
     fn status_at_end(&self) -> UsageStatus {
         if self.killed_seq.is_some() {
             UsageStatus::Killed
-        } else if self.oom_kills.max(self.carried.oom_kills) > 0 {
+        } else if self.oom_kills() > 0 {
             UsageStatus::OomKilled
         } else if self.containers_running == Some(true) {
             UsageStatus::Deleted
@@ -140,7 +160,7 @@ impl Account {
             } else {
                 None
             },
-            oom_kills: self.oom_kills.max(self.carried.oom_kills),
+            oom_kills: self.oom_kills(),
             last_known: false,
         }
     }
@@ -188,6 +208,11 @@ impl Accounts {
                 self.carried.remove(&r.id);
             }
         }
+    }
+
+    /// Whether a predecessor's running records wait for their unit.
+    pub fn has_carried(&self) -> bool {
+        !self.carried.is_empty()
     }
 
     /// Carried records whose unit is gone (`exists` says whether its cgroup still does):
@@ -240,7 +265,9 @@ impl Accounts {
                 memory: MemoryIntegral::default(),
                 rx: 0,
                 tx: 0,
+                kernel_cpu_ns: 0,
                 oom_kills: 0,
+                oom_logged: 0,
                 killed_seq: None,
                 containers_running: None,
                 first_seen_unix: now_unix,
@@ -277,6 +304,13 @@ impl Accounts {
         }
     }
 
+    /// The kernel's CPU time of a unit's cgroup (hierarchical, its whole life).
+    pub fn kernel_cpu(&mut self, unit: u64, ns: u64) {
+        if let Some(a) = self.units.get_mut(&unit) {
+            a.kernel_cpu_ns = a.kernel_cpu_ns.max(ns);
+        }
+    }
+
     /// The kernel's count of OOM kills in a unit (`memory.events` `oom_kill`).
     pub fn oom_kills(&mut self, unit: u64, kills: u64) {
         if let Some(a) = self.units.get_mut(&unit) {
@@ -284,16 +318,21 @@ impl Accounts {
         }
     }
 
-    /// The last total of a cgroup whose map entry is dropped (it was removed): time it ran
-    /// after the last tick still goes to its unit.
-    pub fn final_cpu(&mut self, cgroup: u64, total_ns: u64) {
-        let Some(unit) = self.owner_of.remove(&cgroup) else {
-            return;
-        };
+    /// The kernel logged the OOM kill of a task of `unit`.
+    pub fn oom_kill_logged(&mut self, unit: u64) {
         if let Some(a) = self.units.get_mut(&unit) {
-            let slot = a.cpu_by_cgroup.entry(cgroup).or_default();
-            *slot = (*slot).max(total_ns);
+            a.oom_logged += 1;
         }
+    }
+
+    /// The last total of a cgroup whose map entry is dropped (it was removed): time it ran
+    /// after the last tick still goes to its unit, which is returned.
+    pub fn final_cpu(&mut self, cgroup: u64, total_ns: u64) -> Option<u64> {
+        let unit = self.owner_of.remove(&cgroup)?;
+        let a = self.units.get_mut(&unit)?;
+        let slot = a.cpu_by_cgroup.entry(cgroup).or_default();
+        *slot = (*slot).max(total_ns);
+        Some(unit)
     }
 
     /// The ladder killed `target` (a unit's cgroup, or a parent of units), journaled as
@@ -413,11 +452,24 @@ mod tests {
     }
 
     #[test]
+    fn the_kernels_figure_is_a_floor_under_the_ebpf_sum() {
+        let mut a = Accounts::new("n1");
+        let who = identity("uid-1", "p");
+        see(&mut a, 1, &who, &[(1, 2 * S)], true);
+        // A slice the eBPF program left with the runtime's cgroup: the kernel has more.
+        a.kernel_cpu(1, 2 * S + S / 10);
+        assert_eq!(a.running(1.0)[0].cpu_seconds, 2.1);
+        // Exited containers' time after the last kernel read: the eBPF sum is higher.
+        a.final_cpu(1, 3 * S);
+        assert_eq!(a.running(1.0)[0].cpu_seconds, 3.0);
+    }
+
+    #[test]
     fn memory_is_the_integral_of_the_reads() {
         let mut a = Accounts::new("n1");
         let who = identity("uid-1", "p");
         see(&mut a, 1, &who, &[], true);
-        // 0 → 100 MiB ramp over 1 s, then 100 MiB held 2 s, then 0 within 1 s.
+        // Reads: 0 at 0 s, 100 MiB at 1 s and 3 s, 0 at 4 s: 100 MiB held from 1 s to 4 s.
         a.memory(1, 0, 0);
         a.memory(1, S, 100 * MIB);
         a.memory(1, 3 * S, 100 * MIB);
@@ -442,6 +494,8 @@ mod tests {
         // A sibling whose name starts like the target is not under it.
         a.killed(&format!("{parent}/pod"), 43);
         a.oom_kills(2, 1);
+        // The same kill logged by the kernel is not counted twice.
+        a.oom_kill_logged(2);
         let ended = a.end_absent(|_| false, 1_001.0);
         let status: Vec<_> = ended
             .iter()

@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod cpu;
 pub mod error;
 pub mod filesystem;
+pub mod kmsg;
 pub mod memory;
 pub mod net;
 pub mod poll;

@@ -13,6 +13,7 @@ pub mod journal;
 pub mod status;
 pub mod tc;
 pub mod top;
+pub mod usage;
 
 use crate::model::tc::rate_str;
 

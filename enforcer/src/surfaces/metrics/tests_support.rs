@@ -59,6 +59,7 @@ pub(crate) fn sample() -> Snapshot {
             priority: Some(Priority::P1),
             rule: "pod-besteffort".into(),
             containers: vec!["executor".into()],
+            containers_running: 1,
             cpu_cores: 0.75,
             cpu_seconds_total: 12.5,
             memory_bytes: Some(512 << 20),

@@ -43,6 +43,9 @@ pub struct PodUsage {
     pub priority: Option<Priority>,
     pub rule: String,
     pub containers: Vec<String>,
+    /// How many of them run, as the runtime listed them last.
+    #[serde(default)]
+    pub containers_running: usize,
     pub cpu_cores: f64,
     pub cpu_seconds_total: f64,
     /// Hierarchical memory of the pod's cgroup, read when the view is asked for (never at
