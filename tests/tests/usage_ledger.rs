@@ -291,9 +291,11 @@ fn a_spark_applications_pods_are_billed_from_the_kernel() {
     let mut executors: Vec<RunningPod> = (1..=3)
         .map(|i| {
             let file = format!("/data/exec-{i}");
+            // fallocate takes the pages at once (no ramp of a write under contention), so
+            // what is held, and for how long, is known to the tenth of a second.
             let script = format!(
-                "{}; head -c {} /dev/zero > {file}; sleep {HELD_SECONDS}; rm {file}",
-                busy(2),
+                "{}; /bin/busybox fallocate -l {} {file}; sleep {HELD_SECONDS}; rm {file}",
+                busy(3),
                 HELD_MIB * MIB
             );
             node.run(
@@ -343,16 +345,16 @@ fn a_spark_applications_pods_are_billed_from_the_kernel() {
             r.memory_mb_seconds,
             HELD_MIB * HELD_SECONDS
         );
-        assert!(kernel_s > 1.0, "{} burnt {kernel_s} s", pod.name);
+        // 2–3 s of wall time (by the second) shared with the other executors.
+        assert!(kernel_s > 0.5, "{} burnt {kernel_s} s", pod.name);
         assert!(
             within(r.cpu_seconds, kernel_s, 0.01),
             "{}: ledger {} CPU s vs the kernel's {kernel_s}: {r:#?}",
             pod.name,
             r.cpu_seconds
         );
-        // What the pod held is what it allocated plus its own footprint (the runtime's
-        // processes, page cache, kernel memory: ~10 MiB over its life): the reference is
-        // the kernel's figure integrated finely, which must itself cover the allocation.
+        // The reference is the kernel's figure integrated finely, which must itself cover
+        // the allocation.
         let held = (HELD_MIB * HELD_SECONDS) as f64;
         assert!(
             *reference >= held * 0.98,
@@ -361,10 +363,17 @@ fn a_spark_applications_pods_are_billed_from_the_kernel() {
         );
         assert!(
             within(r.memory_mb_seconds, *reference, 0.05),
-            "{}: {} MiB·s vs the kernel's {reference}: {r:#?}\n{}",
+            "{}: {} MiB·s vs the kernel's {reference}: {r:#?}",
             pod.name,
-            r.memory_mb_seconds,
-            daemon.log()
+            r.memory_mb_seconds
+        );
+        // And against what the pod allocated, for how long: its own footprint (the
+        // runtime's processes, ~1 MiB over ~10 s) is within the 5%.
+        assert!(
+            within(r.memory_mb_seconds, held, 0.05),
+            "{}: {} MiB·s vs {held} allocated: {r:#?}",
+            pod.name,
+            r.memory_mb_seconds
         );
         assert!(r.memory_peak_bytes >= HELD_MIB * MIB, "{r:#?}");
         assert_eq!(r.status, UsageStatus::Completed, "{r:#?}");
