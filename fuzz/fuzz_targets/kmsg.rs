@@ -15,7 +15,13 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Some(cgroup) = oom_kill_cgroup(record) {
         assert!(cgroup.starts_with('/'), "{cgroup:?}");
-        assert!(!cgroup.contains(',') && !cgroup.contains('\n'), "{cgroup:?}");
-        assert!(record.contains(&format!("task_memcg={cgroup}")), "{record:?}");
+        assert!(
+            !cgroup.contains(',') && !cgroup.contains('\n'),
+            "{cgroup:?}"
+        );
+        assert!(
+            record.contains(&format!("task_memcg={cgroup}")),
+            "{record:?}"
+        );
     }
 });

@@ -10,7 +10,9 @@
 
 use enforcer::{
     model::usage::UsageRecord,
-    surfaces::cli::usage::{GroupBy, Range, latest, parse_rfc3339, render_csv, render_usage, report},
+    surfaces::cli::usage::{
+        GroupBy, Range, latest, parse_rfc3339, render_csv, render_usage, report,
+    },
 };
 use libfuzzer_sys::fuzz_target;
 
