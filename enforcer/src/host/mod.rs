@@ -110,12 +110,16 @@ pub fn memory_usage(host: &dyn Host, dir: &Path, v2: bool) -> Option<u64> {
     host.read(&dir.join(file)).ok()?.trim().parse().ok()
 }
 
-/// The value of `key` in a flat keyed file (`key value` lines, such as `memory.events`).
-pub fn keyed_value(host: &dyn Host, file: &Path, key: &str) -> Option<u64> {
-    host.read(file)
-        .ok()?
-        .lines()
+/// The value of `key` in the text of a flat keyed file (`key value` lines, such as
+/// `memory.events`, `memory.stat`, `cpu.stat`).
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The value of `key` in a flat keyed file.
+pub fn keyed_value(host: &dyn Host, file: &Path, key: &str) -> Option<u64> {
+    keyed(&host.read(file).ok()?, key)
 }
 
 /// Whether a process still exists.

@@ -28,10 +28,7 @@ impl std::ops::AddAssign for MemoryUsage {
 }
 
 fn stat_field(stat: &str, name: &str) -> u64 {
-    stat.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    crate::host::keyed(stat, name).unwrap_or(0)
 }
 
 /// Hierarchical memory use of one memory cgroup directory; `None` when it has no memory

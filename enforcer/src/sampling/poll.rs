@@ -63,14 +63,11 @@ impl CgroupfsPoller {
                     .parse()
                     .ok()
             }
-            UsageFiles::CpuStat(root) => std::fs::read_to_string(root.join(rel).join("cpu.stat"))
-                .ok()?
-                .lines()
-                .find_map(|l| l.strip_prefix("usage_usec "))?
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .map(|us| us * 1000),
+            UsageFiles::CpuStat(root) => crate::host::keyed(
+                &std::fs::read_to_string(root.join(rel).join("cpu.stat")).ok()?,
+                "usage_usec",
+            )
+            .map(|us| us * 1000),
         }
     }
 
