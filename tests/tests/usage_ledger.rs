@@ -22,8 +22,10 @@ use k8s_cri::v1 as cri;
 
 const PAUSE_IMAGE: &str = "docker.io/library/enforcer-test-pause:busybox";
 const MIB: u64 = 1024 * 1024;
-/// What each executor holds, and for how long.
-const HELD_MIB: u64 = 128;
+/// What each executor holds, and for how long: enough that the pod's own footprint (the
+/// shell and its forks, 1–3 MiB over a life that a loaded machine stretches to ~10 s) stays
+/// a small part of the 5% the ledger is held to against it.
+const HELD_MIB: u64 = 256;
 const HELD_SECONDS: u64 = 4;
 
 /// A node: the cgroup root kubelet would be given, a private containerd, a CRI client, and
@@ -122,9 +124,13 @@ impl Node {
         }
     }
 
+    /// The daemon's runtime section, and the ladder off: on a loaded machine (CI's other
+    /// work, a parallel build) the node's CPU crosses the ladder's trigger and it would
+    /// throttle or freeze the pods under test, stretching what they hold past the known
+    /// figures. The ladder's kills are billed in `cri_pods.rs`.
     fn runtime_section(&self) -> String {
         format!(
-            "[runtime]\nsocket = \"{}\"\nrefresh_interval = \"300ms\"\ntimeout = \"250ms\"\n",
+            "[runtime]\nsocket = \"{}\"\nrefresh_interval = \"300ms\"\ntimeout = \"250ms\"\n\n[ladder]\nenabled = false\n",
             self.containerd.socket.display()
         )
     }
@@ -172,14 +178,17 @@ impl Node {
 
 /// The kernel's memory figure of a pod's cgroup, integrated by the test itself every
 /// 20 ms (five times the daemon's tick) from its start until it is stopped: the reference
-/// the ledger's integral is held to. Stopped and joined when dropped.
+/// the ledger's integral is held to. It also watches the file the pod holds (from the host:
+/// the pod's `/data` is a host tmpfs) and says how long it was there at its full size —
+/// the pod's own `sleep` is stretched by whatever else the machine runs. Stopped and
+/// joined when dropped.
 struct MemoryIntegral {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<f64>>,
+    thread: Option<std::thread::JoinHandle<(f64, f64, f64)>>,
 }
 
 impl MemoryIntegral {
-    fn start(pod: &RunningPod) -> MemoryIntegral {
+    fn start(pod: &RunningPod, held: PathBuf, held_bytes: u64) -> MemoryIntegral {
         let rel = pod.plan.cgroup_parent.clone();
         let file = match mount_point("memory") {
             Some(m) => m.join(&rel).join("memory.usage_in_bytes"),
@@ -195,6 +204,10 @@ impl MemoryIntegral {
                 || -> Option<f64> { std::fs::read_to_string(&file).ok()?.trim().parse().ok() };
             let mut last: Option<(std::time::Instant, f64)> = None;
             let mut byte_seconds = 0.0;
+            let (mut full_at, mut held_for) = (None, 0.0);
+            // The file's allocated bytes over time (fallocate's ramp included).
+            let (mut file_last, mut file_byte_seconds): (Option<(std::time::Instant, f64)>, f64) =
+                (None, 0.0);
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Some(bytes) = read() {
                     let now = std::time::Instant::now();
@@ -203,9 +216,32 @@ impl MemoryIntegral {
                     }
                     last = Some((now, bytes));
                 }
+                let meta = std::fs::metadata(&held).ok();
+                let allocated = meta.as_ref().map_or(0.0, |m| {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.blocks() * 512) as f64
+                });
+                let now = std::time::Instant::now();
+                if let Some((t, b)) = file_last {
+                    file_byte_seconds += (b + allocated) / 2.0 * (now - t).as_secs_f64();
+                }
+                file_last = Some((now, allocated));
+                let full = meta.is_some_and(|m| m.len() >= held_bytes);
+                match (full, full_at) {
+                    (true, None) => full_at = Some(std::time::Instant::now()),
+                    (false, Some(t)) => {
+                        held_for += t.elapsed().as_secs_f64();
+                        full_at = None;
+                    }
+                    _ => {}
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            byte_seconds / MIB as f64
+            (
+                byte_seconds / MIB as f64,
+                file_byte_seconds / MIB as f64,
+                held_for,
+            )
         });
         MemoryIntegral {
             stop,
@@ -213,8 +249,9 @@ impl MemoryIntegral {
         }
     }
 
-    /// MiB × seconds so far, and stops.
-    fn finish(mut self) -> f64 {
+    /// MiB × seconds of the cgroup so far, MiB × seconds of the held file's allocated
+    /// blocks, and the seconds it was there at its full size; stops.
+    fn finish(mut self) -> (f64, f64, f64) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap()
     }
@@ -319,7 +356,14 @@ fn a_spark_applications_pods_are_billed_from_the_kernel() {
         "/bin/busybox timeout 1 /bin/busybox sh -c 'while :; do :; done'; exit 0",
         None,
     );
-    let integrals: Vec<MemoryIntegral> = executors.iter().map(MemoryIntegral::start).collect();
+    let integrals: Vec<MemoryIntegral> = executors
+        .iter()
+        .enumerate()
+        .map(|(i, pod)| {
+            let file = node.shm.0.join(format!("exec-{}", i + 1));
+            MemoryIntegral::start(pod, file, HELD_MIB * MIB)
+        })
+        .collect();
 
     let mut kernel = Vec::new();
     for pod in executors.iter().chain([&short]) {
@@ -338,12 +382,16 @@ fn a_spark_applications_pods_are_billed_from_the_kernel() {
     for ((pod, kernel_ns), reference) in executors.iter().zip(&kernel).zip(&reference) {
         let r = wait_ended(&daemon, pod);
         let kernel_s = *kernel_ns as f64 / 1e9;
+        // What the pod allocated, over time: its file's blocks as the host sees them.
+        let &(reference, held, held_for) = reference;
         eprintln!(
-            "{}: ledger {:.4} CPU s (kernel {kernel_s:.4}), {:.1} MiB·s (kernel's figure every 20 ms: {reference:.1}; held {} MiB·s)",
-            pod.name,
-            r.cpu_seconds,
-            r.memory_mb_seconds,
-            HELD_MIB * HELD_SECONDS
+            "{}: ledger {:.4} CPU s (kernel {kernel_s:.4}), {:.1} MiB·s (kernel's figure every 20 ms: {reference:.1}; allocated {held:.1} MiB·s, {HELD_MIB} MiB held {held_for:.2} s)",
+            pod.name, r.cpu_seconds, r.memory_mb_seconds,
+        );
+        assert!(
+            held_for >= HELD_SECONDS as f64 * 0.98,
+            "{}: the file was held {held_for} s, the pod sleeps {HELD_SECONDS} s with it",
+            pod.name
         );
         // 2–3 s of wall time (by the second) shared with the other executors.
         assert!(kernel_s > 0.5, "{} burnt {kernel_s} s", pod.name);
@@ -355,20 +403,19 @@ fn a_spark_applications_pods_are_billed_from_the_kernel() {
         );
         // The reference is the kernel's figure integrated finely, which must itself cover
         // the allocation.
-        let held = (HELD_MIB * HELD_SECONDS) as f64;
         assert!(
-            *reference >= held * 0.98,
+            reference >= held * 0.98,
             "{}: the kernel's integral {reference} MiB·s does not cover the {held} held",
             pod.name
         );
         assert!(
-            within(r.memory_mb_seconds, *reference, 0.05),
+            within(r.memory_mb_seconds, reference, 0.05),
             "{}: {} MiB·s vs the kernel's {reference}: {r:#?}",
             pod.name,
             r.memory_mb_seconds
         );
         // And against what the pod allocated, for how long: its own footprint (the
-        // runtime's processes, ~1 MiB over ~10 s) is within the 5%.
+        // shell and its forks, see `HELD_MIB`) is within the 5%.
         assert!(
             within(r.memory_mb_seconds, held, 0.05),
             "{}: {} MiB·s vs {held} allocated: {r:#?}",

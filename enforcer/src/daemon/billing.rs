@@ -36,6 +36,11 @@ const KMSG: &str = "/dev/kmsg";
 
 /// How often an idle unit's memory and every unit's OOM count are read.
 const SLOW_READ: Duration = Duration::from_secs(1);
+/// How long a logged OOM kill of a cgroup no unit holds yet waits for one: the kernel can
+/// kill a container before the pod source has listed its pod (its first second of life).
+const OOM_MATCH_WAIT: Duration = Duration::from_secs(30);
+/// At most this many such kills wait (a storm of kills outside offline work is dropped).
+const OOM_PENDING_MAX: usize = 1024;
 
 /// One unit as the index has it: its cgroups in the CPU and network hierarchies.
 #[derive(Debug, Clone)]
@@ -89,6 +94,12 @@ fn identity(
     id
 }
 
+/// Whether any of a pod's containers runs (`None`: the runtime lists none of them).
+fn containers_running(pod: &crate::model::pod::Pod) -> Option<bool> {
+    let containers = &pod.containers;
+    (!containers.is_empty()).then(|| containers.iter().any(|c| c.running))
+}
+
 /// The unit a cgroup path belongs to: itself or its nearest ancestor that is a unit.
 fn unit_of(path: &str, units: impl Fn(&str) -> Option<usize>) -> Option<usize> {
     let mut p = path;
@@ -120,10 +131,7 @@ impl Plan {
                     identity: Arc::new(identity(e, current.map(|p| p.as_ref()))),
                     cgroups: Vec::new(),
                     net: Vec::new(),
-                    containers_running: current.and_then(|pod| {
-                        let containers = &pod.containers;
-                        (!containers.is_empty()).then(|| containers.iter().any(|c| c.running))
-                    }),
+                    containers_running: current.and_then(|pod| containers_running(pod)),
                 }
             })
             .collect();
@@ -182,8 +190,12 @@ pub(super) struct Billing {
     unwritten: Vec<UsageRecord>,
     failing: bool,
     write_failures: u64,
+    /// The index version the predecessor's records were last checked against.
+    carried_checked: Option<u64>,
     /// The kernel's OOM kill log (`None`: not readable; `memory.events` alone then).
     oom_log: Option<OomWatch>,
+    /// Logged kills of cgroups no unit held when they were read, and when they were read.
+    oom_pending: Vec<(String, Instant)>,
     /// What ended units used, per queue and per namespace: (CPU s, memory byte-s, units).
     ended_by_queue: HashMap<String, (f64, f64, u64)>,
     ended_by_namespace: HashMap<String, (f64, f64, u64)>,
@@ -241,6 +253,8 @@ impl Billing {
             unwritten: Vec::new(),
             failing: false,
             write_failures: 0,
+            carried_checked: None,
+            oom_pending: Vec::new(),
             oom_log: match OomWatch::open(Path::new(KMSG)) {
                 Ok(w) => Some(w),
                 Err(e) => {
@@ -284,7 +298,7 @@ impl Billing {
         let now = Instant::now();
         let now_unix = crate::clock::unix_now();
         let mut ended = Vec::new();
-        {
+        let pods = {
             let st = state.lock().unwrap();
             // A cgroup came or went (a container started or exited): every unit's memory
             // is read this tick.
@@ -320,15 +334,21 @@ impl Billing {
                     now_unix,
                 );
             }
-            // A predecessor's units whose cgroup is gone, once the index has been walked.
-            if self.accounts.has_carried() && st.discovery.walks_total > 0 {
+            // A predecessor's units whose cgroup is gone, once the index has been walked,
+            // looked at again only when the index changed (not every tick).
+            if self.accounts.has_carried()
+                && st.discovery.walks_total > 0
+                && self.carried_checked != Some(st.index.version())
+            {
+                self.carried_checked = Some(st.index.version());
                 let paths: HashSet<&str> = st.index.iter().map(|e| &*e.path).collect();
                 ended.extend(
                     self.accounts
                         .end_carried_gone(|cgroup| paths.contains(cgroup), now_unix),
                 );
             }
-        }
+            st.pods.clone()
+        };
 
         // Memory: every tick while the unit runs, once a second otherwise.
         let slow = self
@@ -363,18 +383,34 @@ impl Billing {
         }
         // Kills the kernel logged since the last tick (a non-blocking read): the container's
         // cgroup named there may already be gone.
+        // A kill of a cgroup no unit holds yet waits for its unit a while (the pod source
+        // may not have listed the pod); matched once, then forgotten.
         if let Some(log) = &mut self.oom_log {
             for path in log.kills() {
-                let rel = path.trim_start_matches('/');
-                let plan = &self.plan;
-                if let Some(i) = unit_of(rel, |p| plan.by_path.get(p).copied()) {
-                    self.accounts.oom_kill_logged(plan.units[i].unit);
+                if self.oom_pending.len() < OOM_PENDING_MAX {
+                    self.oom_pending
+                        .push((path.trim_start_matches('/').to_string(), now));
                 }
             }
         }
+        let plan = &self.plan;
+        let accounts = &mut self.accounts;
+        self.oom_pending.retain(
+            |(rel, at)| match unit_of(rel, |p| plan.by_path.get(p).copied()) {
+                Some(i) => {
+                    accounts.oom_kill_logged(plan.units[i].unit);
+                    false
+                }
+                None => now.duration_since(*at) < OOM_MATCH_WAIT,
+            },
+        );
         let present = &self.plan.ids;
         self.memory_read.retain(|u, _| present.contains(u));
-        ended.extend(self.accounts.end_absent(|u| present.contains(&u), now_unix));
+        ended.extend(self.accounts.end_absent(
+            |u| present.contains(&u),
+            |id| pods.get(&id.id).and_then(|pod| containers_running(pod)),
+            now_unix,
+        ));
         for r in &ended {
             let mib_s = r.memory_mb_seconds * 1024.0 * 1024.0;
             for (groups, name) in [

@@ -349,8 +349,15 @@ impl Accounts {
     }
 
     /// Ends the units not in `present` (their cgroup is gone from the index): one `ended`
-    /// record each.
-    pub fn end_absent(&mut self, present: impl Fn(u64) -> bool, now_unix: f64) -> Vec<UsageRecord> {
+    /// record each. `containers_running` is what the runtime said last of a unit's
+    /// containers (`None`: nothing): a pod deleted right after its containers completed
+    /// can be gone from the index in the same tick the runtime's word of their exit came.
+    pub fn end_absent(
+        &mut self,
+        present: impl Fn(u64) -> bool,
+        containers_running: impl Fn(&UnitIdentity) -> Option<bool>,
+        now_unix: f64,
+    ) -> Vec<UsageRecord> {
         let gone: Vec<u64> = self
             .units
             .keys()
@@ -359,7 +366,10 @@ impl Accounts {
             .collect();
         let mut records = Vec::with_capacity(gone.len());
         for unit in gone {
-            if let Some(a) = self.units.remove(&unit) {
+            if let Some(mut a) = self.units.remove(&unit) {
+                if let Some(running) = containers_running(&a.identity) {
+                    a.containers_running = Some(running);
+                }
                 for id in a.cpu_by_cgroup.keys() {
                     if self.owner_of.get(id) == Some(&unit) {
                         self.owner_of.remove(id);
@@ -443,12 +453,32 @@ mod tests {
         // Container 3 exits and its cgroup goes: its last total comes by id.
         a.final_cpu(3, 3 * S);
         see(&mut a, 1, &who, &[(1, 0), (2, 2 * S)], false);
-        let ended = a.end_absent(|_| false, 1_010.0);
+        let ended = a.end_absent(|_| false, |_| None, 1_010.0);
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].cpu_seconds, 5.0);
         assert_eq!(ended[0].status, UsageStatus::Completed);
         assert_eq!(ended[0].net_rx_bytes, 10);
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn a_pod_gone_in_the_tick_the_runtime_saw_its_containers_exit_completed() {
+        let mut a = Accounts::new("n1");
+        let done = identity("uid-1", "kubepods/besteffort/poduid-1");
+        let busy = identity("uid-2", "kubepods/besteffort/poduid-2");
+        see(&mut a, 1, &done, &[(1, S)], true);
+        see(&mut a, 2, &busy, &[(2, S)], true);
+        // The runtime lists uid-1 with its containers exited, uid-2 no more (deleted).
+        let ended = a.end_absent(|_| false, |id| (id.id == "uid-1").then_some(false), 1_010.0);
+        let status: Vec<(&str, UsageStatus)> =
+            ended.iter().map(|r| (r.id.as_str(), r.status)).collect();
+        assert_eq!(
+            status,
+            vec![
+                ("uid-1", UsageStatus::Completed),
+                ("uid-2", UsageStatus::Deleted)
+            ]
+        );
     }
 
     #[test]
@@ -496,7 +526,7 @@ mod tests {
         a.oom_kills(2, 1);
         // The same kill logged by the kernel is not counted twice.
         a.oom_kill_logged(2);
-        let ended = a.end_absent(|_| false, 1_001.0);
+        let ended = a.end_absent(|_| false, |_| None, 1_001.0);
         let status: Vec<_> = ended
             .iter()
             .map(|r| (r.id.as_str(), r.status, r.killed_seq))
@@ -540,7 +570,7 @@ mod tests {
         // An ended record among the adopted ones closes the id: nothing is carried.
         let mut again = Accounts::new("n1");
         let mut records = new.running(1_007.0);
-        records.extend(new.end_absent(|_| false, 1_008.0));
+        records.extend(new.end_absent(|_| false, |_| None, 1_008.0));
         again.adopt(records);
         assert!(again.end_carried_gone(|_| false, 1_009.0).is_empty());
     }
