@@ -9,13 +9,21 @@ use crate::policy::capacity::{CapacityConfig, Policy, ScheduleEntry};
 pub struct CapacitySettings {
     pub enabled: bool,
     pub rule: CapacityConfig,
+    /// The rule is fed the peak of the online usage over this window, not the last tick's
+    /// figure: the capacity follows a surge at once but a dip only once it has lasted, so
+    /// the limits move with the online load rather than with its noise.
+    pub usage_window: std::time::Duration,
 }
+
+/// The default `capacity.usage_window`.
+pub const USAGE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Default for CapacitySettings {
     fn default() -> Self {
         CapacitySettings {
             enabled: true,
             rule: CapacityConfig::default(),
+            usage_window: USAGE_WINDOW,
         }
     }
 }
@@ -89,8 +97,18 @@ pub(super) fn parse(
             ));
         }
     };
+    let usage_window = c.usage_window.unwrap_or(USAGE_WINDOW);
+    if usage_window > std::time::Duration::from_secs(600) {
+        return Err(invalid(
+            "capacity.usage_window".into(),
+            format!(
+                "{usage_window:?} is too long (at most 10m: offline capacity would lag the online load by that much)"
+            ),
+        ));
+    }
     Ok(CapacitySettings {
         enabled: c.enabled.unwrap_or(true),
+        usage_window,
         rule: CapacityConfig {
             policy,
             system_reserve: c.system_reserve.unwrap_or(d.system_reserve),

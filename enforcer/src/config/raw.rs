@@ -204,6 +204,8 @@ pub(super) struct RawCapacity {
     pub(super) memory_cap: Option<f64>,
     #[serde(default, deserialize_with = "share")]
     pub(super) max_step: Option<f64>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(super) usage_window: Option<Duration>,
 }
 
 #[derive(Deserialize)]

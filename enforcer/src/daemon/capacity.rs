@@ -6,13 +6,20 @@ use super::{effects::Effect, limits::CapacityWish};
 use crate::{
     actuators::record::EffectsRecord,
     config::CapacitySettings,
-    policy::capacity::{self, NodeUsage, OfflineCapacity},
+    policy::{
+        capacity::{self, NodeUsage, OfflineCapacity},
+        window::PeakWindow,
+    },
     surfaces::snapshot::CapacityView,
 };
 
 pub struct CapacityController {
     settings: CapacitySettings,
     applied: Option<OfflineCapacity>,
+    /// The peaks of the online CPU (share of the node) and memory (bytes) over
+    /// `usage_window`: what the rule is fed.
+    online_cpu_peak: PeakWindow,
+    online_memory_peak: PeakWindow,
     /// Entering or leaving the clamp this tick, to journal.
     clamp_event: Option<Effect>,
     pub view: CapacityView,
@@ -31,6 +38,8 @@ impl CapacityController {
                 policy: policy.into(),
                 ..Default::default()
             },
+            online_cpu_peak: PeakWindow::new(settings.usage_window.as_nanos() as u64),
+            online_memory_peak: PeakWindow::new(settings.usage_window.as_nanos() as u64),
             settings,
             applied: None,
             clamp_event: None,
@@ -78,14 +87,26 @@ impl CapacityController {
         self.settings.rule.memory_floor.bytes(node_memory_bytes) / parents.max(1) as u64
     }
 
-    /// One step toward the rule's target; returns what the parents should be written.
+    /// One step toward the rule's target at `at_ns` (CLOCK_MONOTONIC); returns what the
+    /// parents should be written.
     pub fn tick(
         &mut self,
-        node: &NodeUsage,
+        at_ns: u64,
+        measured: &NodeUsage,
         minute_of_day: u32,
         parents: usize,
         held: bool,
     ) -> Option<CapacityWish> {
+        // The peaks follow the online load even while the rule is off, so that turning it
+        // on (a reload) starts from the load of the last window.
+        let node = &NodeUsage {
+            online_cpu: self.online_cpu_peak.push(at_ns, measured.online_cpu),
+            online_memory_bytes: self
+                .online_memory_peak
+                .push(at_ns, measured.online_memory_bytes as f64)
+                as u64,
+            ..*measured
+        };
         if !self.settings.enabled {
             return None;
         }
@@ -137,13 +158,17 @@ impl CapacityController {
         }
         Some(CapacityWish {
             per_parent: self.per_parent(parents).expect("enabled"),
-            cpu_band: (node.cpus * 0.01).max(0.02),
+            // 2% of the node's CPUs (at least 0.05 core), 1% of its memory: finer than any
+            // scheduler's view of the capacity, coarse enough that the limits are written
+            // when the online load moved, not every tick.
+            cpu_band: (node.cpus * 0.02).max(0.05),
             memory_band: node.memory_bytes / 100,
             reason: serde_json::json!({
                 "trigger": "capacity",
                 "policy": self.view.policy,
                 "online_cpu": node.online_cpu,
                 "online_memory_bytes": node.online_memory_bytes,
+                "online_peak_window_s": self.settings.usage_window.as_secs_f64(),
                 "target_cpu_cores": target.cpu_cores,
                 "target_memory_bytes": target.memory_bytes,
             }),

@@ -83,7 +83,7 @@ impl Controllers {
         let held = self.protector.stage() >= Stage::Throttle;
         let wish = self
             .capacity
-            .tick(&input.node, input.minute_of_day, parents, held);
+            .tick(input.at_ns, &input.node, input.minute_of_day, parents, held);
         effects.extend(self.capacity.take_event());
         effects.extend(
             self.limits

@@ -70,6 +70,40 @@ impl RateWindow {
     }
 }
 
+/// The largest value seen over the last `window_ns`: the points that can still be the
+/// peak, in time order and falling in value (each push costs O(1) amortised).
+#[derive(Debug, Clone)]
+pub struct PeakWindow {
+    window_ns: u64,
+    points: VecDeque<(u64, f64)>,
+}
+
+impl PeakWindow {
+    pub fn new(window_ns: u64) -> Self {
+        PeakWindow {
+            window_ns: window_ns.max(1),
+            points: VecDeque::new(),
+        }
+    }
+
+    /// Records `value` at `at_ns` (times must not go backwards) and returns the peak over
+    /// the window ending there.
+    pub fn push(&mut self, at_ns: u64, value: f64) -> f64 {
+        while self.points.back().is_some_and(|&(_, v)| v <= value) {
+            self.points.pop_back();
+        }
+        self.points.push_back((at_ns, value));
+        while self
+            .points
+            .front()
+            .is_some_and(|&(t, _)| t + self.window_ns <= at_ns)
+        {
+            self.points.pop_front();
+        }
+        self.points.front().map_or(value, |&(_, v)| v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +168,19 @@ mod tests {
         w.push(0, 0);
         w.push(300 * MS, 150 * MS);
         assert!((w.rate() - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_peak_holds_for_the_window_then_falls_to_the_next_largest() {
+        const S: u64 = 1_000_000_000;
+        let mut w = PeakWindow::new(10 * S);
+        assert_eq!(w.push(0, 0.2), 0.2);
+        assert_eq!(w.push(S, 0.5), 0.5);
+        assert_eq!(w.push(2 * S, 0.3), 0.5);
+        assert_eq!(w.push(10 * S, 0.1), 0.5);
+        // The 0.5 of t=1 s leaves the window at 11 s; 0.3 of t=2 s is the peak then.
+        assert_eq!(w.push(11 * S, 0.1), 0.3);
+        assert_eq!(w.push(12 * S, 0.1), 0.1);
+        assert_eq!(w.push(12 * S + 1, 0.7), 0.7);
     }
 }
