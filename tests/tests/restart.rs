@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use enforcer::actuators::journal::Entry;
+use enforcer::actuators::journal::{Entry, Outcome};
 use enforcer_tests::{
     daemon::Daemon,
     layout::Unit,
@@ -20,6 +20,24 @@ struct Scenario {
     debug: Workload,
     p3: Workload,
     config: String,
+    base: String,
+}
+
+/// The scenario's configuration with the debug unit classified `debug_class`.
+fn config(base: &str, debug_class: &str) -> String {
+    let debug_priority = (debug_class == "offline").then_some("debug");
+    format!(
+        "{}\n{}",
+        rules(
+            base,
+            &[
+                ("online", "online", None),
+                ("debug", debug_class, debug_priority),
+                ("p3", "offline", Some("P3")),
+            ]
+        ),
+        lowered_ladder("0s", "60s")
+    )
 }
 
 /// Two offline parents and an online cgroup; a ladder lowered so the 2-core machine
@@ -29,23 +47,12 @@ struct Scenario {
 /// restore); a slow eviction so that freezing is where the ladder stands when it is killed.
 fn scenario() -> Scenario {
     let base = unique_name("enf-restart");
-    let config = format!(
-        "{}\n{}",
-        rules(
-            &base,
-            &[
-                ("online", "online", None),
-                ("debug", "offline", Some("debug")),
-                ("p3", "offline", Some("P3")),
-            ]
-        ),
-        lowered_ladder("0s", "60s")
-    );
     Scenario {
         online: Workload::new(&format!("{base}-online")),
         debug: Workload::new(&format!("{base}-debug")),
         p3: Workload::new(&format!("{base}-p3")),
-        config,
+        config: config(&base, "offline"),
+        base,
     }
 }
 
@@ -131,6 +138,67 @@ fn a_daemon_killed_while_offline_work_is_frozen_is_undone_by_its_successor() {
         st["protection"]["frozen"], false,
         "{:#}",
         st["capacity"]["parents"]
+    );
+}
+
+#[test]
+fn a_frozen_unit_reclassified_online_is_given_back_what_enforcer_set_and_nothing_else() {
+    require_root();
+    let s = scenario();
+    let (daemon, _a, _b) = frozen_node(&s);
+    let quota_before = s.online.quota_cores();
+    // The operator's reload makes the debug unit online while the node is still overloaded
+    // (its hog goes on, now as online work).
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    let ours = s.config.as_str();
+    assert!(text.contains(ours));
+    std::fs::write(
+        &daemon.config,
+        text.replace(ours, &config(&s.base, "online")),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let given_back = || !s.debug.frozen() && s.debug.quota_cores().is_none();
+    assert!(
+        wait_until(Duration::from_secs(5), given_back),
+        "the now-online unit is still held: frozen {}, quota {:?}\n{:#?}",
+        s.debug.frozen(),
+        s.debug.quota_cores(),
+        daemon.journal()
+    );
+    // The node is still overloaded: the offline unit stays frozen.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(s.p3.frozen(), "the offline unit was thawed too");
+    let journal = daemon.journal();
+    let target = |e: &&Entry| e.target.as_deref().is_some_and(|t| t.ends_with("-debug"));
+    let back: Vec<&Entry> = journal
+        .iter()
+        .filter(target)
+        .filter(|e| e.stage == "give_back" && e.outcome == Outcome::Applied)
+        .collect();
+    let actions: std::collections::BTreeSet<&str> =
+        back.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.contains("thaw") && actions.contains("cpu_limit"),
+        "the freeze and the quota given back, journaled: {journal:#?}"
+    );
+    let refused_or_new = journal
+        .iter()
+        .filter(target)
+        .filter(|e| e.stage != "give_back" && e.seq > back[0].seq && e.outcome != Outcome::Refused);
+    assert_eq!(
+        refused_or_new.count(),
+        0,
+        "nothing else done to it once online: {journal:#?}"
+    );
+    assert_eq!(
+        s.online.quota_cores(),
+        quota_before,
+        "the online cgroup untouched"
     );
 }
 

@@ -127,6 +127,20 @@ impl EffectsRecord {
             .collect()
     }
 
+    /// Whether `op` gives back something enforcer holds on `target`: a thaw of a cgroup it
+    /// froze, a limit lifted that it set.
+    pub fn holds(&self, target: &str, op: &Operation) -> bool {
+        let Some(e) = self.cgroups.get(target) else {
+            return false;
+        };
+        match op {
+            Operation::Thaw => e.frozen.is_some(),
+            Operation::CpuLimit { cores: None } => e.cpu.is_some(),
+            Operation::MemoryLimit { bytes: None } => e.memory.is_some(),
+            _ => false,
+        }
+    }
+
     /// What the files of `kind` held on `target` before enforcer wrote them, if known.
     pub fn before(&self, target: &str, kind: LimitKind) -> Option<BTreeMap<String, String>> {
         let files: BTreeMap<String, String> = self

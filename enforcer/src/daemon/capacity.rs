@@ -158,10 +158,10 @@ impl CapacityController {
         }
         Some(CapacityWish {
             per_parent: self.per_parent(parents).expect("enabled"),
-            // 2% of the node's CPUs (at least 0.05 core), 1% of its memory: finer than any
+            // 2% of the node's CPUs (at least 0.02 core), 1% of its memory: finer than any
             // scheduler's view of the capacity, coarse enough that the limits are written
             // when the online load moved, not every tick.
-            cpu_band: (node.cpus * 0.02).max(0.05),
+            cpu_band: (node.cpus * 0.02).max(0.02),
             memory_band: node.memory_bytes / 100,
             reason: serde_json::json!({
                 "trigger": "capacity",

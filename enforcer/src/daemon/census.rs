@@ -105,6 +105,16 @@ pub struct OfflineShape {
 }
 
 impl OfflineShape {
+    /// The index version this shape was computed from (`0`: never).
+    pub fn version(&self) -> u64 {
+        self.version.unwrap_or(0)
+    }
+
+    /// Whether `path` is an offline parent or unit.
+    pub fn owns(&self, path: &str) -> bool {
+        self.parents.iter().any(|p| p == path) || self.units.iter().any(|(_, _, u)| &**u == path)
+    }
+
     pub fn refresh(&mut self, index: &CgroupIndex) {
         if self.version == Some(index.version()) {
             return;

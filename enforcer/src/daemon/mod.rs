@@ -22,6 +22,7 @@ pub mod protect;
 mod reload;
 mod resident;
 mod signals;
+mod stale;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -489,6 +490,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
             offline_shape: Default::default(),
             parent_gaps: gaps::ParentGaps::new(sites),
             billing: billing::Billing::open(&d.node_name, &d.usage_ledger, d.usage_flush_interval),
+            stale: Default::default(),
         };
         std::thread::Builder::new()
             .name("sampler".into())

@@ -31,6 +31,10 @@ pub struct Protector {
     pending_kills: HashMap<String, u64>,
     /// Cgroups a previous daemon froze (from its effects record), thawed with the parents.
     adopted_frozen: Vec<String>,
+    /// The parents a freeze was asked for since the ladder froze: a parent that appears
+    /// while it is frozen (the old one now has online work below it, a new Yarn parent) is
+    /// frozen too, once.
+    freeze_asked: HashSet<String>,
     pub view: ProtectionView,
 }
 
@@ -49,6 +53,7 @@ impl Protector {
             dry_run_killed: HashSet::new(),
             pending_kills: HashMap::new(),
             adopted_frozen: Vec::new(),
+            freeze_asked: HashSet::new(),
             view: ProtectionView {
                 enabled: config.enabled,
                 dry_run,
@@ -68,6 +73,7 @@ impl Protector {
     /// the ladder decides on fresh signals once `settle` has passed (see [`Ladder::adopt`]).
     pub fn adopt(&mut self, now_ns: u64, frozen: Vec<String>, settle: std::time::Duration) {
         self.ladder.adopt(now_ns, !frozen.is_empty(), settle);
+        self.freeze_asked = frozen.iter().cloned().collect();
         self.adopted_frozen = frozen;
         self.view.stage = self.ladder.stage().name().to_string();
         self.view.frozen = self.ladder.frozen();
@@ -81,6 +87,7 @@ impl Protector {
     pub fn shutdown(&mut self, census: &Census) -> Vec<Effect> {
         let mut effects = Vec::new();
         let reason = serde_json::json!({"trigger": "shutdown"});
+        self.freeze_asked.clear();
         if self.ladder.frozen() || !self.adopted_frozen.is_empty() {
             let mut targets: Vec<String> = census.parents.iter().map(|p| p.path.clone()).collect();
             for path in self.adopted_frozen.drain(..) {
@@ -170,6 +177,22 @@ impl Protector {
                 &mut effects,
             );
         }
+        if self.ladder.frozen() {
+            let stage = self.ladder.stage().name();
+            for p in &census.parents {
+                if self.freeze_asked.insert(p.path.clone()) {
+                    effects.push(Effect::Cgroup(Request {
+                        stage: stage.to_string(),
+                        target: p.path.clone(),
+                        op: Operation::Freeze,
+                        reason: serde_json::json!({
+                            "trigger": "new_parent",
+                            "why": "an offline parent appeared while the ladder holds offline work frozen",
+                        }),
+                    }));
+                }
+            }
+        }
         self.view.stage = self.ladder.stage().name().to_string();
         self.view.frozen = self.ladder.frozen();
         self.view.explain = self.ladder.explain(signals.at_ns);
@@ -215,13 +238,17 @@ impl Protector {
                 &census.parents,
                 restore_to,
             )),
-            Action::FreezeOffline => effects.extend(
-                census
-                    .parents
-                    .iter()
-                    .map(|p| request(&p.path, Operation::Freeze)),
-            ),
+            Action::FreezeOffline => {
+                self.freeze_asked = census.parents.iter().map(|p| p.path.clone()).collect();
+                effects.extend(
+                    census
+                        .parents
+                        .iter()
+                        .map(|p| request(&p.path, Operation::Freeze)),
+                )
+            }
             Action::ThawOffline => {
+                self.freeze_asked.clear();
                 // The parents now, and whatever a previous daemon froze besides.
                 let mut targets: Vec<String> =
                     census.parents.iter().map(|p| p.path.clone()).collect();

@@ -577,3 +577,43 @@ fn an_online_surge_lowers_the_capacity_at_once_and_its_end_raises_it_after_the_w
         "raised at tick {raised_at}, expected when the surge left the 10 s window (tick 229)"
     );
 }
+
+#[test]
+fn a_parent_that_appears_while_the_ladder_holds_offline_work_frozen_is_frozen_once() {
+    let mut c = controllers(false);
+    let mut census = census();
+    let mut frozen = Vec::new();
+    for t in 0..15 {
+        for (_, target, op) in writes(&tick(
+            &mut c,
+            &input(f64::from(t) * 0.1, 0.95),
+            &census,
+            Outcome::Applied,
+        )) {
+            if op == Operation::Freeze {
+                frozen.push(target);
+            }
+        }
+    }
+    assert_eq!(frozen, ["kubepods/besteffort", "yarn"], "the ladder froze");
+    // An online pod started in the BestEffort slice: its offline pods are the parents now.
+    census.parents[0].path = "kubepods/besteffort/pod-p1".into();
+    let mut later = Vec::new();
+    for t in 15..20 {
+        for (_, target, op) in writes(&tick(
+            &mut c,
+            &input(f64::from(t) * 0.1, 0.95),
+            &census,
+            Outcome::Applied,
+        )) {
+            if op == Operation::Freeze {
+                later.push(target);
+            }
+        }
+    }
+    assert_eq!(
+        later,
+        ["kubepods/besteffort/pod-p1"],
+        "frozen once, the others not again"
+    );
+}

@@ -112,6 +112,8 @@ pub(super) struct SamplerLoop {
     pub(super) parent_gaps: super::gaps::ParentGaps,
     /// The offline units' usage for the ledger.
     pub(super) billing: super::billing::Billing,
+    /// What enforcer holds on cgroups that stopped being offline parents or units.
+    pub(super) stale: super::stale::StaleHolds,
 }
 
 impl SamplerLoop {
@@ -235,7 +237,7 @@ impl SamplerLoop {
         let meminfo = host::meminfo(self.host.as_ref());
 
         // 2. account, and capture what the controllers need of the index.
-        let (unknown, input, view, signals, engaged) = {
+        let (unknown, input, view, signals, engaged, index_walked) = {
             let mut guard = self.state.lock().unwrap();
             let st = &mut *guard;
             super::state::record_tick(&mut st.health, &reading, lag);
@@ -276,7 +278,8 @@ impl SamplerLoop {
             // the units (and their CPU rates) are wanted at all.
             let (signals, engaged) = self.controllers.signals(&input);
             let view = OfflineView::of(&self.offline_shape, &st.usage, engaged);
-            (unknown, input, view, signals, engaged)
+            let index_walked = st.discovery.walks_total > 0;
+            (unknown, input, view, signals, engaged, index_walked)
         };
 
         // 3. census, 4. decide, 5. apply.
@@ -300,14 +303,28 @@ impl SamplerLoop {
             .settle(now)
             .map_err(|e| anyhow!("{e}; stopping"))?;
         let alive = |pid| host::alive(host, pid);
-        let decided = self
+        let mut decided = self
             .controllers
             .decide(signals, &input, &census, &alive, now);
+        // Holds on cgroups that are no longer offline parents or units: given back. Looked
+        // at when the offline side changed (the record forgets removed cgroups first).
+        let shape = &self.offline_shape;
+        if index_walked && self.stale.due(shape.version(), now) {
+            self.actuator.forget_gone();
+        }
+        decided.extend(self.stale.effects(
+            self.actuator.record(),
+            &|path| shape.owns(path),
+            shape.version(),
+            index_walked,
+            now,
+        ));
         // The journal no longer fails on I/O (it falls back to stderr); an error here is one
         // the daemon cannot act past, so it stops.
         let results =
             effects::apply(&mut self.actuator, decided).map_err(|e| anyhow!("{e}; stopping"))?;
         self.controllers.observe(&results, Instant::now());
+        self.stale.observe(&results, Instant::now());
         self.billing.killed(&self.actuator.take_kills());
 
         // 6. network.

@@ -24,14 +24,19 @@ impl Actuator {
     pub fn apply(&mut self, req: &Request) -> Result<Outcome, JournalError> {
         let rel = req.target.trim_start_matches('/').to_string();
         let class = self.classify(&rel);
-        let refusal = (class.class != Class::Offline || rel.is_empty()).then(|| {
-            format!(
-                "refused: {} is {} (rule {}), only offline cgroups are acted on",
-                if rel.is_empty() { "/" } else { &rel },
-                class.class,
-                class.rule
-            )
-        });
+        // The one thing done to a cgroup that is not offline (any more): giving back what
+        // the effects record says enforcer set on it while it was (a thaw, a limit put
+        // back). Refusing that would leave online work frozen or squeezed by enforcer.
+        let gives_back_a_hold = !rel.is_empty() && self.record.holds(&rel, &req.op);
+        let refusal = ((class.class != Class::Offline && !gives_back_a_hold) || rel.is_empty())
+            .then(|| {
+                format!(
+                    "refused: {} is {} (rule {}), only offline cgroups are acted on",
+                    if rel.is_empty() { "/" } else { &rel },
+                    class.class,
+                    class.rule
+                )
+            });
         if refusal.is_none() && !self.dry_run {
             // Whatever comes after a freeze still settling ends its follow-up first.
             self.supersede(&rel, req.op.name())?;

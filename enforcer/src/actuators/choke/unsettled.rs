@@ -286,4 +286,43 @@ mod tests {
         assert_eq!(settled[0].outcome, Outcome::Failed);
         assert_eq!(a.unsettled(), 0);
     }
+
+    #[test]
+    fn a_cgroup_reclassified_online_gets_back_only_what_enforcer_holds_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, c1) = fixture(dir.path());
+        std::fs::write(c1.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+        assert_eq!(
+            a.apply(&request(Operation::Freeze)).unwrap(),
+            Outcome::Applied
+        );
+        // A reload (or the pod's labels) makes it online.
+        a.set_rules(Arc::new(RuleSet::new(vec![Rule::path(
+            "web",
+            regex::Regex::new("^batch/c1$").unwrap(),
+            Class::Online,
+            None,
+        )])));
+        let freeze = a.apply(&request(Operation::Freeze)).unwrap();
+        assert_eq!(freeze, Outcome::Refused, "nothing new is done to it");
+        let quota = a
+            .apply(&request(Operation::CpuLimit { cores: None }))
+            .unwrap();
+        assert_eq!(quota, Outcome::Refused, "enforcer set no quota on it");
+        std::fs::write(c1.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        assert_eq!(
+            a.apply(&request(Operation::Thaw)).unwrap(),
+            Outcome::Applied,
+            "the freeze enforcer set is given back"
+        );
+        assert_eq!(
+            std::fs::read_to_string(c1.join("cgroup.freeze")).unwrap(),
+            "0"
+        );
+        assert_eq!(
+            a.apply(&request(Operation::Thaw)).unwrap(),
+            Outcome::Refused,
+            "given back: nothing held any more"
+        );
+    }
 }
