@@ -27,7 +27,9 @@ pub struct Protector {
     /// Units a dry run "killed": they stay out of the candidates, so the dry run goes on to
     /// the decisions a real run would make next.
     dry_run_killed: HashSet<u64>,
-    /// Kills asked for this tick: target path -> unit id, for their outcome.
+    /// Kills asked for and not concluded: target path -> unit id, for their outcome (a
+    /// kill whose tasks are still exiting is concluded by a later tick's settle). Their
+    /// units are not candidates again meanwhile.
     pending_kills: HashMap<String, u64>,
     /// Cgroups a previous daemon froze (from its effects record), thawed with the parents.
     adopted_frozen: Vec<String>,
@@ -162,7 +164,10 @@ impl Protector {
         let units: Vec<_> = census
             .units
             .iter()
-            .filter(|(u, _)| !self.dry_run_killed.contains(&u.id))
+            .filter(|(u, _)| {
+                !self.dry_run_killed.contains(&u.id)
+                    && !self.pending_kills.values().any(|&id| id == u.id)
+            })
             .collect();
         signals.offline = units.iter().map(|(u, _)| u.clone()).collect();
         for d in self.ladder.step(&signals) {
@@ -299,19 +304,34 @@ impl Protector {
         if *outcome == Outcome::Refused {
             self.view.refused_total += 1;
         }
-        if req.op == Operation::Kill
-            && let Some(id) = self.pending_kills.remove(&req.target)
-        {
-            match outcome {
-                Outcome::DryRun => {
-                    self.dry_run_killed.insert(id);
-                }
-                Outcome::Applied => {
-                    self.view.offline_killed_total += 1;
-                    tracing::error!(target = %req.target, "ALERT: offline unit killed to protect online work");
-                }
-                _ => {}
+        if req.op == Operation::Kill && *outcome != Outcome::Intent {
+            self.kill_concluded(&req.target, outcome);
+        }
+    }
+
+    /// Effects a later tick concluded (`Actuator::settle`): a kill whose tasks took longer
+    /// than the tick that asked for it.
+    pub fn observe_settled(&mut self, settled: &[crate::actuators::Settled]) {
+        for s in settled {
+            if s.action == Operation::Kill.name() && is_ladder_stage(&s.stage) {
+                self.kill_concluded(&s.target, &s.outcome);
             }
+        }
+    }
+
+    fn kill_concluded(&mut self, target: &str, outcome: &Outcome) {
+        let Some(id) = self.pending_kills.remove(target) else {
+            return;
+        };
+        match outcome {
+            Outcome::DryRun => {
+                self.dry_run_killed.insert(id);
+            }
+            Outcome::Applied => {
+                self.view.offline_killed_total += 1;
+                tracing::error!(target = %target, "ALERT: offline unit killed to protect online work");
+            }
+            _ => {}
         }
     }
 }

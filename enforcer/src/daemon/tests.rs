@@ -617,3 +617,46 @@ fn a_parent_that_appears_while_the_ladder_holds_offline_work_frozen_is_frozen_on
         "frozen once, the others not again"
     );
 }
+
+#[test]
+fn a_kill_still_settling_is_not_asked_again_and_counts_once_concluded() {
+    let mut c = controllers(false);
+    let census = census();
+    let mut kills = Vec::new();
+    let mut t = 0.0;
+    // The kernel is slow to empty every victim: each kill's outcome is still to come.
+    while kills.len() < 2 {
+        assert!(t < 20.0, "never went on to a second victim: {kills:?}");
+        for (_, target, op) in writes(&tick(&mut c, &input(t, 0.97), &census, Outcome::Intent)) {
+            if op == Operation::Kill {
+                kills.push(target);
+            }
+        }
+        t += 0.25;
+    }
+    assert_eq!(
+        kills,
+        ["kubepods/besteffort/pod-debug", "yarn/container_3"],
+        "the dying unit is not a candidate again: the next one is"
+    );
+    assert_eq!(
+        c.protector.view.offline_killed_total, 0,
+        "nothing concluded yet"
+    );
+    let settled = |target: &str, outcome| crate::actuators::Settled {
+        seq: 7,
+        stage: "evict".into(),
+        action: "kill".into(),
+        target: target.into(),
+        outcome,
+        detail: None,
+    };
+    c.protector.observe_settled(&[
+        settled("kubepods/besteffort/pod-debug", Outcome::Applied),
+        settled("yarn/container_3", Outcome::Failed),
+    ]);
+    assert_eq!(c.protector.view.offline_killed_total, 1);
+    c.protector
+        .observe_settled(&[settled("kubepods/besteffort/pod-debug", Outcome::Applied)]);
+    assert_eq!(c.protector.view.offline_killed_total, 1, "counted once");
+}

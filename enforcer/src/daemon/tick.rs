@@ -191,6 +191,20 @@ impl SamplerLoop {
     /// SIGTERM: nothing stays frozen, the ladder's squeeze goes back to the capacity
     /// rule's values, the capacity limits stay (see `Controllers::shutdown`).
     fn shutdown(&mut self) {
+        // What the kernel had not completed (a kill whose tasks are still exiting): followed
+        // up for a second at most, so that the journal concludes it rather than leaving an
+        // intent open.
+        let until = Instant::now() + Duration::from_secs(1);
+        while self.actuator.unsettled() > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+            match self.actuator.settle(Instant::now()) {
+                Ok(settled) => self.controllers.protector.observe_settled(&settled),
+                Err(e) => {
+                    tracing::error!("shutting down: {e}");
+                    break;
+                }
+            }
+        }
         let view = {
             let st = self.state.lock().unwrap();
             OfflineView::capture(&st.index, &st.usage)
@@ -297,11 +311,13 @@ impl SamplerLoop {
         {
             self.controllers.protector.view.controller_gaps = gaps.to_vec();
         }
-        // Freezes that earlier ticks requested and the kernel had not completed: one look
-        // each, their outcome journaled when there is one (never waited for).
-        self.actuator
+        // Freezes and kills that earlier ticks requested and the kernel had not completed:
+        // one look each, their outcome journaled when there is one (never waited for).
+        let settled = self
+            .actuator
             .settle(now)
             .map_err(|e| anyhow!("{e}; stopping"))?;
+        self.controllers.protector.observe_settled(&settled);
         let alive = |pid| host::alive(host, pid);
         let mut decided = self
             .controllers

@@ -21,4 +21,7 @@ pub use freeze::{
 pub use limit::{
     LimitKind, memory_max_above, read_limit, restore_limit, set_cpu_limit, set_memory_limit,
 };
-pub use procs::{kill_all, pids};
+pub use procs::{
+    KILL_BUDGET, KILL_ROUND, KILL_SPIN, KillFollowUp, KillProgress, follow_up_kill, kill_all, pids,
+    request_kill,
+};

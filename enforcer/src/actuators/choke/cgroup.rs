@@ -4,12 +4,13 @@ use std::time::Instant;
 
 use super::{
     Actuator,
+    pending::FollowUp,
     transaction::{Head, Settle},
 };
 use crate::{
     actuators::{
         Operation, Request,
-        cgroupfs::{self, CgroupDirs, LimitKind},
+        cgroupfs::{self, CgroupDirs, KillProgress, LimitKind},
         journal::{JournalError, Outcome},
     },
     model::Class,
@@ -37,8 +38,15 @@ impl Actuator {
                     class.rule
                 )
             });
-        if refusal.is_none() && !self.dry_run {
-            // Whatever comes after a freeze still settling ends its follow-up first.
+        if refusal.is_none()
+            && !self.dry_run
+            && matches!(
+                req.op,
+                Operation::Freeze | Operation::Thaw | Operation::Kill
+            )
+        {
+            // A freeze, thaw or kill after a freeze or kill still settling ends its
+            // follow-up first (a limit written meanwhile does not get in its way).
             self.supersede(&rel, req.op.name())?;
         }
         let head = Head {
@@ -105,14 +113,23 @@ impl Actuator {
                 }
                 (Operation::Freeze, None) => {
                     match cgroupfs::request_freeze(&dirs, Instant::now()) {
-                        Ok(Some(follow)) => return (Some(()), Settle::Later(follow)),
+                        Ok(Some(follow)) => {
+                            return (Some(()), Settle::Later(FollowUp::Freeze(follow)));
+                        }
                         Ok(None) => Ok(None),
                         Err(e) => Err(e),
                     }
                 }
                 (Operation::Thaw, None) => cgroupfs::thaw(&dirs).map(|()| None),
-                (Operation::Kill, None) => cgroupfs::kill_all(&dirs, a.kill_timeout)
-                    .map(|n| Some(format!("{n} processes killed"))),
+                (Operation::Kill, None) => match cgroupfs::request_kill(&dirs, Instant::now()) {
+                    Ok(KillProgress::Done(n)) => Ok(Some(format!("{n} processes killed"))),
+                    // Dying tasks may take seconds to free their memory: the ticks after
+                    // this one confirm it (`unsettled.rs`), this one goes on.
+                    Ok(KillProgress::Later(follow)) => {
+                        return (Some(()), Settle::Later(FollowUp::Kill(follow)));
+                    }
+                    Err(e) => Err(e),
+                },
             };
             if gives_back && result.is_ok() {
                 note(a, &req.op);

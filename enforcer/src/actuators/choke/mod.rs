@@ -17,7 +17,6 @@ mod unsettled;
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
 pub use pending::Settled;
@@ -35,7 +34,6 @@ pub struct Actuator {
     pods: Arc<PodTable>,
     journal: Journal,
     dry_run: bool,
-    kill_timeout: Duration,
     /// `<state_dir>/scheduling`, read by the Yarn NodeManager health script.
     gate_file: Option<PathBuf>,
     /// What enforcer changed on cgroups, written ahead of each change.
@@ -43,7 +41,7 @@ pub struct Actuator {
     /// The Node object's publisher (taint, condition, capacity annotations), when the
     /// daemon runs in a cluster with it on.
     kube: Option<Publisher>,
-    /// Freezes requested and not complete yet, followed up by the ticks after.
+    /// Freezes and kills requested and not complete yet, followed up by the ticks after.
     unsettled: Vec<pending::Unsettled>,
     /// Kills applied since the daemon last took them: (target, journal sequence number),
     /// for the usage ledger's `killed` records.
@@ -63,7 +61,6 @@ impl Actuator {
             pods: Arc::new(PodTable::new()),
             journal,
             dry_run,
-            kill_timeout: Duration::from_secs(5),
             gate_file: None,
             record: EffectsRecord::in_memory(),
             kube: None,

@@ -2,14 +2,20 @@
 //! `unsettled.rs`).
 
 use crate::actuators::{
-    cgroupfs::FreezeFollowUp,
+    cgroupfs::{FreezeFollowUp, KillFollowUp},
     journal::{Entry, Outcome},
 };
+
+/// What the kernel has yet to complete.
+pub enum FollowUp {
+    Freeze(FreezeFollowUp),
+    Kill(KillFollowUp),
+}
 
 /// An intent journaled, its outcome not yet.
 pub struct Unsettled {
     pub intent: Entry,
-    pub follow: FreezeFollowUp,
+    pub follow: FollowUp,
 }
 
 /// An effect whose outcome a later tick journaled.
@@ -17,6 +23,7 @@ pub struct Unsettled {
 pub struct Settled {
     /// The intent's sequence number, under which the outcome went.
     pub seq: u64,
+    pub stage: String,
     pub action: String,
     pub target: String,
     pub outcome: Outcome,

@@ -6,12 +6,12 @@
 //! the kernel completes on its own time (a freeze) may leave its outcome to a later tick:
 //! the intent stays open and `unsettled.rs` journals the outcome under its number.
 
-use super::{Actuator, pending::Unsettled};
+use super::{
+    Actuator,
+    pending::{FollowUp, Unsettled},
+};
 use crate::{
-    actuators::{
-        cgroupfs::FreezeFollowUp,
-        journal::{Entry, JournalError, Outcome},
-    },
+    actuators::journal::{Entry, JournalError, Outcome},
     clock::unix_now,
 };
 
@@ -33,9 +33,9 @@ pub(super) struct Head {
 pub(super) enum Settle {
     /// Now: `Ok(detail)` or `Err(what failed)`.
     Now(Result<Option<String>, String>),
-    /// A freeze requested and not complete yet: later ticks follow it up, and journal its
-    /// outcome then.
-    Later(FreezeFollowUp),
+    /// A freeze or a kill requested and not complete yet: later ticks follow it up, and
+    /// journal its outcome then.
+    Later(FollowUp),
 }
 
 impl From<Result<Option<String>, String>> for Settle {

@@ -1,21 +1,24 @@
 //! Effects whose outcome comes in a later tick: a freeze the kernel has not completed when
-//! the tick that asked for it moves on (a v1 task mid-exec, one in uninterruptible sleep).
+//! the tick that asked for it moves on (a v1 task mid-exec, one in uninterruptible sleep),
+//! a kill whose tasks have not all exited (dying under memory pressure can take seconds).
 //! Its intent stays open in the journal; each tick after it reads the state once (and
-//! writes a v1 freeze again, see `cgroupfs::FREEZE_TRIES`) until it is frozen or out of
-//! tries, and the outcome is journaled under the intent's number. The tick never waits on
-//! the freezer: a stalled freeze costs each tick one read.
+//! writes a v1 freeze again, see `cgroupfs::FREEZE_TRIES`, or runs another v1 kill round,
+//! see `cgroupfs::KILL_SPIN`) until it is done or out of tries and time, and the outcome is
+//! journaled under the intent's number. The tick never waits on the kernel: an unsettled
+//! effect costs each tick one read.
 
 use std::time::Instant;
 
 use super::{
     Actuator,
-    pending::{Settled, Unsettled},
+    pending::{FollowUp, Settled, Unsettled},
     transaction::concluded,
 };
 use crate::{
     actuators::{
+        Operation,
         cgroupfs::{self, CgroupDirs, FreezeState},
-        journal::JournalError,
+        journal::{JournalError, Outcome},
     },
     clock::unix_now,
 };
@@ -27,30 +30,40 @@ impl Actuator {
     }
 
     /// Looks once at each effect still unsettled: journals the outcome of those the kernel
-    /// completed, or that ran out of tries, and keeps the others for the next tick.
+    /// completed, or that ran out of tries or time, and keeps the others for the next tick.
     pub fn settle(&mut self, now: Instant) -> Result<Vec<Settled>, JournalError> {
         let mut settled = Vec::new();
         for mut u in std::mem::take(&mut self.unsettled) {
             let dirs = self.dirs_of(&u);
-            let result = match cgroupfs::follow_up_freeze(&dirs, &mut u.follow, now) {
-                Ok(true) => Ok(Some(format!(
-                    "frozen {} ms after it was requested",
-                    u.follow.age(now).as_millis()
-                ))),
-                Ok(false) => {
-                    self.unsettled.push(u);
-                    continue;
-                }
-                Err(e) => Err(e.to_string()),
+            let result = match &mut u.follow {
+                FollowUp::Freeze(f) => match cgroupfs::follow_up_freeze(&dirs, f, now) {
+                    Ok(true) => Some(Ok(Some(format!(
+                        "frozen {} ms after it was requested",
+                        f.age(now).as_millis()
+                    )))),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e.to_string())),
+                },
+                FollowUp::Kill(f) => match cgroupfs::follow_up_kill(&dirs, f, now) {
+                    Ok(Some(n)) => Some(Ok(Some(format!(
+                        "{n} processes killed; the cgroup empty {} ms after the kill was requested",
+                        f.age(now).as_millis()
+                    )))),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e.to_string())),
+                },
             };
-            settled.push(self.conclude(u, result)?);
+            match result {
+                Some(result) => settled.push(self.conclude(u, result)?),
+                None => self.unsettled.push(u),
+            }
         }
         Ok(settled)
     }
 
-    /// A new effect (`by`: a thaw, a kill, another freeze) on a cgroup whose freeze is
-    /// still unsettled: that freeze's outcome is journaled now, as the kernel has it, so
-    /// that no follow-up writes `FROZEN` again over what comes after it.
+    /// A new effect (`by`: a thaw, a kill, another freeze) on a cgroup whose freeze or kill
+    /// is still unsettled: its outcome is journaled now, as the kernel has it, so that no
+    /// follow-up writes `FROZEN` again, or kills again, over what comes after it.
     pub(super) fn supersede(&mut self, rel: &str, by: &str) -> Result<(), JournalError> {
         let now = Instant::now();
         while let Some(i) = self
@@ -60,16 +73,36 @@ impl Actuator {
         {
             let u = self.unsettled.remove(i);
             let dirs = self.dirs_of(&u);
-            let ms = u.follow.age(now).as_millis();
-            let result = match cgroupfs::freeze_state(&dirs) {
-                Ok(FreezeState::Frozen) => Ok(Some(format!(
-                    "frozen {ms} ms after it was requested (seen as a {by} came)"
-                ))),
-                Ok(FreezeState::Pending(state)) => Err(format!(
-                    "{}: freeze not complete ({state}) when a {by} came {ms} ms after it was requested; the {by} goes ahead",
-                    u.follow.path().display()
-                )),
-                Err(e) => Err(e.to_string()),
+            let result = match &u.follow {
+                FollowUp::Freeze(f) => {
+                    let ms = f.age(now).as_millis();
+                    match cgroupfs::freeze_state(&dirs) {
+                        Ok(FreezeState::Frozen) => Ok(Some(format!(
+                            "frozen {ms} ms after it was requested (seen as a {by} came)"
+                        ))),
+                        Ok(FreezeState::Pending(state)) => Err(format!(
+                            "{}: freeze not complete ({state}) when a {by} came {ms} ms after it was requested; the {by} goes ahead",
+                            f.path().display()
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                FollowUp::Kill(f) => {
+                    let ms = f.age(now).as_millis();
+                    let left = cgroupfs::pids(f.path());
+                    if left.is_empty() {
+                        Ok(Some(format!(
+                            "{} processes killed; the cgroup empty when a {by} came {ms} ms after the kill was requested",
+                            f.victims()
+                        )))
+                    } else {
+                        Err(format!(
+                            "{}: {} processes left when a {by} came {ms} ms after the kill was requested; the {by} goes ahead",
+                            f.path().display(),
+                            left.len()
+                        ))
+                    }
+                }
             };
             self.conclude(u, result)?;
         }
@@ -85,6 +118,7 @@ impl Actuator {
         u: Unsettled,
         result: Result<Option<String>, String>,
     ) -> Result<Settled, JournalError> {
+        let kill = matches!(u.follow, FollowUp::Kill(_));
         let mut entry = u.intent;
         let (outcome, detail) =
             concluded(&entry.action, entry.target.as_deref(), &entry.stage, result);
@@ -92,8 +126,18 @@ impl Actuator {
         entry.outcome = outcome.clone();
         entry.detail = detail.clone();
         self.journal.append(&entry)?;
+        // A kill done: nothing of the cgroup is left to own (its v1 freeze was noted ahead),
+        // and the usage ledger bills the unit as killed under this number.
+        if kill && outcome == Outcome::Applied {
+            let target = entry.target.clone().unwrap_or_default();
+            if let Err(e) = self.record.note(&target, &Operation::Kill, &entry.stage) {
+                tracing::error!("effects record: {e}");
+            }
+            self.kills.push((target, entry.seq));
+        }
         Ok(Settled {
             seq: entry.seq,
+            stage: entry.stage,
             action: entry.action,
             target: entry.target.unwrap_or_default(),
             outcome,
@@ -324,5 +368,121 @@ mod tests {
             Outcome::Refused,
             "given back: nothing held any more"
         );
+    }
+
+    /// The fixture's cgroup as the kernel has it mid-kill: `cgroup.kill` there, a task
+    /// listed in `cgroup.procs` (a pid that is not this test's) until the test empties it.
+    fn dying(c1: &Path) {
+        std::fs::write(c1.join("cgroup.kill"), "").unwrap();
+        std::fs::write(c1.join("cgroup.procs"), "4194300\n").unwrap();
+    }
+
+    fn kill() -> Request {
+        Request {
+            stage: "evict".into(),
+            ..request(Operation::Kill)
+        }
+    }
+
+    #[test]
+    fn a_kill_whose_tasks_take_time_to_exit_costs_its_tick_the_spin_and_is_applied_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, c1) = fixture(dir.path());
+        dying(&c1);
+        let t0 = Instant::now();
+        assert_eq!(a.apply(&kill()).unwrap(), Outcome::Intent);
+        assert!(
+            t0.elapsed() < Duration::from_millis(20),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(
+            std::fs::read_to_string(c1.join("cgroup.kill")).unwrap(),
+            "1"
+        );
+        assert_eq!(a.settle(Instant::now()).unwrap(), vec![]);
+        assert!(
+            a.take_kills().is_empty(),
+            "not billed as killed before it is done"
+        );
+        // The task exits.
+        std::fs::write(c1.join("cgroup.procs"), "").unwrap();
+        let settled = a.settle(Instant::now()).unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(
+            (
+                settled[0].action.as_str(),
+                &settled[0].outcome,
+                settled[0].stage.as_str()
+            ),
+            ("kill", &Outcome::Applied, "evict")
+        );
+        assert_eq!(
+            a.take_kills(),
+            vec![("batch/c1".to_string(), settled[0].seq)]
+        );
+        let journal = lines(dir.path());
+        assert_eq!(journal.len(), 2, "{journal:?}");
+        assert_eq!(
+            journal[0].0, journal[1].0,
+            "the outcome under the intent's number"
+        );
+        assert!(
+            journal[1]
+                .3
+                .as_deref()
+                .unwrap()
+                .contains("1 processes killed"),
+            "{journal:?}"
+        );
+    }
+
+    #[test]
+    fn a_kill_that_leaves_survivors_fails_after_its_budget_with_their_pids() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, c1) = fixture(dir.path());
+        dying(&c1);
+        let before = Instant::now();
+        assert_eq!(a.apply(&kill()).unwrap(), Outcome::Intent);
+        let after = Instant::now();
+        assert_eq!(
+            a.settle(before + cgroupfs::KILL_BUDGET - Duration::from_millis(1))
+                .unwrap(),
+            vec![]
+        );
+        let settled = a.settle(after + cgroupfs::KILL_BUDGET).unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].outcome, Outcome::Failed);
+        assert!(
+            settled[0].detail.as_deref().unwrap().contains("4194300"),
+            "{settled:?}"
+        );
+        assert_eq!(a.unsettled(), 0);
+        assert!(a.take_kills().is_empty());
+    }
+
+    #[test]
+    fn a_limit_written_while_a_kill_settles_leaves_it_alone_a_new_kill_concludes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, c1) = fixture(dir.path());
+        dying(&c1);
+        std::fs::write(c1.join("cpu.max"), "max 100000\n").unwrap();
+        assert_eq!(a.apply(&kill()).unwrap(), Outcome::Intent);
+        a.apply(&request(Operation::CpuLimit { cores: Some(0.5) }))
+            .unwrap();
+        assert_eq!(a.unsettled(), 1, "a limit does not conclude the kill");
+        assert_eq!(a.apply(&kill()).unwrap(), Outcome::Intent);
+        let journal = lines(dir.path());
+        let kills: Vec<&Outcome> = journal
+            .iter()
+            .filter(|(_, action, ..)| action == "kill")
+            .map(|(_, _, o, _)| o)
+            .collect();
+        assert_eq!(
+            kills,
+            [&Outcome::Intent, &Outcome::Failed, &Outcome::Intent],
+            "the first kill concluded (tasks left) before the second: {journal:?}"
+        );
+        assert_eq!(a.unsettled(), 1);
     }
 }
