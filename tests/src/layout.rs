@@ -53,7 +53,12 @@ pub struct Unit {
 
 impl Unit {
     pub fn create(prefix: &str) -> Unit {
-        let name = unique_name(prefix);
+        Unit::named(&unique_name(prefix))
+    }
+
+    /// A unit named exactly `name` (unique already: a test's rules match it by name).
+    pub fn named(name: &str) -> Unit {
+        let name = name.to_string();
         let cpu = place("cpu").expect("no cpu controller on any hierarchy");
         let memory = place("memory");
         // Below the own memory cgroup (the rule for memory), else the own cpu cgroup.
@@ -298,6 +303,34 @@ impl Unit {
             .trim()
             .parse()
             .unwrap()
+    }
+
+    /// Frozen as the daemon freezes it: cgroup2's `cgroup.freeze` where the unified
+    /// hierarchy has one (pure v2, and hybrid), else v1's `freezer.state` is `FROZEN`.
+    pub fn frozen(&self) -> bool {
+        if let Some(unified) = mount_point("unified") {
+            let dir = unified.join(&self.rel);
+            if dir.join("cgroup.freeze").exists() {
+                return self.read(&dir, "cgroup.freeze").trim() == "1";
+            }
+        }
+        let freezer = mount_point("freezer").expect("a freezer (cgroup2 or v1)");
+        self.read(&freezer.join(&self.rel), "freezer.state").trim() == "FROZEN"
+    }
+
+    /// The unit's directory in every hierarchy.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.leaves.iter().map(|l| l.dir().to_path_buf()).collect()
+    }
+
+    /// A file of the unit's CPU hierarchy, as text.
+    pub fn read_cpu(&self, file: &str) -> String {
+        self.read(&self.dir_in(&self.cpu), file)
+    }
+
+    /// The CPU hierarchy is cgroup2.
+    pub fn cpu_v2(&self) -> bool {
+        self.cpu.v2
     }
 
     /// The processes in the unit (its CPU cgroup).

@@ -6,28 +6,26 @@ use std::process::Command;
 
 pub use crate::wait_until;
 use crate::{
-    cgroup::{TestCgroup, spawn_in},
     daemon::{Daemon, metric_value},
+    layout::Unit,
     net::{NetTopology, Pod},
     netns::Netns,
     process::ChildGuard,
     unique_name,
 };
 
-/// A pod's cgroup, in the cpu hierarchy (the one the daemon's index uses on this host) and
-/// in cgroup2 (the one sockets are charged to), with the same name.
+/// A pod's cgroup, at the same path in every hierarchy of the node (the CPU one the daemon's
+/// index uses, cgroup2 the one sockets are charged to), whatever its layout.
 pub struct PodCgroup {
     pub name: String,
-    cpu: TestCgroup,
-    unified: TestCgroup,
+    unit: Unit,
 }
 
 impl PodCgroup {
     pub fn new(prefix: &str) -> PodCgroup {
         let name = unique_name(prefix);
         PodCgroup {
-            cpu: TestCgroup::create("cpu", &name),
-            unified: TestCgroup::create("unified", &name),
+            unit: Unit::named(&name),
             name,
         }
     }
@@ -41,7 +39,7 @@ impl PodCgroup {
 
     /// `command`, started in this cgroup.
     pub fn run(&self, command: Command) -> ChildGuard {
-        spawn_in(&[&self.cpu, &self.unified], command)
+        self.unit.spawn(command)
     }
 }
 

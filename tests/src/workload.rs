@@ -1,34 +1,26 @@
-//! The ladder's and the restart's workloads: one relative path in the cpu, cpuacct and
-//! cgroup2 hierarchies (what kubelet makes for a pod), with a bounded CPU hog and the
-//! kernel state a test asserts on; and the journal and status readers they share.
+//! The ladder's and the restart's workloads: one relative path in every cgroup hierarchy of
+//! the node, whatever its layout (what kubelet makes for a pod), with a bounded CPU hog and
+//! the kernel state a test asserts on; and the journal and status readers they share.
 
 use enforcer::actuators::journal::{Entry, Outcome};
 
-use crate::{
-    cgroup::{TestCgroup, cpu_hog, spawn_in},
-    daemon::Daemon,
-    process::ChildGuard,
-};
+use crate::{cgroup::cpu_hog, daemon::Daemon, layout::Unit, process::ChildGuard};
 
-/// One workload: the same relative path in the cpu, cpuacct and cgroup2 hierarchies.
+/// One workload: a [`Unit`] of a given name.
 pub struct Workload {
-    pub cpu: TestCgroup,
-    _acct: TestCgroup,
-    pub unified: TestCgroup,
+    pub unit: Unit,
 }
 
 impl Workload {
     pub fn new(name: &str) -> Workload {
         Workload {
-            cpu: TestCgroup::create("cpu", name),
-            _acct: TestCgroup::create("cpuacct", name),
-            unified: TestCgroup::create("unified", name),
+            unit: Unit::named(name),
         }
     }
 
-    /// A CPU hog in all three, for at most `seconds`.
+    /// A CPU hog in it, for at most `seconds`.
     pub fn hog(&self, seconds: f64) -> ChildGuard {
-        spawn_in(&[&self.cpu, &self._acct, &self.unified], cpu_hog(seconds))
+        self.unit.spawn(cpu_hog(seconds))
     }
 
     /// `n` hogs (e.g. one per CPU, to fill the node).
@@ -36,34 +28,31 @@ impl Workload {
         (0..n).map(|_| self.hog(seconds)).collect()
     }
 
-    /// `cgroup.freeze` says frozen (the ladder freezes through cgroup2 here).
+    /// Frozen as the daemon freezes (cgroup2's `cgroup.freeze`, else v1's freezer).
     pub fn frozen(&self) -> bool {
-        self.unified.read("cgroup.freeze").trim() == "1"
+        self.unit.frozen()
     }
 
-    /// The v1 CFS quota in cores (`None`: no quota).
+    /// The CFS quota in cores (`None`: no quota).
     pub fn quota_cores(&self) -> Option<f64> {
-        let quota: i64 = self.cpu.read("cpu.cfs_quota_us").trim().parse().unwrap();
-        let period: f64 = self.cpu.read("cpu.cfs_period_us").trim().parse().unwrap();
-        (quota > 0).then(|| quota as f64 / period)
+        self.unit.cpu_quota_cores()
     }
 
     /// How often the kernel throttled it.
     pub fn nr_throttled(&self) -> u64 {
-        self.cpu
-            .read("cpu.stat")
-            .lines()
-            .find_map(|l| l.strip_prefix("nr_throttled "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        self.unit.cpu_stat("nr_throttled")
     }
 
-    /// The files the daemon must never touch on an online cgroup.
-    pub fn files(&self) -> (String, String, String) {
+    /// The files the daemon must never touch on an online cgroup: its quota, its CPU
+    /// weight and whether it is frozen.
+    pub fn files(&self) -> (String, String, bool) {
+        let v2 = self.unit.cpu_v2();
         (
-            self.cpu.read("cpu.cfs_quota_us"),
-            self.cpu.read("cpu.shares"),
-            self.unified.read("cgroup.freeze"),
+            self.unit
+                .read_cpu(if v2 { "cpu.max" } else { "cpu.cfs_quota_us" }),
+            self.unit
+                .read_cpu(if v2 { "cpu.weight" } else { "cpu.shares" }),
+            self.frozen(),
         )
     }
 }

@@ -261,10 +261,7 @@ fn a_read_only_cgroup_is_one_journaled_failure_per_action_and_the_daemon_goes_on
     let locked = Workload::new(&format!("{base}-locked"));
     let free = Workload::new(&format!("{base}-free"));
     let launch = Launch {
-        read_only: vec![
-            locked.cpu.dir().to_path_buf(),
-            locked.unified.dir().to_path_buf(),
-        ],
+        read_only: locked.unit.dirs(),
         ..Launch::default()
     };
     let daemon = Daemon::start_with("", &config, launch);

@@ -7,11 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_tests::{
-    cgroup::{TestCgroup, spawn_in},
-    daemon::Daemon,
-    require_root, unique_name,
-};
+use enforcer_tests::{daemon::Daemon, layout::Unit, require_root, unique_name};
 
 fn oom_score_adj(pid: i32) -> i32 {
     std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
@@ -63,10 +59,10 @@ fn wait_for(timeout: Duration, what: &str, cond: impl Fn() -> bool) -> Duration 
 fn offline_processes_are_isolated_and_restored_when_reclassified() {
     require_root();
     let base = unique_name("enf-iso");
-    let offline = TestCgroup::create("cpu", &format!("{base}-offline"));
-    let online = TestCgroup::create("cpu", &format!("{base}-online"));
-    let before = spawn_in(&[&offline], sleeper());
-    let on = spawn_in(&[&online], sleeper());
+    let offline = Unit::named(&format!("{base}-offline"));
+    let online = Unit::named(&format!("{base}-online"));
+    let before = offline.spawn(sleeper());
+    let on = online.spawn(sleeper());
     let (on_oom, on_nice) = (oom_score_adj(on.pid()), nice(on.pid()));
 
     let daemon = Daemon::start("", &rules(&base, "offline"));
@@ -77,7 +73,7 @@ fn offline_processes_are_isolated_and_restored_when_reclassified() {
     );
 
     // A new process in the offline cgroup is caught within a tick or two (100 ms ticks).
-    let later = spawn_in(&[&offline], sleeper());
+    let later = offline.spawn(sleeper());
     let caught = wait_for(
         Duration::from_secs(3),
         "the new offline process isolated",
@@ -130,8 +126,8 @@ fn offline_processes_are_isolated_and_restored_when_reclassified() {
 fn a_successor_restores_the_values_from_before_the_first_daemon() {
     require_root();
     let base = unique_name("enf-iso9");
-    let offline = TestCgroup::create("cpu", &format!("{base}-offline"));
-    let p = spawn_in(&[&offline], sleeper());
+    let offline = Unit::named(&format!("{base}-offline"));
+    let p = offline.spawn(sleeper());
     let mut daemon = Daemon::start("", &rules(&base, "offline"));
     wait_for(Duration::from_secs(3), "isolated", || {
         oom_score_adj(p.pid()) == 1000 && nice(p.pid()) == 10

@@ -218,7 +218,7 @@ fn recovery_steps_back_down_to_the_capacity_rules_limits() {
         applied(&journal, "kill").is_empty(),
         "no kill once the load stopped"
     );
-    assert_eq!(s.p3.unified.read("cgroup.freeze").trim(), "0", "thawed");
+    assert!(!s.p3.frozen(), "thawed");
     let gate = std::fs::read_to_string(daemon.dir.path().join("state/scheduling")).unwrap();
     assert_eq!(gate.trim(), "open");
     // The offline parents are back at the capacity rule's values, not unlimited and not
@@ -276,7 +276,7 @@ fn static_capacity_is_applied_gradually_to_the_offline_parents() {
         "{metrics}"
     );
     // The online cgroup gets no quota.
-    assert_eq!(s.online.cpu.read("cpu.cfs_quota_us").trim(), "-1");
+    assert_eq!(s.online.quota_cores(), None);
 }
 
 #[test]
