@@ -16,6 +16,13 @@ hybrid)
   mkdir -p /sys/fs/cgroup/unified; mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified ;;
 esac
 ip link set lo up
+# The guest kernel's modules (the host's /lib/modules is for another kernel).
+release=$(uname -r)
+if [ -d "$(cat /out/modules)" ]; then
+  mkdir -p "/lib/modules/$release" && mount --bind "$(cat /out/modules)" "/lib/modules/$release" || echo "vm: cannot bind the kernel's modules"
+else
+  echo "vm: no module tree at $(cat /out/modules)"
+fi
 cd "$(cat /out/cwd)"
 echo "vm: kernel $(uname -r), cgroup $layout: $(cat /out/cmd)"
 sh -c "$(cat /out/cmd)"

@@ -21,13 +21,40 @@ pub use qemu::Layout;
 
 use crate::cmd::command;
 
-/// The suites that do not depend on the host's own layout, run in every guest.
-pub const SUITES: &[&str] = &["layouts", "layout_actuators", "capacity_memory"];
+/// The suites that do not depend on the host's own layout, run in every guest (those of
+/// [`LAYOUTS_OF`] only where they can): CPU accounting, the cgroup actuators, the capacity
+/// rule's writes, the ladder end to end with its victim order, isolation, cgroup_skb
+/// counting and the tc topology on a `bond0` made in the guest.
+pub const SUITES: &[&str] = &[
+    "layouts",
+    "layout_actuators",
+    "capacity_memory",
+    "ladder",
+    "isolation",
+    "net_counting",
+    "network_tc",
+];
 // `pressure` (direct reclaim for real) runs in a guest with `--suite pressure`: its test is
 // ignored on a host (it exhausts the node's memory) and a guest runs every suite with
 // `--include-ignored`. Not yet in the default matrix: at tick granularity its kill races
 // the kernel's OOM killer, and a kill of tasks stuck refaulting under TCG can outlast the
 // kill's 5 s bound.
+
+/// Suites that need what some layouts do not have, and the layouts they run on; every
+/// other suite runs on every layout. The network programs (cgroup_skb on the cgroup2 root,
+/// the classifier's cgroup ids) need a cgroup2 mount, which a pure v1 node has not.
+const LAYOUTS_OF: &[(&str, &[Layout])] = &[
+    ("net_counting", &[Layout::V2, Layout::Hybrid]),
+    ("network_tc", &[Layout::V2, Layout::Hybrid]),
+];
+
+/// Whether `suite` runs in a guest with `layout`.
+pub fn runs_on(suite: &str, layout: Layout) -> bool {
+    LAYOUTS_OF
+        .iter()
+        .find(|(s, _)| *s == suite)
+        .is_none_or(|(_, layouts)| layouts.contains(&layout))
+}
 
 /// A guest that has not powered off after this long is killed and counted as failed.
 const BOUND: Duration = Duration::from_secs(600);
@@ -40,7 +67,7 @@ fn cache() -> PathBuf {
 
 /// The test executables of `suites`, built on the host (the guest runs them from the
 /// shared root).
-fn test_binaries(workspace: &Path, suites: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+fn test_binaries(workspace: &Path, suites: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut c = command("cargo");
     c.current_dir(workspace).args([
         "test",
@@ -67,7 +94,12 @@ fn test_binaries(workspace: &Path, suites: &[String]) -> anyhow::Result<Vec<Path
         };
         let rest = &line[at + 14..];
         let Some(end) = rest.find('"') else { continue };
-        found.push(PathBuf::from(&rest[..end]));
+        // The suite is the test target's source file: `tests/tests/<suite>.rs`.
+        let suite = suites
+            .iter()
+            .find(|s| line.contains(&format!("/tests/tests/{s}.rs\"")))
+            .with_context(|| format!("a test executable of no suite asked for: {line}"))?;
+        found.push((suite.clone(), PathBuf::from(&rest[..end])));
     }
     if found.len() != suites.len() {
         bail!(
@@ -121,7 +153,8 @@ pub fn run(
         for &layout in layouts {
             let line = binaries
                 .iter()
-                .map(|b| {
+                .filter(|(suite, _)| runs_on(suite, layout))
+                .map(|(_, b)| {
                     format!(
                         "ENFORCER_BIN={} {} --test-threads=1 --include-ignored --nocapture || exit 1",
                         enforcer_bin.display(),

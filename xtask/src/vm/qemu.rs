@@ -70,6 +70,14 @@ pub fn boot(
     std::fs::write(share.join("guest.sh"), include_str!("guest.sh"))?;
     std::fs::write(share.join("cmd"), command_line)?;
     std::fs::write(share.join("cwd"), cwd.to_string_lossy().as_bytes())?;
+    // The guest kernel's own module tree (in the cache, which the guest sees through the
+    // shared root): bound over the guest's /lib/modules/<release> so that `modprobe` of
+    // sch_htb, cls_bpf, veth, macvlan… loads the guest's modules, not the host's.
+    let modules = kernel
+        .module_base()
+        .join("lib/modules")
+        .join(&kernel.release);
+    std::fs::write(share.join("modules"), modules.to_string_lossy().as_bytes())?;
     let mut append = String::from("console=ttyS0 panic=-1 quiet rdinit=/init");
     if layout == Layout::V2 {
         append.push_str(" cgroup_no_v1=all");
