@@ -8,6 +8,7 @@ mod net;
 mod overhead;
 mod pods;
 mod tick;
+mod usage;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,8 @@ enum Which {
     Pods,
     /// 1,000 and 10,000 cgroups created, held and removed: kernel events vs walking.
     Churn,
+    /// The usage ledger: 500 pods started and ended over a minute, accounted vs not.
+    Usage,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +80,9 @@ fn main() -> anyhow::Result<()> {
     }
     if all || matches!(cli.which, Some(Which::Churn)) {
         results.insert("cgroup_churn".into(), churn::run()?);
+    }
+    if all || matches!(cli.which, Some(Which::Usage)) {
+        results.insert("usage_ledger".into(), usage::run()?);
     }
     if let Some(path) = cli.json {
         std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
