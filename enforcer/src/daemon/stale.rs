@@ -30,20 +30,13 @@ pub struct StaleHolds {
     retry_at: HashMap<(String, &'static str), Instant>,
 }
 
-/// A cgroup's holds in the record, as the operations that give them back.
-fn give_backs(effects: &crate::actuators::record::CgroupEffects) -> Vec<Operation> {
-    let mut ops = Vec::new();
-    if effects.frozen.is_some() {
-        ops.push(Operation::Thaw);
-    }
-    if effects.cpu.is_some() {
-        ops.push(Operation::CpuLimit { cores: None });
-    }
-    if effects.memory.is_some() {
-        ops.push(Operation::MemoryLimit { bytes: None });
-    }
-    ops
-}
+/// The operations that give back a hold; which of them apply to a cgroup is the record's
+/// to say ([`EffectsRecord::holds`], the same test the choke point lets them through by).
+const GIVE_BACKS: [Operation; 3] = [
+    Operation::Thaw,
+    Operation::CpuLimit { cores: None },
+    Operation::MemoryLimit { bytes: None },
+];
 
 impl StaleHolds {
     /// Whether the holds are looked at this tick: the offline side changed, or a failed
@@ -68,11 +61,11 @@ impl StaleHolds {
         }
         self.checked = Some(shape_version);
         let mut out = Vec::new();
-        for (path, effects) in &record.cgroups {
+        for path in record.cgroups.keys() {
             if owned(path) {
                 continue;
             }
-            for op in give_backs(effects) {
+            for op in GIVE_BACKS.into_iter().filter(|op| record.holds(path, op)) {
                 let key = (path.clone(), op.name());
                 if self.retry_at.get(&key).is_some_and(|&t| now < t) {
                     continue;

@@ -24,6 +24,8 @@ use crate::{
     },
 };
 
+mod capacity;
+
 const S: u64 = 1_000_000_000;
 const GIB: u64 = 1 << 30;
 
@@ -354,21 +356,33 @@ fn capacity_off_gives_back_the_limits_a_predecessor_set_once() {
     assert!(writes(&later).is_empty(), "given back once: {later:?}");
 }
 
-#[test]
-fn eviction_goes_lowest_priority_first_and_a_dry_run_goes_on_to_the_next() {
-    let mut c = controllers(false);
-    let census = census();
+/// Ticks of an overloaded node (97% CPU, every 250 ms), every effect taking `outcome`, until
+/// `n` kills were asked for (at most 20 s); returns their targets and the time reached.
+fn overload_until_kills(
+    c: &mut Controllers,
+    census: &Census,
+    n: usize,
+    outcome: Outcome,
+) -> (Vec<String>, f64) {
     let mut kills = Vec::new();
     let mut t = 0.0;
-    while kills.len() < 3 {
-        assert!(t < 20.0, "never evicted all three: {kills:?}");
-        for (_, target, op) in writes(&tick(&mut c, &input(t, 0.97), &census, Outcome::DryRun)) {
+    while kills.len() < n {
+        assert!(t < 20.0, "never asked for {n} kills: {kills:?}");
+        for (_, target, op) in writes(&tick(c, &input(t, 0.97), census, outcome.clone())) {
             if op == Operation::Kill {
                 kills.push(target);
             }
         }
         t += 0.25;
     }
+    (kills, t)
+}
+
+#[test]
+fn eviction_goes_lowest_priority_first_and_a_dry_run_goes_on_to_the_next() {
+    let mut c = controllers(false);
+    let census = census();
+    let (kills, mut t) = overload_until_kills(&mut c, &census, 3, Outcome::DryRun);
     assert_eq!(
         kills,
         [
@@ -419,166 +433,6 @@ fn isolation_takes_new_processes_once_and_gives_back_what_leaves_offline() {
 }
 
 #[test]
-fn a_failed_capacity_write_is_not_retried_every_tick() {
-    let mut c = controllers(true);
-    let census = census();
-    let first = tick(&mut c, &input(0.0, 0.2), &census, Outcome::Failed);
-    assert_eq!(writes(&first).len(), 4, "quota and memory of both parents");
-    for t in 1..10 {
-        let effects = tick(
-            &mut c,
-            &input(f64::from(t) * 0.1, 0.2),
-            &census,
-            Outcome::Failed,
-        );
-        assert!(writes(&effects).is_empty(), "backing off: {effects:?}");
-    }
-}
-
-#[test]
-fn the_capacity_rule_never_writes_a_memory_limit_below_what_a_parent_uses() {
-    let mut c = controllers(true);
-    let mut census = census();
-    // The Yarn parent uses 40 GiB, far above what the rule gives it (50% of 64 GiB less
-    // the reserved daemons, split over two parents).
-    census.parents[1].memory_bytes = Some(40 * GIB);
-    let mut limits = Vec::new();
-    for t in 0..30 {
-        for (_, target, op) in writes(&tick(
-            &mut c,
-            &input(f64::from(t) * 0.1, 0.2),
-            &census,
-            Outcome::Applied,
-        )) {
-            if let (true, Operation::MemoryLimit { bytes: Some(b) }) = (target == "yarn", &op) {
-                limits.push(*b);
-            }
-        }
-    }
-    assert!(!limits.is_empty());
-    assert!(
-        limits.iter().all(|&b| b >= 40 * GIB),
-        "a limit below use: {limits:?}"
-    );
-}
-
-#[test]
-fn a_rule_with_no_room_is_clamped_to_its_floor_and_journaled_once() {
-    let mut c = controllers(true);
-    let census = census();
-    // Online memory fills the node: the rule leaves offline memory nothing.
-    let mut i = input(0.0, 0.2);
-    i.node.online_memory_bytes = 60 * GIB;
-    let mut events = Vec::new();
-    for t in 0..40 {
-        i.at_ns = t * 100_000_000;
-        for e in tick(&mut c, &i, &census, Outcome::Applied) {
-            if let Effect::NodeEvent { action, .. } = e {
-                events.push(action);
-            }
-        }
-    }
-    assert_eq!(events, ["capacity_clamped"]);
-    assert!(c.capacity.view.clamped);
-    let floor = c.capacity.view.memory_floor_bytes;
-    assert_eq!(floor, (0.05 * (64 * GIB) as f64) as u64);
-    assert!(c.capacity.view.applied_memory_bytes >= floor);
-}
-
-/// The dynamic rule's controllers on the 4-core test node.
-fn dynamic_controllers() -> Controllers {
-    let mut c = controllers(true);
-    c.capacity = CapacityController::new(CapacitySettings {
-        enabled: true,
-        rule: CapacityConfig::default(),
-        usage_window: Duration::from_secs(10),
-    });
-    c
-}
-
-/// The CPU quotas the capacity rule wrote on the BestEffort parent.
-fn capacity_quotas(effects: &[Effect]) -> Vec<f64> {
-    writes(effects)
-        .iter()
-        .filter(|(stage, target, _)| stage == "capacity" && target == "kubepods/besteffort")
-        .filter_map(|(_, _, op)| cores(op))
-        .collect()
-}
-
-#[test]
-fn noisy_online_usage_does_not_rewrite_the_capacity_every_tick() {
-    let mut c = dynamic_controllers();
-    let census = census();
-    // Online usage jumping between 5% and 15% of the node from one tick to the next (a
-    // 1 s rate of bursty request work), for a minute of 100 ms ticks.
-    let mut seed: u64 = 7;
-    let mut after_settling = Vec::new();
-    for t in 0..600 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let jitter = (seed >> 33) as f64 / (1u64 << 31) as f64;
-        let mut i = input(f64::from(t) * 0.1, 0.3);
-        i.node.online_cpu = 0.05 + 0.10 * jitter;
-        let quotas = capacity_quotas(&tick(&mut c, &i, &census, Outcome::Applied));
-        if t >= 50 {
-            after_settling.extend(quotas);
-        }
-    }
-    assert!(
-        after_settling.len() <= 2,
-        "{} quota writes in 55 s of noise: {after_settling:?}",
-        after_settling.len()
-    );
-}
-
-#[test]
-fn an_online_surge_lowers_the_capacity_at_once_and_its_end_raises_it_after_the_window() {
-    let mut c = dynamic_controllers();
-    let census = census();
-    let at = |t: u32, online: f64| {
-        let mut i = input(f64::from(t) * 0.1, 0.3);
-        i.node.online_cpu = online;
-        i
-    };
-    let mut last = None;
-    for t in 0..100 {
-        if let Some(&q) =
-            capacity_quotas(&tick(&mut c, &at(t, 0.1), &census, Outcome::Applied)).last()
-        {
-            last = Some(q);
-        }
-    }
-    let calm = last.expect("the rule wrote a quota");
-    // Online goes from 10% to 40% of the node: the rule's next step is written at once.
-    let surge = capacity_quotas(&tick(&mut c, &at(100, 0.4), &census, Outcome::Applied));
-    assert!(
-        surge.first().is_some_and(|&q| q < calm),
-        "no lower quota on the surge's first tick: {surge:?} (calm {calm})"
-    );
-    let mut lowest = calm;
-    for t in 101..130 {
-        for q in capacity_quotas(&tick(&mut c, &at(t, 0.4), &census, Outcome::Applied)) {
-            lowest = lowest.min(q);
-        }
-    }
-    // The surge ends at 13 s: nothing is raised while it is within the 10 s window.
-    let mut raised_at = None;
-    for t in 130..260 {
-        for q in capacity_quotas(&tick(&mut c, &at(t, 0.1), &census, Outcome::Applied)) {
-            if q > lowest && raised_at.is_none() {
-                raised_at = Some(t);
-            }
-        }
-    }
-    let raised_at = raised_at.expect("the capacity never came back");
-    assert!(
-        (229..=232).contains(&raised_at),
-        "raised at tick {raised_at}, expected when the surge left the 10 s window (tick 229)"
-    );
-}
-
-#[test]
 fn a_parent_that_appears_while_the_ladder_holds_offline_work_frozen_is_frozen_once() {
     let mut c = controllers(false);
     let mut census = census();
@@ -622,18 +476,8 @@ fn a_parent_that_appears_while_the_ladder_holds_offline_work_frozen_is_frozen_on
 fn a_kill_still_settling_is_not_asked_again_and_counts_once_concluded() {
     let mut c = controllers(false);
     let census = census();
-    let mut kills = Vec::new();
-    let mut t = 0.0;
     // The kernel is slow to empty every victim: each kill's outcome is still to come.
-    while kills.len() < 2 {
-        assert!(t < 20.0, "never went on to a second victim: {kills:?}");
-        for (_, target, op) in writes(&tick(&mut c, &input(t, 0.97), &census, Outcome::Intent)) {
-            if op == Operation::Kill {
-                kills.push(target);
-            }
-        }
-        t += 0.25;
-    }
+    let (kills, _) = overload_until_kills(&mut c, &census, 2, Outcome::Intent);
     assert_eq!(
         kills,
         ["kubepods/besteffort/pod-debug", "yarn/container_3"],
