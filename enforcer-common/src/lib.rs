@@ -118,6 +118,15 @@ pub const MAP_KSWAPD_WAKEUPS: &str = "KSWAPD_WAKEUPS";
 /// Name of the per-CPU counter of reclaim events (episodes ended, kswapd wake-ups): user space
 /// reads [`MAP_RECLAIM`] and [`MAP_KSWAPD_WAKEUPS`] only when it moved.
 pub const MAP_RECLAIM_EVENTS: &str = "RECLAIM_EVENTS";
+/// Name of the ring buffer through which a direct-reclaim episode wakes the daemon's tick
+/// at once instead of at the next tick (one `u64` record: the episode's stall in ns).
+pub const MAP_RECLAIM_WAKE: &str = "RECLAIM_WAKE";
+/// Its size: the smallest ring the kernel accepts (one page); the records are rate-limited
+/// ([`RECLAIM_WAKE_GAP_NS`]) and one is enough to wake the reader.
+pub const RECLAIM_WAKE_BYTES: u32 = 4096;
+/// At most one wake-up record per this many nanoseconds, node-wide: a reclaim storm of
+/// thousands of episodes a second costs the daemon at most 100 wake-ups a second.
+pub const RECLAIM_WAKE_GAP_NS: u64 = 10_000_000;
 /// NUMA nodes counted separately in [`MAP_KSWAPD_WAKEUPS`]; higher node ids share the last slot.
 pub const MAX_NUMA_NODES: u32 = 64;
 /// The reclaim programs (`tp_btf/mm_vmscan_*`).

@@ -10,10 +10,12 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns},
     macros::{btf_tracepoint, map},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::BtfTracePointContext,
 };
-use enforcer_common::{CgroupMode, MAX_NUMA_NODES, ReclaimStats};
+use enforcer_common::{
+    CgroupMode, MAX_NUMA_NODES, RECLAIM_WAKE_BYTES, RECLAIM_WAKE_GAP_NS, ReclaimStats,
+};
 
 use crate::cpu::{OFFSETS, load};
 
@@ -32,6 +34,35 @@ static KSWAPD_WAKEUPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_NUMA
 /// ten times a second, on a node that is not reclaiming).
 #[map]
 static RECLAIM_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Direct reclaim ended: the daemon's tick wakes on a record here (see `wake`).
+#[map]
+static RECLAIM_WAKE: RingBuf = RingBuf::with_byte_size(RECLAIM_WAKE_BYTES, 0);
+
+/// When the last wake-up record was written (ns, `bpf_ktime_get_ns`), node-wide.
+#[map]
+static RECLAIM_WAKE_AT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Wakes the daemon on a direct-reclaim episode, at most once per `RECLAIM_WAKE_GAP_NS`
+/// node-wide: on a node without swap the page cache can run out within a few hundred
+/// milliseconds of the first stall, less than a tick and a ladder step. Two CPUs racing
+/// past the check both write: harmless, the reader drains whatever is there. A full ring
+/// (the reader already has a record waiting) drops the record, which is what it should do.
+#[inline(always)]
+fn wake(now: u64, stall: u64) {
+    let Some(at) = RECLAIM_WAKE_AT.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: array value, valid for the program run; a racy read-modify-write only lets
+    // an extra record through.
+    unsafe {
+        if now.saturating_sub(*at) < RECLAIM_WAKE_GAP_NS {
+            return;
+        }
+        *at = now;
+    }
+    let _ = RECLAIM_WAKE.output::<u64>(stall, 0);
+}
 
 #[inline(always)]
 fn count_event() {
@@ -108,6 +139,10 @@ fn end(direct: bool) {
         }
     }
     count_event();
+    // After the stall is counted, so that the tick it wakes sees it.
+    if direct {
+        wake(now, stall);
+    }
 }
 
 #[inline(always)]

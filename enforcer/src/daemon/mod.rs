@@ -265,6 +265,12 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         }
     };
     let reclaim = programs.reclaim_sampler()?;
+    let reclaim_wake = programs
+        .reclaim_wake()
+        .inspect_err(|e| {
+            tracing::warn!("{e}: direct reclaim is seen at the next tick, not when it happens")
+        })
+        .ok();
     let network = if config.network.enabled && layout.unified_mount().is_none() {
         // Found by the VM matrix on a pure v1 node: the cgroup_skb programs attach to
         // cgroup2 only, so without it the network side is off, said once, and the rest of
@@ -465,6 +471,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
         let loop_ = SamplerLoop {
             sampler,
             reclaim,
+            reclaim_wake,
             actuator,
             controllers,
             host: Box::new(RealHost),

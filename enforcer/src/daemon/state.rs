@@ -413,8 +413,10 @@ pub fn record_tick(
     h: &mut SamplerHealth,
     reading: &crate::sampling::cpu::CpuReading,
     lag: std::time::Duration,
+    woken_by_reclaim: bool,
 ) {
     h.ticks_total += 1;
+    h.reclaim_wakeups_total += u64::from(woken_by_reclaim);
     h.tick_lag_seconds = lag.as_secs_f64();
     h.tick_lag_max_seconds = h.tick_lag_max_seconds.max(h.tick_lag_seconds);
     h.tick_lag.observe(h.tick_lag_seconds);

@@ -48,7 +48,7 @@ use crate::{
         cpu::{CpuReading, CpuSampler},
         poll::CgroupfsPoller,
         programs::Programs,
-        reclaim::ReclaimSampler,
+        reclaim::{ReclaimSampler, ReclaimWake},
     },
     surfaces::snapshot::TcRequest,
 };
@@ -74,9 +74,16 @@ const JOURNAL_FAILING_FOR: Duration = Duration::from_secs(60);
 /// Map reads that fail this many times in a row stop the daemon.
 const MAX_CONSECUTIVE_READ_FAILURES: u32 = 50;
 
+/// A tick woken by direct reclaim comes at least this long after the one before (and a
+/// quarter of the tick at least): a reclaim storm costs a bounded number of ticks.
+const RECLAIM_WAKE_MIN_GAP: Duration = Duration::from_millis(10);
+
 pub(super) struct SamplerLoop {
     pub(super) sampler: CpuSource,
     pub(super) reclaim: ReclaimSampler,
+    /// Direct-reclaim episodes as they end: the loop's sleep ends on one (`None`: the
+    /// programs' ring could not be had, ticks keep their schedule).
+    pub(super) reclaim_wake: Option<ReclaimWake>,
     /// The choke point: the daemon's, lent to the apply step and the network controller.
     pub(super) actuator: Actuator,
     pub(super) controllers: Controllers,
@@ -119,18 +126,24 @@ pub(super) struct SamplerLoop {
 impl SamplerLoop {
     pub(super) fn run(mut self, stop: &AtomicBool, reload: &ReloadRequest) -> anyhow::Result<()> {
         let mut next_tick = Instant::now();
+        let mut last_tick = Instant::now();
         let mut consecutive_failures = 0u32;
         while !stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now < next_tick {
-                std::thread::sleep(next_tick - now);
-            }
-            let lag = Instant::now().saturating_duration_since(next_tick);
-            next_tick += self.tick;
-            // After a long stall (suspend, debugger), do not run a burst of catch-up ticks.
-            if next_tick < Instant::now() {
-                next_tick = Instant::now() + self.tick;
-            }
+            let woken = self.sleep_until(next_tick, last_tick);
+            last_tick = Instant::now();
+            // A tick woken by reclaim runs now and leaves the schedule as it was.
+            let lag = if woken {
+                Duration::ZERO
+            } else {
+                let lag = last_tick.saturating_duration_since(next_tick);
+                next_tick += self.tick;
+                // After a long stall (suspend, debugger), do not run a burst of catch-up
+                // ticks.
+                if next_tick < last_tick {
+                    next_tick = last_tick + self.tick;
+                }
+                lag
+            };
             if let Some(trigger) = reload.take() {
                 self.reload(trigger);
             }
@@ -156,7 +169,7 @@ impl SamplerLoop {
                     continue;
                 }
             };
-            let unknown = self.tick_once(reading, lag).inspect_err(|_| {
+            let unknown = self.tick_once(reading, lag, woken).inspect_err(|_| {
                 stop.store(true, Ordering::Relaxed);
             })?;
             if !unknown.is_empty() {
@@ -186,6 +199,34 @@ impl SamplerLoop {
             tracing::error!("removing enforcer's tc objects: {e}");
         }
         Ok(())
+    }
+
+    /// Sleeps until the tick at `deadline`, or until a direct-reclaim episode ends (then
+    /// true: the tick runs at once). On a node without swap the page cache can run out
+    /// within a few hundred milliseconds of the first stall; waiting up to a tick, then a
+    /// tick per ladder step, lets the kernel's OOM killer act first. Never sooner than
+    /// `RECLAIM_WAKE_MIN_GAP` (or a quarter of the tick) after the `last` tick.
+    fn sleep_until(&mut self, deadline: Instant, last: Instant) -> bool {
+        let earliest = last + RECLAIM_WAKE_MIN_GAP.max(self.tick / 4);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let Some(wake) = &mut self.reclaim_wake else {
+                std::thread::sleep(deadline - now);
+                return false;
+            };
+            if now < earliest {
+                // Records that come meanwhile wait in the ring.
+                std::thread::sleep(earliest.min(deadline) - now);
+                continue;
+            }
+            if wake.wait(deadline - now) {
+                wake.drain();
+                return true;
+            }
+        }
     }
 
     /// SIGTERM: nothing stays frozen, the ladder's squeeze goes back to the capacity
@@ -241,7 +282,12 @@ impl SamplerLoop {
     }
 
     /// One tick after the CPU read; returns the cgroup ids the index does not know.
-    fn tick_once(&mut self, reading: CpuReading, lag: Duration) -> anyhow::Result<Vec<u64>> {
+    fn tick_once(
+        &mut self,
+        reading: CpuReading,
+        lag: Duration,
+        woken_by_reclaim: bool,
+    ) -> anyhow::Result<Vec<u64>> {
         let at_ns = reading.at_ns;
         // 1. sample
         let reclaim = self.reclaim.read().unwrap_or_else(|e| {
@@ -254,7 +300,7 @@ impl SamplerLoop {
         let (unknown, input, view, signals, engaged, index_walked) = {
             let mut guard = self.state.lock().unwrap();
             let st = &mut *guard;
-            super::state::record_tick(&mut st.health, &reading, lag);
+            super::state::record_tick(&mut st.health, &reading, lag, woken_by_reclaim);
             let index = &st.index;
             let unknown =
                 st.usage

@@ -2,10 +2,7 @@
 //! was created, removed or renamed, in which hierarchy, read from a ring buffer that a
 //! thread can sleep on.
 
-use std::{
-    os::fd::{AsFd, AsRawFd},
-    time::Duration,
-};
+use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use enforcer_common::{
@@ -120,15 +117,7 @@ impl CgroupEvents {
 
     /// Sleeps until the kernel has events or `timeout` passes; true when there are events.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let mut fds = [libc::pollfd {
-            fd: self.ring.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
-        n > 0 && fds[0].revents & libc::POLLIN != 0
+        super::ring::wait_readable(&self.ring, timeout)
     }
 
     /// Every event the kernel has queued, oldest first (records that do not decode are

@@ -13,3 +13,4 @@ pub mod poll;
 pub mod programs;
 pub mod psi;
 pub mod reclaim;
+pub mod ring;

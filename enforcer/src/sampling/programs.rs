@@ -17,8 +17,8 @@ use aya::{
 use enforcer_common::{
     CgroupMode, GLOBAL_OFFSETS, MAP_CGROUP_EVENTS, MAP_CGROUP_EVENTS_LOST, MAP_CPU_NS,
     MAP_CPU_SLOT, MAP_KSWAPD_WAKEUPS, MAP_NET, MAP_NET_CLASS, MAP_RECLAIM, MAP_RECLAIM_EVENTS,
-    NET_DEFAULT_ENTRIES, PROG_CGROUP_ATTACH, PROG_NET_CLASSIFY, PROG_NET_EGRESS, PROG_NET_INGRESS,
-    PROG_SCHED_SWITCH, PROGS_CGROUP_EVENTS, PROGS_RECLAIM,
+    MAP_RECLAIM_WAKE, NET_DEFAULT_ENTRIES, PROG_CGROUP_ATTACH, PROG_NET_CLASSIFY, PROG_NET_EGRESS,
+    PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROGS_CGROUP_EVENTS, PROGS_RECLAIM,
 };
 
 pub use super::error::SamplerError;
@@ -27,7 +27,7 @@ use super::{
     cgroups::CgroupEvents,
     cpu::CpuSampler,
     net::{NetClassifier, NetSampler},
-    reclaim::ReclaimSampler,
+    reclaim::{ReclaimSampler, ReclaimWake},
 };
 
 /// The kernel programs, built by `build.rs` and embedded so that one file is all a node needs.
@@ -132,6 +132,11 @@ impl Programs {
         let kswapd = self.take_map(MAP_KSWAPD_WAKEUPS)?;
         let events = self.take_map(MAP_RECLAIM_EVENTS)?;
         ReclaimSampler::from_maps(stats, kswapd, events)
+    }
+
+    /// The direct-reclaim wake-ups (once).
+    pub fn reclaim_wake(&mut self) -> Result<ReclaimWake, SamplerError> {
+        ReclaimWake::from_map(self.take_map(MAP_RECLAIM_WAKE)?)
     }
 
     /// The per-cgroup network counters (once).

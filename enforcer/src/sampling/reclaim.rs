@@ -2,8 +2,12 @@
 
 use std::collections::HashMap;
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use enforcer_common::{MAP_KSWAPD_WAKEUPS, MAP_RECLAIM, MAP_RECLAIM_EVENTS, ReclaimStats};
+use std::time::Duration;
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use enforcer_common::{
+    MAP_KSWAPD_WAKEUPS, MAP_RECLAIM, MAP_RECLAIM_EVENTS, MAP_RECLAIM_WAKE, ReclaimStats,
+};
 
 use super::error::SamplerError;
 
@@ -102,5 +106,34 @@ impl ReclaimSampler {
         for id in ids {
             let _ = self.stats.remove(&id);
         }
+    }
+}
+
+/// Direct-reclaim episodes as they end, from the `vmscan` programs' wake-up ring (at most
+/// one record per `RECLAIM_WAKE_GAP_NS` node-wide): the tick sleeps on it so that the
+/// ladder sees a stall when it happens, not up to a tick later.
+pub struct ReclaimWake {
+    ring: RingBuf<MapData>,
+}
+
+impl ReclaimWake {
+    pub(super) fn from_map(ring: aya::maps::Map) -> Result<Self, SamplerError> {
+        Ok(ReclaimWake {
+            ring: RingBuf::try_from(ring).map_err(|e| read_error(MAP_RECLAIM_WAKE, e))?,
+        })
+    }
+
+    /// Sleeps until an episode ends or `timeout` passes; true when one ended.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        super::ring::wait_readable(&self.ring, timeout)
+    }
+
+    /// Consumes every record queued; how many there were.
+    pub fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while self.ring.next().is_some() {
+            n += 1;
+        }
+        n
     }
 }

@@ -167,6 +167,7 @@ fn busy() -> Snapshot {
     };
     s.sampler = SamplerHealth {
         ticks_total: 36_000,
+        reclaim_wakeups_total: 0,
         tick_lag_seconds: 0.000_42,
         tick_lag_max_seconds: 0.0131,
         tick_lag: Default::default(),

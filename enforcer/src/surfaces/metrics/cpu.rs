@@ -110,6 +110,12 @@ fn sampler(enc: &mut DescriptorEncoder, h: &SamplerHealth) -> Fmt {
         "Sampling ticks run.",
         &one(h.ticks_total as f64),
     )?;
+    counter(
+        enc,
+        "enforcer_sampler_reclaim_wakeups",
+        "Ticks run at once because a direct-reclaim episode ended, not at their schedule.",
+        &one(h.reclaim_wakeups_total as f64),
+    )?;
     gauge(
         enc,
         "enforcer_sampler_tick_lag_seconds",

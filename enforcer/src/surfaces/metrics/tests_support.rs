@@ -139,6 +139,7 @@ pub(crate) fn sample() -> Snapshot {
         cgroups_total: 5,
         sampler: SamplerHealth {
             ticks_total: 101,
+            reclaim_wakeups_total: 3,
             tick_lag_seconds: 0.002,
             tick_lag_max_seconds: 0.03,
             tick_lag: {

@@ -246,6 +246,10 @@ pub struct DiscoveryView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SamplerHealth {
     pub ticks_total: u64,
+    /// Of those, ticks run at once because a direct-reclaim episode ended (not at their
+    /// schedule): the ladder's reclaim trigger seen when it happens.
+    #[serde(default)]
+    pub reclaim_wakeups_total: u64,
     /// How late the last tick started compared with its schedule.
     pub tick_lag_seconds: f64,
     pub tick_lag_max_seconds: f64,
