@@ -31,7 +31,7 @@ const NODE_FROM_KUBE_STATE: &[&str] = &["EnforcerCrashLooping"];
 const FLEET_WIDE: &[&str] = &["EnforcerTargetsAbsent", "EnforcerDaemonSetUnavailable"];
 const SEVERITIES: &[&str] = &["page", "warning", "info"];
 /// Name prefixes of the series the rules and the dashboard may use.
-const PREFIXES: &[&str] = &["enforcer_", "k8s_", "yarn_", "kube_"];
+const PREFIXES: &[&str] = &["enforcer_", "process_", "k8s_", "yarn_", "kube_"];
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

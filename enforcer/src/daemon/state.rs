@@ -183,6 +183,7 @@ impl NodeState {
             pid: std::process::id(),
             started_at: self.started_at,
             taken_at: crate::clock::unix_now(),
+            own: crate::sampling::own::read(),
             layout: self.layout.clone(),
             kubelet_driver: self.kubelet_driver.clone(),
             cpu_hierarchy: self.cpu_hierarchy.clone(),
@@ -422,10 +423,14 @@ pub fn record_tick(
     h.tick_lag.observe(h.tick_lag_seconds);
     h.map_read_seconds = reading.read_duration.as_secs_f64();
     h.map_entries = reading.per_cgroup.len();
+    let now = crate::clock::unix_now();
+    if reading.switches > h.program_runs_total {
+        h.program_runs_moved_unix = now;
+    }
     h.program_runs_total = reading.switches;
     h.dropped_total = reading.dropped;
     h.read_errors_total = reading.read_errors;
-    h.last_tick_unix = crate::clock::unix_now();
+    h.last_tick_unix = now;
     h.consecutive_read_failures = 0;
 }
 

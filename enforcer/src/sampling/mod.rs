@@ -9,6 +9,7 @@ pub mod filesystem;
 pub mod kmsg;
 pub mod memory;
 pub mod net;
+pub mod own;
 pub mod poll;
 pub mod programs;
 pub mod psi;

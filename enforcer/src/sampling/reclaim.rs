@@ -19,7 +19,7 @@ pub struct ReclaimReading {
     /// Node-wide totals.
     pub total: ReclaimStats,
     pub kswapd_wakeups: u64,
-    /// kswapd wake-ups per NUMA node id (nodes that never woke kswapd are left out).
+    /// kswapd wake-ups per NUMA node id: every online node, and any other that woke kswapd.
     pub kswapd_wakeups_by_node: Vec<(u32, u64)>,
 }
 
@@ -29,6 +29,21 @@ pub struct ReclaimSampler {
     events: PerCpuArray<MapData, u64>,
     /// The reading made when the event count was this: handed out again while it stays.
     last: Option<(u64, ReclaimReading)>,
+    /// The node's online NUMA nodes: each has its kswapd count, zero until it wakes, so that
+    /// a dashboard's rate of it is 0 rather than no data.
+    numa_nodes: Vec<u32>,
+}
+
+/// A kernel CPU or node list (`0`, `0-3`, `0,2-3`), as `/sys/devices/system/node/online`.
+fn parse_id_list(text: &str) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(first), Ok(last)) = (first.parse::<u32>(), last.parse::<u32>()) {
+            ids.extend(first..=last.min(first.saturating_add(1024)));
+        }
+    }
+    ids
 }
 
 fn read_error(map: &'static str, e: impl std::fmt::Display) -> SamplerError {
@@ -50,6 +65,12 @@ impl ReclaimSampler {
             kswapd: PerCpuArray::try_from(kswapd).map_err(object)?,
             events: PerCpuArray::try_from(events).map_err(object)?,
             last: None,
+            // Without the file (no NUMA support built in) the node is node 0.
+            numa_nodes: std::fs::read_to_string("/sys/devices/system/node/online")
+                .map(|t| parse_id_list(&t))
+                .ok()
+                .filter(|ids| !ids.is_empty())
+                .unwrap_or_else(|| vec![0]),
         })
     }
 
@@ -94,7 +115,7 @@ impl ReclaimSampler {
             let per_cpu = per_cpu.map_err(|e| read_error(MAP_KSWAPD_WAKEUPS, e))?;
             let wakeups: u64 = per_cpu.iter().sum();
             reading.kswapd_wakeups += wakeups;
-            if wakeups > 0 {
+            if wakeups > 0 || self.numa_nodes.contains(&(node as u32)) {
                 reading.kswapd_wakeups_by_node.push((node as u32, wakeups));
             }
         }
@@ -135,5 +156,19 @@ impl ReclaimWake {
             n += 1;
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_id_list;
+
+    #[test]
+    fn node_lists_as_the_kernel_writes_them() {
+        assert_eq!(parse_id_list("0\n"), vec![0]);
+        assert_eq!(parse_id_list("0-3\n"), vec![0, 1, 2, 3]);
+        assert_eq!(parse_id_list("0,2-3"), vec![0, 2, 3]);
+        assert_eq!(parse_id_list(""), Vec::<u32>::new());
+        assert_eq!(parse_id_list("x,1"), vec![1]);
     }
 }

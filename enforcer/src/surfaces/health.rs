@@ -8,6 +8,9 @@ use super::snapshot::Snapshot;
 /// Map reads failing this many ticks in a row mean the programs are gone.
 const READ_FAILURES_UNHEALTHY: u32 = 5;
 
+/// Seconds of ticks without one `sched_switch` run counted that mean the program is gone.
+const PROGRAM_SILENT_UNHEALTHY: f64 = 5.0;
+
 /// Ok, or why not (one line each).
 pub fn health(s: &Snapshot, now_unix: f64) -> Result<(), Vec<String>> {
     let mut why = Vec::new();
@@ -31,6 +34,19 @@ pub fn health(s: &Snapshot, now_unix: f64) -> Result<(), Vec<String>> {
         why.push(format!(
             "{} map reads failed in a row: the eBPF programs are detached or their maps gone",
             h.consecutive_read_failures
+        ));
+    }
+    // A running node switches context many times a second (the sampler itself sleeps
+    // between ticks): a count of `sched_switch` runs that stopped while the ticks go on
+    // means the program no longer runs although its maps still read. Its raw tracepoint
+    // link cannot be detached from outside (`bpftool link detach`: EOPNOTSUPP on 6.18), so
+    // the programs otherwise leave only with the daemon's descriptors, i.e. with the daemon.
+    if h.program_runs_moved_unix > 0.0
+        && h.last_tick_unix - h.program_runs_moved_unix > stale_after.max(PROGRAM_SILENT_UNHEALTHY)
+    {
+        why.push(format!(
+            "the sched_switch program has counted no context switch for {:.0}s: detached? (bpftool link list)",
+            h.last_tick_unix - h.program_runs_moved_unix
         ));
     }
     if h.journal_failing {
@@ -74,6 +90,26 @@ mod tests {
         s.sampler.consecutive_read_failures = 7;
         s.sampler.journal_failing = true;
         assert_eq!(health(&s, 1000.5).unwrap_err().len(), 2);
+    }
+
+    #[test]
+    fn health_fails_when_the_sched_switch_program_stops_counting_while_ticks_go_on() {
+        let mut s = sample();
+        s.tick_seconds = 0.1;
+        s.sampler.last_tick_unix = 1000.0;
+        s.sampler.consecutive_read_failures = 0;
+        s.sampler.journal_failing = false;
+        // The cgroupfs poller has no program: never moved, never a reason.
+        s.sampler.program_runs_moved_unix = 0.0;
+        assert!(health(&s, 1000.0).is_ok());
+        s.sampler.program_runs_moved_unix = 996.0;
+        assert!(health(&s, 1000.0).is_ok());
+        s.sampler.program_runs_moved_unix = 994.0;
+        let why = health(&s, 1000.0).unwrap_err();
+        assert!(
+            why[0].starts_with("the sched_switch program has counted no context switch for 6s"),
+            "{why:?}"
+        );
     }
 
     #[test]

@@ -175,6 +175,7 @@ fn busy() -> Snapshot {
         map_entries: 812,
         map_capacity: 16_384,
         program_runs_total: 987_654_321,
+        program_runs_moved_unix: 0.0,
         dropped_total: 3,
         read_errors_total: 4,
         rescans_total: 5,

@@ -23,7 +23,37 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, s: &Snapshot) -> Fmt {
     classes(enc, &s.classes)?;
     top_cgroups(enc, &s.cgroups)?;
     sampler(enc, &s.sampler)?;
-    discovery(enc, &s.discovery)
+    discovery(enc, &s.discovery)?;
+    own(enc, s)
+}
+
+/// The daemon's own cost under the names every Prometheus client library exports them by,
+/// so the operators' existing per-process panels and rules apply as they are.
+fn own(enc: &mut DescriptorEncoder, s: &Snapshot) -> Fmt {
+    counter(
+        enc,
+        "process_cpu_seconds",
+        "Total user and system CPU time spent in seconds.",
+        &one(s.own.cpu_seconds_total),
+    )?;
+    gauge(
+        enc,
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        &one(s.own.resident_bytes as f64),
+    )?;
+    gauge(
+        enc,
+        "process_open_fds",
+        "Number of open file descriptors.",
+        &one(s.own.open_fds as f64),
+    )?;
+    gauge(
+        enc,
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        &one(s.started_at),
+    )
 }
 
 fn build_info(enc: &mut DescriptorEncoder, s: &Snapshot) -> Fmt {

@@ -113,7 +113,7 @@ fn reclaim(enc: &mut DescriptorEncoder, by_class: &[ClassReclaim]) -> Fmt {
 }
 
 fn kswapd(enc: &mut DescriptorEncoder, totals: &ReclaimTotals) -> Fmt {
-    // Every node that ever woke kswapd; a node with no wake-up yet has no series.
+    // Every online NUMA node (zero until it wakes kswapd), and any other that ever woke it.
     let per_node: Vec<(Labels, f64)> = totals
         .kswapd_wakeups_by_node
         .iter()

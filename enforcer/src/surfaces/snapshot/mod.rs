@@ -34,6 +34,9 @@ pub struct Snapshot {
     /// Seconds since the Unix epoch.
     pub started_at: f64,
     pub taken_at: f64,
+    /// The daemon's own CPU time, memory and descriptors when the snapshot was taken.
+    #[serde(default)]
+    pub own: crate::sampling::own::OwnUsage,
     /// "v1", "v2" or "hybrid".
     pub layout: String,
     /// How the kubelet names its cgroups: "systemd", "cgroupfs" or "none".
@@ -126,7 +129,7 @@ pub struct ReclaimTotals {
     pub memcg_episodes: u64,
     pub memcg_stall_seconds: f64,
     pub kswapd_wakeups: u64,
-    /// Per NUMA node id; nodes that never woke kswapd are left out.
+    /// Per NUMA node id: every online node (zero until it wakes kswapd), and any other that did.
     pub kswapd_wakeups_by_node: Vec<(u32, u64)>,
 }
 
@@ -263,6 +266,10 @@ pub struct SamplerHealth {
     pub map_capacity: u32,
     /// `sched_switch` events handled by the program.
     pub program_runs_total: u64,
+    /// Wall time of the last tick that saw that count grow (0: never, e.g. the cgroupfs
+    /// poller, which has no program).
+    #[serde(default)]
+    pub program_runs_moved_unix: f64,
     /// Credits the program could not store because its map was full.
     pub dropped_total: u64,
     pub read_errors_total: u64,
