@@ -13,6 +13,7 @@ pub mod cgroup_root;
 pub mod containerd;
 pub mod cri;
 pub mod daemon;
+pub mod image;
 pub mod kubelet;
 pub mod layout;
 pub mod load;

@@ -16,46 +16,19 @@ use std::{
 
 use enforcer_tests::{
     TempDir,
+    alerting::workspace,
     cgroup::{cpu_hog, spawn_in},
     cgroup_root::CgroupRoot,
     containerd::{Containerd, archive_image_name, write_pause_image},
     cri::{Cri, PodGuard},
     daemon::{free_port, metric_value},
+    image::build_image,
     kubelet::{Manifest, Node, plan_pod},
     require_root, unique_name, wait_until,
 };
 
 const PAUSE_IMAGE: &str = "docker.io/library/enforcer-test-pause:busybox";
 const OFFLINE_P3: &str = r#"enforcer_cpu_seconds_total{class="offline",priority="P3"}"#;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
-/// `cargo xtask image`, as an operator runs it; returns the archive it wrote.
-fn build_image() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["xtask", "image"])
-        .current_dir(workspace())
-        .output()
-        .expect("run cargo xtask image");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "cargo xtask image failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let archive = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("archive:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("cargo xtask image printed no archive:\n{stdout}"));
-    PathBuf::from(archive)
-}
 
 /// What containerd makes of a short image reference (`enforcer:0.1.0`).
 fn normalized(image: &str) -> String {
@@ -137,7 +110,7 @@ fn the_daemonset_pod_runs_in_containerd_through_cri_and_stops_cleanly() {
     let container = manifest.container();
 
     // The image, built as the README says, and named as the manifest references it.
-    let archive = build_image();
+    let archive = build_image().archive;
     let name = archive_image_name(&archive).expect("the archive names its image");
     assert_eq!(
         name,
