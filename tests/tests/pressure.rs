@@ -91,6 +91,86 @@ fn since_boot(unix: f64) -> f64 {
     unix - (now - uptime)
 }
 
+/// The kernel's own record of direct reclaim (the `vmscan` trace events, in the guest's
+/// tracefs): what the node went through, per 100 ms, printed with the test's timeline. It
+/// asserts nothing: it shows what the trigger had to see, beside what the daemon saw.
+struct ReclaimTrace;
+
+const TRACING: &str = "/sys/kernel/tracing";
+
+impl ReclaimTrace {
+    fn start() -> ReclaimTrace {
+        let write = |file: &str, value: &str| {
+            std::fs::write(format!("{TRACING}/{file}"), value)
+                .unwrap_or_else(|e| panic!("{TRACING}/{file}: {e}"))
+        };
+        write("buffer_size_kb", "16384");
+        write("trace", "");
+        for event in [
+            "mm_vmscan_direct_reclaim_begin",
+            "mm_vmscan_direct_reclaim_end",
+        ] {
+            write(&format!("events/vmscan/{event}/enable"), "1");
+        }
+        write("tracing_on", "1");
+        ReclaimTrace
+    }
+
+    /// Episodes and stall per 100 ms, from the first episode on (seconds since boot, the
+    /// clock of the kernel log's OOM lines too).
+    fn report(&self) {
+        let _ = std::fs::write(format!("{TRACING}/tracing_on"), "0");
+        let text = std::fs::read_to_string(format!("{TRACING}/trace")).unwrap_or_default();
+        // "  python3-140  [001] .....  52.123456: mm_vmscan_direct_reclaim_begin: order=0 ..."
+        let mut begun: std::collections::HashMap<String, f64> = Default::default();
+        let mut buckets: std::collections::BTreeMap<i64, (u32, f64)> = Default::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((head, event)) = line.split_once(": mm_vmscan_direct_reclaim_") else {
+                continue;
+            };
+            let mut fields = head.split_whitespace();
+            let task = fields.next().unwrap_or("").to_string();
+            let Some(at) = fields
+                .last()
+                .and_then(|t| t.trim_end_matches(':').parse::<f64>().ok())
+            else {
+                continue;
+            };
+            if event.starts_with("begin") {
+                begun.insert(task, at);
+            } else if let Some(from) = begun.remove(&task) {
+                let bucket = buckets.entry((from * 10.0).floor() as i64).or_default();
+                bucket.0 += 1;
+                bucket.1 += at - from;
+            }
+        }
+        println!(
+            "kernel trace, direct reclaim per 100 ms (start s since boot: episodes, stall ms):"
+        );
+        for (bucket, (episodes, stall)) in &buckets {
+            println!(
+                "  {:9.1} {episodes:5} {:8.1}",
+                *bucket as f64 / 10.0,
+                stall * 1000.0
+            );
+        }
+        if !begun.is_empty() {
+            println!("  still in direct reclaim at the end: {}", begun.len());
+        }
+    }
+}
+
+impl Drop for ReclaimTrace {
+    fn drop(&mut self) {
+        for event in [
+            "mm_vmscan_direct_reclaim_begin",
+            "mm_vmscan_direct_reclaim_end",
+        ] {
+            let _ = std::fs::write(format!("{TRACING}/events/vmscan/{event}/enable"), "0");
+        }
+    }
+}
+
 /// A guest of `cargo xtask vmtest`: its init puts the layout on the kernel command line.
 fn in_vm_guest() -> bool {
     std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.contains("enforcer.cgroup="))
@@ -189,6 +269,7 @@ fn direct_reclaim_fires_the_ladder_which_squeezes_then_kills_the_offline_unit_an
     // Past what is left by 64 MiB: only the page cache (binaries, libraries) is left to
     // reclaim, in the allocating tasks' own context, and not enough of it.
     let grow_to = left + 64 * MIB;
+    let trace = ReclaimTrace::start();
     let started = std::time::Instant::now();
     let mut online_proc = online.spawn(grower(grow_to, 60));
     println!(
@@ -242,6 +323,7 @@ fn direct_reclaim_fires_the_ladder_which_squeezes_then_kills_the_offline_unit_an
     for (at, line) in &ooms {
         println!("  {at:9.3} kernel: {line}");
     }
+    trace.report();
     let trigger_of = |e: &enforcer::actuators::journal::Entry| e.reason["trigger"].clone();
     let by_reclaim = |e: &enforcer::actuators::journal::Entry| {
         e.outcome == enforcer::actuators::journal::Outcome::Applied
