@@ -59,7 +59,9 @@ impl PublisherStats {
     }
 
     pub fn status(&self) -> PublisherStatus {
-        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        // Acquire, paired with `count`'s Release: a failure counted is seen with the error
+        // the worker wrote before counting it.
+        let n = |c: &AtomicU64| c.load(Ordering::Acquire);
         PublisherStatus {
             node: self.node.clone(),
             up: self.up.load(Ordering::Relaxed),
@@ -75,6 +77,6 @@ impl PublisherStats {
     }
 
     pub(super) fn count(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
+        c.fetch_add(1, Ordering::Release);
     }
 }

@@ -131,11 +131,12 @@ impl Worker {
             }
             Err(e) => {
                 self.failures_in_row += 1;
-                PublisherStats::count(&self.stats.failures);
                 let text = crate::text::one_line(&e.to_string());
+                // The error before the count: a status that shows the failure shows why.
                 if let Ok(mut last) = self.stats.last_error.lock() {
                     *last = Some(text.clone());
                 }
+                PublisherStats::count(&self.stats.failures);
                 let backoff = self
                     .o
                     .backoff
