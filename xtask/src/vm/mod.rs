@@ -38,8 +38,8 @@ pub const SUITES: &[&str] = &[
 // test finds an IFB device gone between listing the links and reading its classes after a
 // kill -9 ("Cannot find device eifb3"), which is either the successor replacing what it
 // should adopt or the test racing it; not in the default matrix until that is known.
-// `pressure` (direct reclaim for real) runs with `--suite pressure`: it is ignored on a host
-// (it exhausts the node's memory) and a guest runs every suite with `--include-ignored`.
+// `pressure` (direct reclaim for real) runs with `--suite pressure`: it exhausts the node's
+// memory, so it is a `test = false` target that only `--test pressure` builds.
 // Pure cgroup2 only. Not in the default matrix: on 7.2 the kernel's OOM killer took the
 // offline process before the stall crossed the trigger's threshold (0.05 s/s over 1 s) in
 // CI and twice since (105 ms and 20 ms before it), although the ticks woke on every reclaim
