@@ -77,13 +77,19 @@ mod tests {
     use super::*;
     use crate::surfaces::metrics::tests_support::sample;
 
-    #[test]
-    fn health_fails_when_the_tick_stops_the_maps_fail_or_the_journal_cannot_be_written() {
+    /// A 100 ms daemon whose last tick was at 1000 s, nothing failing.
+    fn healthy_at_1000() -> Snapshot {
         let mut s = sample();
         s.tick_seconds = 0.1;
         s.sampler.last_tick_unix = 1000.0;
         s.sampler.consecutive_read_failures = 0;
         s.sampler.journal_failing = false;
+        s
+    }
+
+    #[test]
+    fn health_fails_when_the_tick_stops_the_maps_fail_or_the_journal_cannot_be_written() {
+        let mut s = healthy_at_1000();
         assert!(health(&s, 1000.5).is_ok());
         let why = health(&s, 1003.0).unwrap_err();
         assert!(why[0].starts_with("no tick for 3.0s"), "{why:?}");
@@ -94,11 +100,7 @@ mod tests {
 
     #[test]
     fn health_fails_when_the_sched_switch_program_stops_counting_while_ticks_go_on() {
-        let mut s = sample();
-        s.tick_seconds = 0.1;
-        s.sampler.last_tick_unix = 1000.0;
-        s.sampler.consecutive_read_failures = 0;
-        s.sampler.journal_failing = false;
+        let mut s = healthy_at_1000();
         // The cgroupfs poller has no program: never moved, never a reason.
         s.sampler.program_runs_moved_unix = 0.0;
         assert!(health(&s, 1000.0).is_ok());
