@@ -9,10 +9,9 @@
 #![no_main]
 
 use enforcer::{
+    clock::parse_rfc3339,
     model::usage::UsageRecord,
-    surfaces::cli::usage::{
-        GroupBy, Range, latest, parse_rfc3339, render_csv, render_usage, report,
-    },
+    surfaces::cli::usage::{GroupBy, Range, latest, render_csv, render_usage, report},
 };
 use libfuzzer_sys::fuzz_target;
 

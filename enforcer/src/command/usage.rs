@@ -25,7 +25,7 @@ fn ledger_path(file: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result
 fn time(flag: &str, value: Option<String>) -> anyhow::Result<Option<f64>> {
     value
         .map(|v| {
-            usage::parse_rfc3339(&v).with_context(|| {
+            enforcer::clock::parse_rfc3339(&v).with_context(|| {
                 format!("--{flag} {v}: not an RFC 3339 time (2026-12-01T00:00:00Z)")
             })
         })

@@ -12,7 +12,10 @@ use std::{
 
 use serde::Serialize;
 
-use crate::model::usage::{UsageRecord, UsageStatus};
+use crate::{
+    clock::parse_rfc3339,
+    model::usage::{UsageRecord, UsageStatus},
+};
 
 /// The `spark-role` of the pod that stands for its application.
 const DRIVER: &str = "driver";
@@ -396,88 +399,6 @@ pub fn render_csv(rows: &[UsageRow]) -> String {
     out
 }
 
-/// Unix seconds of an RFC 3339 timestamp, `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` (`T` may
-/// be `t` or a space and `Z` may be `z`, as RFC 3339 allows); `None` for anything else,
-/// never a panic: the ledger is input, and so are `--since`/`--until`, which `enforcer
-/// usage` parses with this. No date library is a dependency of this crate.
-pub fn parse_rfc3339(s: &str) -> Option<f64> {
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let digits = b.get(from..from + len)?;
-        digits.iter().try_fold(0i64, |acc, &d| {
-            d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
-        })
-    };
-    let at = |i: usize, c: u8| b.get(i) == Some(&c);
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(at(4, b'-') && at(7, b'-') && at(13, b':') && at(16, b':')) {
-        return None;
-    }
-    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
-        return None;
-    }
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    // Second 60 is a leap second: it counts as the first second of the next minute.
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut fraction = 0.0;
-    if at(i, b'.') {
-        i += 1;
-        let digits = b[i..].iter().take_while(|d| d.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        // Nanoseconds as an integer, so `.1` is exactly a tenth before the one division.
-        let nanos = b[i..i + digits.min(9)]
-            .iter()
-            .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'))
-            * 10i64.pow(9 - digits.min(9) as u32);
-        fraction = nanos as f64 / 1e9;
-        i += digits;
-    }
-    let offset = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && at(i + 3, b':') => {
-            let (h, m) = (num(i + 1, 2)?, num(i + 4, 2)?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let offset = h * 3600 + m * 60;
-            if sign == b'-' { -offset } else { offset }
-        }
-        _ => return None,
-    };
-    let secs =
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    Some(secs as f64 + fraction)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm, the
-/// inverse of the one `clock::rfc3339` uses).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,59 +710,6 @@ mod tests {
         let rows = report(&records, GroupBy::Application, &all());
         let names: Vec<_> = rows.iter().map(|r| r.application_id.as_str()).collect();
         assert_eq!(names, ["pod-a", "pod-b", "pod-c"]);
-    }
-
-    #[test]
-    fn rfc3339_parses_fractions_and_offsets() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
-        assert_eq!(
-            parse_rfc3339("2026-11-24T13:18:09.250Z"),
-            Some(1_795_526_289.25)
-        );
-        let base = 1_795_526_289.0;
-        assert_eq!(parse_rfc3339("2026-11-24T13:18:09+00:00"), Some(base));
-        assert_eq!(parse_rfc3339("2026-11-24T18:48:09+05:30"), Some(base));
-        assert_eq!(parse_rfc3339("2026-11-24T05:18:09-08:00"), Some(base));
-        assert_eq!(parse_rfc3339("2026-11-24t13:18:09z"), Some(base));
-        assert_eq!(parse_rfc3339("2026-11-24 13:18:09Z"), Some(base));
-        let nanos = parse_rfc3339("2026-11-24T13:18:09.123456789123Z").unwrap_or_default();
-        assert!((nanos - (base + 0.123_456_789)).abs() < 1e-6);
-        let tenth = parse_rfc3339("2026-11-24T13:18:09.1+00:00").unwrap_or_default();
-        assert!((tenth - (base + 0.1)).abs() < 1e-6);
-        // Leap days, before the epoch, and the clock's own output round-trips.
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800.0));
-        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400.0));
-        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1.0));
-        let t = 1_796_000_000.5;
-        assert_eq!(parse_rfc3339(&crate::clock::rfc3339(t)), Some(t));
-    }
-
-    #[test]
-    fn rfc3339_rejects_malformed_times_without_panicking() {
-        for bad in [
-            "",
-            "2026-12-03",
-            "2026-12-03T15:46:25",
-            "2026-12-03T15:46:25.Z",
-            "2026-12-03T15:46:25ZZ",
-            "2026-12-03T15:46:25+0100",
-            "2026-12-03T15:46:25+01:00:00",
-            "2026-12-03T15:46:25+24:00",
-            "2026-13-03T15:46:25Z",
-            "2026-00-03T15:46:25Z",
-            "2025-02-29T00:00:00Z",
-            "1900-02-29T00:00:00Z",
-            "2026-04-31T00:00:00Z",
-            "2026-12-03T24:00:00Z",
-            "2026-12-03T15:60:00Z",
-            "2026-12-03X15:46:25Z",
-            "2026/12/03T15:46:25Z",
-            "+026-12-03T15:46:25Z",
-            "2026-12-03T15:46:25.ééZ",
-            "2026-12-0éT15:46:25Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
-        }
     }
 
     fn billing_row(application_id: &str, cpu: f64, status: &str) -> UsageRow {
